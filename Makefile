@@ -1,0 +1,34 @@
+# `make test` and `make demo` set everything up from a clean checkout.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: test test-fast test-slow demo bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+# Two passes: the quick suite, then the slow (fault-injection, multi-process, end-to-end) tests.
+# pytest exits 5 when a pass selects no test; that is not a failure here.
+test: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "slow" || test $$? -eq 5
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m "slow" || test $$? -eq 5
+
+demo: $(STAMP)
+	$(PY) -m simulate demo
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_simulate.py
+
+clean:
+	rm -rf $(VENV) runs/ demo_out/

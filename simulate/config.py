@@ -1,0 +1,98 @@
+"""The simulation config: the seed protocol as defaults (DESIGN.md, "Seed protocol")."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+from simulate.yaml_config import ConfigError
+
+GENERATOR_VERSION = "fra-rir-torch/1"
+
+
+@dataclass
+class SimulateConfig:
+    sr: int = 16000
+    room_min: tuple[float, float, float] = (3.0, 3.0, 2.5)
+    room_max: tuple[float, float, float] = (10.0, 6.0, 4.0)
+    rt60_range: tuple[float, float] = (0.1, 0.7)
+    num_sources: int = 2
+    # Mic offsets from the array centre in metres; the array axis is the room's x axis, never rotated.
+    mic_positions: list[tuple[float, float, float]] = field(
+        default_factory=lambda: [(-0.05, 0.0, 0.0), (0.05, 0.0, 0.0)]
+    )
+    wall_margin: float = 0.5
+    distance_range: tuple[float, float] = (0.2, 5.0)
+    coplanar: bool = False  # sources at the array's height
+    min_source_separation_deg: float = 0.0  # in lateral angle, between any two sources of a scene
+    image_count_range: tuple[int, int] = (1024, 4096)
+    decay: Literal["fra", "calibrated"] = "fra"
+    uniform_directions: bool = False  # FRA-RIR's own direction draw is not uniform on the sphere
+    reflection_perturb: tuple[float, float] = (-2.0, 2.0)  # (a, b) of U(a, b) * ratio^tau
+    reflection_tau: float = 0.25
+    sound_speed: float = 340.0
+    highpass_hz: float = 80.0
+    early_window_ms: tuple[float, float] = (-6.0, 50.0)
+    shard_size: int = 100
+    seed: int = 0
+    splits: dict[str, int] = field(default_factory=lambda: {"train": 3000, "eval": 200})
+
+    @property
+    def array_radius(self) -> float:
+        return max(math.sqrt(x * x + y * y + z * z) for x, y, z in self.mic_positions)
+
+    def validate(self) -> None:
+        def need(ok: bool, key: str, message: str) -> None:
+            if not ok:
+                raise ConfigError(f"{key}: {message}")
+
+        need(self.sr >= 1000, "sr", f"must be >= 1000 Hz, got {self.sr}")
+        lo, hi = self.rt60_range
+        need(0 < lo <= hi, "rt60_range", f"must satisfy 0 < min <= max, got {list(self.rt60_range)}")
+        need(hi <= 5.0, "rt60_range", f"max must be <= 5 s, got {hi}")
+        need(self.num_sources >= 1, "num_sources", f"must be >= 1, got {self.num_sources}")
+        need(len(self.mic_positions) >= 2, "mic_positions", "needs at least two microphones")
+        need(self.wall_margin >= 0, "wall_margin", f"must be >= 0, got {self.wall_margin}")
+        for axis in range(3):
+            need(
+                0 < self.room_min[axis] <= self.room_max[axis],
+                "room_min",
+                f"must be positive and <= room_max on every axis, got {list(self.room_min)} vs {list(self.room_max)}",
+            )
+        smallest_needed = 2 * (self.wall_margin + self.array_radius)
+        need(
+            min(self.room_min) > smallest_needed,
+            "room_min",
+            f"every side must exceed 2 * (wall_margin + array radius) = {smallest_needed:.3f} m, got {list(self.room_min)}",
+        )
+        dmin, dmax = self.distance_range
+        need(0 < dmin <= dmax, "distance_range", f"must satisfy 0 < min <= max, got {list(self.distance_range)}")
+        # Farthest a source can be from the array centre in the largest room: corner to corner of
+        # the usable box (sources keep wall_margin, the centre keeps wall_margin + radius).
+        usable = [side - 2 * self.wall_margin for side in self.room_max]
+        reach = math.sqrt(sum(u * u for u in usable))
+        need(
+            dmin < reach,
+            "distance_range",
+            f"min {dmin} m is farther than any source can be from the array in the largest room ({reach:.2f} m)",
+        )
+        need(self.distance_range[0] > self.array_radius, "distance_range",
+             f"min must exceed the array radius {self.array_radius:.3f} m")
+        need(
+            0 <= self.min_source_separation_deg < 180.0 / max(self.num_sources - 1, 1),
+            "min_source_separation_deg",
+            f"must be in [0, {180.0 / max(self.num_sources - 1, 1):.1f}), got {self.min_source_separation_deg}",
+        )
+        ilo, ihi = self.image_count_range
+        need(1 <= ilo <= ihi, "image_count_range", f"must satisfy 1 <= min <= max, got {list(self.image_count_range)}")
+        a, b = self.reflection_perturb
+        need(a <= b, "reflection_perturb", f"must satisfy a <= b, got {list(self.reflection_perturb)}")
+        need(self.sound_speed > 0, "sound_speed", f"must be > 0, got {self.sound_speed}")
+        need(0 <= self.highpass_hz < self.sr / 2, "highpass_hz", f"must be in [0, sr/2), got {self.highpass_hz}")
+        e0, e1 = self.early_window_ms
+        need(e0 < 0 < e1, "early_window_ms", f"must satisfy start < 0 < end, got {list(self.early_window_ms)}")
+        need(self.shard_size >= 1, "shard_size", f"must be >= 1, got {self.shard_size}")
+        need(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
+        for name, count in self.splits.items():
+            need(isinstance(name, str) and name.isidentifier(), "splits", f"split names must be identifiers, got {name!r}")
+            need(isinstance(count, int) and count >= 0, f"splits.{name}", f"must be a count >= 0, got {count!r}")
