@@ -24,11 +24,15 @@ test-fast: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m "slow" || test $$? -eq 5
 
+# The main job end to end on the CPU: simulate, train tiny.yaml, evaluate, plot, localize one file.
 demo: $(STAMP)
-	$(PY) -m simulate demo
+	$(PY) -m training.demo
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_simulate.py
+	$(PY) benchmarks/bench_model.py
+	$(PY) benchmarks/bench_pipeline.py
+	$(PY) benchmarks/bench_train.py
 
 clean:
 	rm -rf $(VENV) runs/ demo_out/
