@@ -1,0 +1,105 @@
+"""Model config: a dataclass whose defaults are the seed's sizes (DESIGN.md, "Model"), plus presets."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from simulate.yaml_config import ConfigError
+
+
+@dataclass
+class ModelConfig:
+    sr: int = 16000
+    n_fft: int = 512
+    hop: int = 160
+    trainable_stft: bool = True  # the seed trains its Hann-initialized DFT kernels
+    inter_channels: tuple[int, ...] = (4, 8)  # 3x3 convs on the (cos, sin) IPD image
+    patch_channels: tuple[int, ...] = (32, 128, 512)  # patch_size x patch_size / patch_size convs
+    patch_size: int = 4
+    dim: int = 512  # must equal patch_channels[-1]
+    depth: int = 8
+    heads: int = 8
+    dim_head: int = 64
+    ff_mult: int = 4
+    conv_expansion: int = 2
+    conv_kernel: int = 31
+    max_rel_pos: int = 512  # relative distances are clamped to +-max_rel_pos: Embedding(2*max+1, dim_head)
+    max_time_patches: int = 128  # rows of the learned absolute position table = num_slots + this * freq patches
+    num_classes: int = 36
+    num_slots: int = 2
+    dropout: float = 0.0  # feed-forward, attention and conv-module dropout
+    ipd_eps: float = 1e-8  # |X0 X1*| floor when normalizing the cross-spectrum to (cos, sin)
+
+    def validate(self) -> None:
+        def need(ok: bool, key: str, message: str) -> None:
+            if not ok:
+                raise ConfigError(f"{key}: {message}")
+
+        need(self.sr > 0, "sr", f"must be > 0, got {self.sr}")
+        need(self.n_fft >= 4 and self.n_fft % 2 == 0, "n_fft", f"must be an even number >= 4, got {self.n_fft}")
+        need(0 < self.hop <= self.n_fft, "hop", f"must be in (0, n_fft={self.n_fft}], got {self.hop}")
+        need(len(self.inter_channels) >= 1 and min(self.inter_channels) > 0, "inter_channels",
+             f"must be a non-empty list of positive ints, got {list(self.inter_channels)}")
+        need(len(self.patch_channels) >= 1 and min(self.patch_channels) > 0, "patch_channels",
+             f"must be a non-empty list of positive ints, got {list(self.patch_channels)}")
+        need(self.patch_size >= 1, "patch_size", f"must be >= 1, got {self.patch_size}")
+        need(self.patch_channels[-1] == self.dim, "dim",
+             f"must equal patch_channels[-1] ({self.patch_channels[-1]}), got {self.dim}")
+        freq_bins = self.n_fft // 2
+        need(freq_bins // self.patch_size ** len(self.patch_channels) >= 1, "patch_channels",
+             f"{len(self.patch_channels)} patch convs of size {self.patch_size} leave no frequency patch "
+             f"from {freq_bins} bins (n_fft={self.n_fft})")
+        for key in ("depth", "heads", "dim_head", "ff_mult", "conv_expansion", "conv_kernel",
+                    "max_rel_pos", "max_time_patches", "num_slots"):
+            need(getattr(self, key) >= 1, key, f"must be >= 1, got {getattr(self, key)}")
+        need(self.num_classes >= 2, "num_classes", f"must be >= 2, got {self.num_classes}")
+        need(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
+        need(self.ipd_eps > 0, "ipd_eps", f"must be > 0, got {self.ipd_eps}")
+
+    @property
+    def freq_patches(self) -> int:
+        return (self.n_fft // 2) // self.patch_size ** len(self.patch_channels)
+
+    @property
+    def max_tokens(self) -> int:
+        return self.num_slots + self.max_time_patches * self.freq_patches
+
+    def time_patches(self, num_samples: int) -> int:
+        """Number of time patches the model makes of `num_samples` samples (0 means too short)."""
+        if num_samples < self.n_fft:
+            return 0
+        frames = (num_samples - self.n_fft) // self.hop + 1
+        for _ in self.patch_channels:
+            frames //= self.patch_size
+        return frames
+
+    def min_samples(self) -> int:
+        """Shortest input that yields one time patch."""
+        frames = self.patch_size ** len(self.patch_channels)
+        return self.n_fft + (frames - 1) * self.hop
+
+
+PRESETS: dict[str, ModelConfig] = {
+    "seed": ModelConfig(),
+    # Small enough to train on a laptop CPU in minutes; same structure as the seed.
+    "tiny": ModelConfig(
+        inter_channels=(4, 8),
+        patch_channels=(16, 32, 64),
+        dim=64,
+        depth=2,
+        heads=4,
+        dim_head=16,
+        ff_mult=2,
+        conv_expansion=2,
+        conv_kernel=7,
+        max_rel_pos=64,
+    ),
+}
+
+
+def preset(name: str, **overrides) -> ModelConfig:
+    """A copy of PRESETS[name] with field overrides, validated."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown model preset {name!r}; accepted: {', '.join(sorted(PRESETS))}")
+    config = replace(PRESETS[name], **overrides)
+    config.validate()
+    return config

@@ -1,0 +1,60 @@
+"""Front end: a convolutional STFT with trainable Hann-windowed DFT kernels and the inter-mic phase difference."""
+from __future__ import annotations
+
+import math
+
+import torch
+from einops import rearrange
+from torch import nn
+
+
+def dft_kernels(n_fft: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """n_fft -> (real, imag) kernels [n_fft//2+1, 1, n_fft]: Hann(n) cos(2 pi k n / N), -Hann(n) sin(2 pi k n / N)."""
+    n = torch.arange(n_fft, dtype=torch.float64)
+    k = torch.arange(n_fft // 2 + 1, dtype=torch.float64)
+    window = torch.hann_window(n_fft, periodic=True, dtype=torch.float64)
+    phase = 2 * math.pi * torch.outer(k, n) / n_fft
+    real = (window * torch.cos(phase)).float()
+    imag = (-window * torch.sin(phase)).float()
+    return rearrange(real, "k n -> k 1 n"), rearrange(imag, "k n -> k 1 n")
+
+
+class STFT(nn.Module):
+    """Conv1d STFT (no padding): wave [batch, channels, samples] -> (real, imag) [batch, channels, freqs, frames]."""
+
+    def __init__(self, n_fft: int = 512, hop: int = 160, trainable: bool = True):
+        super().__init__()
+        freqs = n_fft // 2 + 1
+        self.conv_real = nn.Conv1d(1, freqs, n_fft, stride=hop, bias=False)
+        self.conv_imag = nn.Conv1d(1, freqs, n_fft, stride=hop, bias=False)
+        real, imag = dft_kernels(n_fft)
+        with torch.no_grad():
+            self.conv_real.weight.copy_(real)
+            self.conv_imag.weight.copy_(imag)
+        self.conv_real.weight.requires_grad_(trainable)
+        self.conv_imag.weight.requires_grad_(trainable)
+
+    def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        channels = wave.shape[1]
+        mono = rearrange(wave, "b c t -> (b c) 1 t")
+        real = rearrange(self.conv_real(mono), "(b c) f n -> b c f n", c=channels)
+        imag = rearrange(self.conv_imag(mono), "(b c) f n -> b c f n", c=channels)
+        return real, imag
+
+
+def ipd_cos_sin(real: torch.Tensor, imag: torch.Tensor, eps: float = 1e-8, drop_dc: bool = True) -> torch.Tensor:
+    """(real, imag) [batch, 2, freqs, frames] -> [batch, 2 (cos, sin), freqs - drop_dc, frames] of phi_1 - phi_0.
+
+    cos/sin of the inter-mic phase difference, computed as the normalized cross-spectrum X1 conj(X0) / |X1 X0|
+    (the same values as cos/sin(atan2 differences), without atan2's undefined gradient at zero magnitude;
+    a silent bin gives (0, 0)). Computed in float32 whatever the autocast dtype.
+    """
+    real, imag = real.float(), imag.float()
+    if drop_dc:
+        real, imag = real[:, :, 1:], imag[:, :, 1:]
+    re0, re1 = real.unbind(1)
+    im0, im1 = imag.unbind(1)
+    cross_re = re1 * re0 + im1 * im0  # Re(X1 conj X0)
+    cross_im = im1 * re0 - re1 * im0  # Im(X1 conj X0)
+    magnitude = torch.sqrt(cross_re.square() + cross_im.square() + eps * eps)
+    return torch.stack((cross_re / magnitude, cross_im / magnitude), dim=1)

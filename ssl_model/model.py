@@ -1,0 +1,109 @@
+"""SSLModel: two-mic waveform -> logits for two sorted direction slots (DESIGN.md, "Model"; the seed's tree)."""
+from __future__ import annotations
+
+import torch
+from einops import rearrange, repeat
+from torch import nn
+
+from ssl_model.config import PRESETS, ModelConfig, preset
+from ssl_model.conformer import Conformer
+from ssl_model.features import STFT, ipd_cos_sin
+
+
+def conv_bn_gelu(in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int) -> list[nn.Module]:
+    return [
+        nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding),
+        nn.BatchNorm2d(out_channels),
+        nn.GELU(),
+    ]
+
+
+class SSLModel(nn.Module):
+    """wave [batch, 2, samples] -> logits [batch, num_slots, num_classes].
+
+    Conv STFT -> IPD (cos, sin), DC dropped -> inter_conv (3x3) -> patch_embed (patch_size^2 / patch_size convs)
+    -> tokens (time-major) with `num_slots` CLS tokens in front, plus learned absolute positions -> Conformer
+    -> LayerNorm -> one Linear head shared by the CLS tokens.
+    """
+
+    def __init__(self, config: ModelConfig | None = None):
+        super().__init__()
+        config = config if config is not None else ModelConfig()
+        config.validate()
+        self.config = config
+        self.stft = STFT(config.n_fft, config.hop, trainable=config.trainable_stft)
+
+        layers: list[nn.Module] = []
+        channels = 2  # cos, sin
+        for out_channels in config.inter_channels:
+            layers += conv_bn_gelu(channels, out_channels, 3, 1, 1)
+            channels = out_channels
+        self.inter_conv = nn.Sequential(*layers)
+
+        layers = []
+        for out_channels in config.patch_channels:
+            layers += conv_bn_gelu(channels, out_channels, config.patch_size, config.patch_size, 0)
+            channels = out_channels
+        self.patch_embed = nn.Sequential(*layers)
+
+        self.cls_tokens = nn.Parameter(torch.randn(config.num_slots, config.dim) * 0.02)
+        self.pos_embedding = nn.Parameter(torch.randn(config.max_tokens, config.dim) * 0.02)
+        self.backbone = Conformer(
+            config.dim,
+            config.depth,
+            dim_head=config.dim_head,
+            heads=config.heads,
+            ff_mult=config.ff_mult,
+            conv_expansion=config.conv_expansion,
+            conv_kernel=config.conv_kernel,
+            dropout=config.dropout,
+            max_rel_pos=config.max_rel_pos,
+        )
+        self.norm = nn.LayerNorm(config.dim)
+        self.head = nn.Linear(config.dim, config.num_classes)
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> "SSLModel":
+        """SSLModel.from_preset('tiny', dropout=0.1): a preset from ssl_model.config.PRESETS with overrides."""
+        return cls(preset(name, **overrides))
+
+    @staticmethod
+    def presets() -> list[str]:
+        return sorted(PRESETS)
+
+    def check_length(self, num_samples: int) -> int:
+        """Number of time patches for `num_samples`; raises ValueError outside the learned position table."""
+        config = self.config
+        patches = config.time_patches(num_samples)
+        if patches < 1:
+            raise ValueError(
+                f"input of {num_samples} samples is too short: the model needs at least {config.min_samples()} "
+                f"samples ({config.min_samples() / config.sr:.3f} s at {config.sr} Hz) for one time patch"
+            )
+        if patches > config.max_time_patches:
+            longest = config.n_fft + (config.max_time_patches * config.patch_size ** len(config.patch_channels)) * config.hop
+            raise ValueError(
+                f"input of {num_samples} samples makes {patches} time patches, beyond the learned position table "
+                f"(max_time_patches={config.max_time_patches}, about {longest / config.sr:.1f} s); "
+                f"crop or window the input, or build the model with a larger max_time_patches"
+            )
+        return patches
+
+    def features(self, wave: torch.Tensor) -> torch.Tensor:
+        """wave [batch, 2, samples] -> IPD (cos, sin) [batch, 2, n_fft/2, frames]."""
+        real, imag = self.stft(wave)
+        return ipd_cos_sin(real, imag, eps=self.config.ipd_eps)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        if wave.dim() != 3 or wave.shape[1] != 2:
+            raise ValueError(f"expected wave [batch, 2, samples], got shape {list(wave.shape)}")
+        self.check_length(wave.shape[-1])
+        ipd = self.features(wave).to(wave.dtype)
+        patches = self.patch_embed(self.inter_conv(ipd))  # [b, dim, freq patches, time patches]
+        tokens = rearrange(patches, "b d f t -> b (t f) d")
+        cls = repeat(self.cls_tokens, "s d -> b s d", b=tokens.shape[0]).to(tokens.dtype)
+        x = torch.cat((cls, tokens), dim=1)
+        x = x + self.pos_embedding[: x.shape[1]].to(x.dtype)
+        x = self.backbone(x)
+        slots = self.norm(x[:, : self.config.num_slots])
+        return self.head(slots)
