@@ -1,0 +1,126 @@
+"""`python -m simulate` (write RIR shards), `python -m simulate verify DIR`, `python -m simulate speech`."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from simulate.yaml_config import ConfigError
+
+
+def parse_splits(text: str) -> dict[str, int]:
+    """'train=3000,eval=200' -> {'train': 3000, 'eval': 200}."""
+    splits = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, eq, count = item.partition("=")
+        if not eq or not count.strip().isdigit():
+            raise ConfigError(f"--splits: expected name=count[,name=count], got {item!r}")
+        splits[name.strip()] = int(count)
+    if not splits:
+        raise ConfigError("--splits: expected name=count[,name=count], got nothing")
+    return splits
+
+
+def parse_shards(text: str) -> list[int]:
+    """'3,17' -> [3, 17]."""
+    try:
+        shards = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(f"--shards: expected comma-separated shard numbers, got {text!r}") from None
+    if not shards or min(shards) < 0:
+        raise ConfigError(f"--shards: expected shard numbers >= 0, got {text!r}")
+    return shards
+
+
+def generate_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m simulate",
+        description="Write FRA-RIR WebDataset shards and manifests (seed protocol by default). "
+                    "Subcommands: `verify DIR`, `speech --audio-dir DIR --out OUT`.")
+    parser.add_argument("--out", default="shards", help="output folder (default: shards)")
+    parser.add_argument("--config", help="YAML file of SimulateConfig fields")
+    parser.add_argument("--splits", type=parse_splits, help="e.g. train=3000,eval=200")
+    parser.add_argument("--workers", type=int, help="processes (default: every core on cpu, 1 on cuda)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--shards", type=parse_shards, help="only these shard numbers, e.g. 3,17")
+    parser.add_argument("--rank", type=int, help="this task's rank (default: SLURM or torchrun variables, else 0)")
+    parser.add_argument("--world-size", type=int, help="number of tasks (default: SLURM or torchrun, else 1)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="SimulateConfig overrides")
+    args = parser.parse_intermixed_args(argv)
+
+    from simulate.generate import generate_dataset, resolve_config
+    from simulate.manifest import load_manifest
+    from simulate.yaml_config import load_config
+    from simulate.config import SimulateConfig
+
+    if (args.rank is None) != (args.world_size is None):
+        raise ConfigError("--rank and --world-size go together")
+    cfg = resolve_config(load_config(SimulateConfig, args.config, args.overrides), args.splits, ())
+    workers = args.workers if args.workers is not None else ((os.cpu_count() or 1) if args.device == "cpu" else 1)
+    if workers < 1:
+        raise ConfigError(f"--workers: must be >= 1, got {workers}")
+    start = time.perf_counter()
+    manifests = generate_dataset(args.out, cfg, workers=workers, device=args.device, shards=args.shards,
+                                 rank=args.rank, world_size=args.world_size, progress=not args.no_progress)
+    elapsed = time.perf_counter() - start
+    for split, path in manifests.items():
+        manifest = load_manifest(path)
+        state = "complete" if manifest["complete"] else (
+            f"incomplete: {manifest['present_shards']}/{manifest['num_shards']} shards present "
+            "(other ranks or --shards runs write the rest)")
+        print(f"{split}: {manifest['present_count']} scenes in {path.parent} ({state})")
+    print(f"done in {elapsed:.1f} s; check with: python -m simulate verify {args.out}")
+    return 0
+
+
+def verify_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m simulate verify",
+                                     description="Check shards against manifests; exit 1 naming a bad shard.")
+    parser.add_argument("dir", help="output folder (holding split folders) or one split folder")
+    args = parser.parse_args(argv)
+    from simulate.verify import verify
+
+    problems, summaries = verify(Path(args.dir))
+    for line in summaries:
+        print(f"ok: {line}")
+    for line in problems:
+        print(f"error: {line}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def speech_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m simulate speech",
+                                     description="Pack flac/wav files (LibriSpeech layout works) into speech shards.")
+    parser.add_argument("--audio-dir", required=True, help="folder of .flac/.wav files, any depth")
+    parser.add_argument("--out", required=True, help="output folder for speech-{k:06d}.tar and manifest.json")
+    parser.add_argument("--shard-size", type=int, default=256, help="files per shard (default 256)")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    from simulate.manifest import load_manifest
+    from simulate.speech import pack_speech
+
+    path = pack_speech(Path(args.audio_dir), Path(args.out), args.shard_size, progress=not args.no_progress)
+    manifest = load_manifest(path)
+    print(f"{manifest['count']} files ({manifest['hours']} h, {manifest['speakers']} speakers) in "
+          f"{manifest['num_shards']} shards under {path.parent}; {len(manifest['skipped'])} skipped")
+    return 0
+
+
+COMMANDS = {"verify": verify_main, "speech": speech_main}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch on the first argument; ConfigError -> one line on stderr and exit 2."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = COMMANDS.get(argv[0], generate_main) if argv else generate_main
+    try:
+        return command(argv[1:] if argv and argv[0] in COMMANDS else argv)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished shards are kept; rerun the same command to write the rest", file=sys.stderr)
+        return 130

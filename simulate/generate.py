@@ -1,0 +1,155 @@
+"""generate_dataset: plan the shards this rank owns, write the missing ones in parallel, merge manifests."""
+from __future__ import annotations
+
+import multiprocessing
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import torch
+from tqdm import tqdm
+
+from simulate.cluster import owns, resolve_rank
+from simulate.config import GENERATOR_VERSION, SimulateConfig
+from simulate.manifest import MANIFEST, load_manifest, merge_manifest
+from simulate.render import render_shard, shard_name
+from simulate.seeds import config_hash, shard_count, shard_span
+from simulate.shards import atomic_write, remove_stale_temps, shard_is_current, tar_bytes, write_sidecar
+from simulate.yaml_config import ConfigError, build_config, config_to_dict, deep_merge, parse_overrides
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    """One shard to ensure on disk: where, which samples, and the fields its sidecar must carry."""
+    cfg: SimulateConfig
+    split: str
+    k: int
+    first: int
+    count: int
+    path: Path
+    config_hash: str
+    device: str
+
+    def sidecar_fields(self) -> dict[str, Any]:
+        return {"split": self.split, "shard": self.k, "first_index": self.first, "count": self.count,
+                "config_hash": self.config_hash, "seed": self.cfg.seed,
+                "generator_version": GENERATOR_VERSION}
+
+
+def resolve_config(cfg: SimulateConfig | None, splits: dict[str, int] | None,
+                   overrides: Iterable[str]) -> SimulateConfig:
+    """Defaults or `cfg`, then `key=value` overrides, then `splits` -> a validated SimulateConfig."""
+    data = config_to_dict(cfg if cfg is not None else SimulateConfig())
+    data = deep_merge(data, parse_overrides(overrides))
+    if splits is not None:
+        data["splits"] = dict(splits)
+    return build_config(SimulateConfig, data)
+
+
+@contextmanager
+def single_thread(device: str) -> Iterator[None]:
+    """CPU renders run on one thread so the bytes cannot depend on the thread count."""
+    if device != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def ensure_shard(job: ShardJob) -> tuple[dict[str, Any], bool]:
+    """Write shard `job` unless a verified copy exists -> (sidecar record, whether it was written)."""
+    expected = job.sidecar_fields()
+    record = shard_is_current(job.path, expected)
+    if record is not None:
+        return record, False
+    remove_stale_temps(job.path)
+    with single_thread(job.device):
+        members = render_shard(job.cfg, job.split, job.k, job.first, job.count, job.device)
+    atomic_write(job.path, tar_bytes(members))
+    return write_sidecar(job.path, {**expected, "device": torch.device(job.device).type}), True
+
+
+def _worker_init() -> None:
+    torch.set_num_threads(1)
+
+
+def plan_split(cfg: SimulateConfig, out: Path, split: str, count: int, device: str,
+               shards: set[int] | None, rank: int, world_size: int) -> tuple[dict[str, Any], list[ShardJob]]:
+    """One split -> (manifest header, the jobs this rank owns); refuses a folder of another config."""
+    directory = out / split
+    digest = config_hash(config_to_dict(cfg), split)
+    existing = directory / MANIFEST
+    if existing.is_file():
+        try:
+            old = load_manifest(existing).get("config_hash")
+        except ValueError:
+            old = None  # a damaged manifest is rewritten from the sidecars
+        if old is not None and old != digest:
+            raise ConfigError(f"{directory} holds shards of a different config (config_hash {old[:12]}...); "
+                              f"use another --out or remove that folder")
+    header = {"kind": "rir", "split": split, "seed": cfg.seed, "generator_version": GENERATOR_VERSION,
+              "config_hash": digest, "shard_size": cfg.shard_size, "config": config_to_dict(cfg)}
+    jobs = []
+    for k in range(shard_count(count, cfg.shard_size)):
+        if owns(k, rank, world_size) and (shards is None or k in shards):
+            first, n = shard_span(count, cfg.shard_size, k)
+            jobs.append(ShardJob(cfg, split, k, first, n, directory / shard_name(split, k), digest, device))
+    return header, jobs
+
+
+def run_jobs(jobs: list[ShardJob], workers: int, progress: bool) -> dict[str, int]:
+    """Ensure every job's shard, `workers` spawned processes at a time -> {'written': n, 'skipped': m}."""
+    tally = {"written": 0, "skipped": 0}
+    bar = tqdm(total=len(jobs), unit="shard", desc="simulate", disable=not progress)
+    workers = max(1, min(workers, len(jobs)))
+    if workers == 1:
+        results: Iterable[tuple[dict[str, Any], bool]] = map(ensure_shard, jobs)
+        pool = None
+    else:
+        pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_worker_init)
+        results = pool.imap_unordered(ensure_shard, jobs)
+    try:
+        for _, written in results:
+            tally["written" if written else "skipped"] += 1
+            bar.update(1)
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+    return tally
+
+
+def generate_dataset(out_dir, cfg: SimulateConfig | None = None, splits: dict[str, int] | None = None, *,
+                     overrides: Iterable[str] = (), workers: int = 1, device: str = "cpu",
+                     shards: Iterable[int] | None = None, rank: int | None = 0, world_size: int | None = 1,
+                     progress: bool = False) -> dict[str, Path]:
+    """Write this rank's missing shards of every split and merge the manifests -> {split: manifest path}.
+
+    rank/world_size None: taken from SLURM or torchrun variables (see simulate.cluster).
+    """
+    cfg = resolve_config(cfg, splits, overrides)
+    rank, world_size = resolve_rank(rank, world_size)
+    if device not in ("cpu", "cuda") and not str(device).startswith("cuda:"):
+        raise ConfigError(f"device: expected cpu or cuda, got {device!r}")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("device: cuda was asked for but torch finds no CUDA device")
+    wanted = None if shards is None else {int(k) for k in shards}
+    out = Path(out_dir)
+    plans = {split: plan_split(cfg, out, split, count, device, wanted, rank, world_size)
+             for split, count in cfg.splits.items()}
+    jobs = [job for _, split_jobs in plans.values() for job in split_jobs]
+    for split in plans:
+        (out / split).mkdir(parents=True, exist_ok=True)
+    run_jobs(jobs, workers, progress)
+    manifests = {}
+    for split, (header, _) in plans.items():
+        names = [shard_name(split, k) for k in range(shard_count(cfg.splits[split], cfg.shard_size))]
+        merge_manifest(out / split, header, names, cfg.splits[split])
+        manifests[split] = out / split / MANIFEST
+    return manifests

@@ -1,0 +1,77 @@
+"""One shard's samples: seeded scene sampling -> batched FRA-RIR -> per-scene arrays and metadata."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from simulate.config import GENERATOR_VERSION, SimulateConfig
+from simulate.seeds import shard_seed
+from simulate.shards import json_bytes, npy_bytes
+
+SOURCE_FIELDS = ("azimuth_deg", "lateral_deg", "elevation_deg", "distance_m", "tdoa_s")
+
+
+def sample_key(split: str, index: int) -> str:
+    """(split, sample index) -> WebDataset key `{split}-{index:09d}`."""
+    return f"{split}-{index:09d}"
+
+
+def shard_name(split: str, k: int) -> str:
+    """(split, k) -> `{split}-{k:06d}.tar`."""
+    return f"{split}-{k:06d}.tar"
+
+
+def render_batch(cfg: SimulateConfig, count: int, generator: torch.Generator,
+                 device: str) -> dict[str, Any]:
+    """count scenes -> CPU dict: rir/early float32 [B,M,S,Lmax], lengths [B], scene and geometry tensors."""
+    from simulate.fra_rir import simulate_rirs
+    from simulate.geometry import source_geometry
+    from simulate.scenes import sample_scenes
+
+    scenes = sample_scenes(cfg, count, generator, device=device)
+    rir, early, lengths = simulate_rirs(scenes, cfg, generator)
+    geometry = source_geometry(scenes.src_pos, scenes.mic_pos, scenes.array_pos, cfg.sound_speed)
+    fields = {name: getattr(scenes, name) for name in
+              ("room_dim", "rt60", "array_pos", "mic_pos", "src_pos", "image_count")}
+    batch = {"rir": rir, "early": early, "lengths": lengths, **fields, **geometry}
+    return {name: value.detach().cpu() for name, value in batch.items()}
+
+
+def scene_meta(batch: dict[str, Any], b: int, cfg: SimulateConfig) -> dict[str, Any]:
+    """Scene b of a rendered batch -> the sample's JSON metadata (DESIGN.md data contract)."""
+    sources = [{name: float(batch[name][b, s]) for name in SOURCE_FIELDS}
+               for s in range(batch["src_pos"].shape[1])]
+    return {
+        "sr": cfg.sr,
+        "rt60": float(batch["rt60"][b]),
+        "room_dim": batch["room_dim"][b].tolist(),
+        "mic_pos": batch["mic_pos"][b].tolist(),
+        "src_pos": batch["src_pos"][b].tolist(),
+        "array_pos": batch["array_pos"][b].tolist(),
+        "sources": sources,
+        "image_count": int(batch["image_count"][b]),
+        "length": int(batch["lengths"][b]),
+        "decay": cfg.decay,
+        "generator_version": GENERATOR_VERSION,
+    }
+
+
+def render_shard(cfg: SimulateConfig, split: str, k: int, first: int, count: int,
+                 device: str = "cpu") -> list[tuple[str, bytes]]:
+    """Shard k of `split` (samples first..first+count-1) -> tar members, in one batched render."""
+    seed = shard_seed(cfg.seed, split, k)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    batch = render_batch(cfg, count, generator, device)
+    members = []
+    for b in range(count):
+        length = int(batch["lengths"][b])
+        meta = {**scene_meta(batch, b, cfg), "seed": cfg.seed, "shard_seed": seed,
+                "split": split, "shard": k, "index": first + b}
+        key = sample_key(split, first + b)
+        members += [(f"{key}.rir.npy", npy_bytes(batch["rir"][b, ..., :length].numpy())),
+                    (f"{key}.early.npy", npy_bytes(batch["early"][b, ..., :length].numpy())),
+                    (f"{key}.json", json_bytes(meta))]
+    return members
