@@ -1,0 +1,27 @@
+"""Per-source geometry seen from a microphone array: angles, distance and the mic-0/mic-1 TDOA."""
+from __future__ import annotations
+
+import torch
+
+
+def source_geometry(
+    src_pos: torch.Tensor, mic_pos: torch.Tensor, array_pos: torch.Tensor, sound_speed: float = 340.0
+) -> dict[str, torch.Tensor]:
+    """src_pos [B,S,3], mic_pos [B,M,3], array_pos [B,3] -> dict of [B,S] tensors (degrees, metres, seconds)."""
+    v = src_pos - array_pos[:, None, :]
+    dx, dy, dz = v.unbind(-1)
+    horizontal = torch.hypot(dx, dy)
+    distance = torch.linalg.vector_norm(v, dim=-1)
+    azimuth = torch.rad2deg(torch.atan2(dy, dx).abs())
+    # Angle to the +x (mic 0 -> mic 1) axis; atan2 of (off-axis, on-axis) is exact near 0 and 180.
+    lateral = torch.rad2deg(torch.atan2(torch.hypot(dy, dz), dx))
+    elevation = torch.rad2deg(torch.atan2(dz, horizontal))
+    to_mic = torch.linalg.vector_norm(src_pos[:, :, None, :] - mic_pos[:, None, :, :], dim=-1)  # [B,S,M]
+    tdoa = (to_mic[..., 1] - to_mic[..., 0]) / sound_speed
+    return {
+        "azimuth_deg": azimuth,
+        "lateral_deg": lateral,
+        "elevation_deg": elevation,
+        "distance_m": distance,
+        "tdoa_s": tdoa,
+    }
