@@ -1,0 +1,107 @@
+"""Loss and localization metrics: the seed's sorted two-slot cross-entropy and binned MAE per slot, plus
+continuous MAE, accuracy within 5 and 10 degrees, breakdowns by scene factors, and the azimuth oracle floor.
+
+Metric sums are one float64 tensor [slots, 5] (count, binned abs error, abs error, within 5, within 10), so
+data-parallel ranks can all_reduce a single tensor before `metrics_from_sums`.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ssl_model.oracle import chance_binned_mae, oracle_floor_binned_mae  # noqa: F401  (re-exported)
+from ssl_model.targets import BIN_DEG
+
+SUM_FIELDS = ("count", "binned_abs", "abs", "within5", "within10")
+METRICS = ("binned_mae_deg", "mae_deg", "acc5", "acc10")
+
+# Breakdown bin edges; values outside the outer edges count in the first/last bin (nothing dropped).
+# elevation and separation are in degrees (elevation as |elevation|), distance in metres, rt60 in seconds.
+DEFAULT_BINS: dict[str, tuple[float, ...]] = {
+    "rt60": (0.1, 0.3, 0.5, 0.7),
+    "distance": (0.2, 1.0, 2.0, 3.0, 5.0),
+    "elevation": (0.0, 10.0, 20.0, 40.0, 90.0),
+    "separation": (0.0, 10.0, 20.0, 40.0, 180.0),
+}
+
+
+def two_slot_cross_entropy(logits: torch.Tensor, classes: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """logits [B, S, C], classes long [B, S] -> scalar: sum over slots of the batch-mean cross-entropy (seed's loss)."""
+    per_item = F.cross_entropy(
+        logits.float().flatten(0, 1), classes.flatten(), reduction="none", label_smoothing=label_smoothing
+    )
+    return per_item.view(classes.shape).mean(dim=0).sum()
+
+
+def metric_sums(pred_cls: torch.Tensor, true_cls: torch.Tensor, pred_deg: torch.Tensor, true_deg: torch.Tensor,
+                weight: torch.Tensor | None = None, bin_deg: float = BIN_DEG) -> torch.Tensor:
+    """[B, S] each (weight optional [B, S] or [B], 0/1 mask) -> float64 sums [S, 5] in SUM_FIELDS order."""
+    binned = (pred_cls.double() - true_cls.double()).abs() * bin_deg
+    error = (pred_deg.double() - true_deg.double()).abs()
+    if weight is None:
+        weight = torch.ones_like(error)
+    weight = weight.double()
+    if weight.dim() == 1:
+        weight = weight.unsqueeze(-1).expand_as(error)
+    columns = (weight, weight * binned, weight * error, weight * (error <= 5.0), weight * (error <= 10.0))
+    return torch.stack([c.sum(dim=0) for c in columns], dim=-1)
+
+
+def metrics_from_sums(sums: torch.Tensor) -> dict[str, float]:
+    """sums [S, 5] -> {'<metric>_slot<k>': ..., '<metric>': slot mean, 'count': n} (MAEs in degrees, accs 0..1)."""
+    sums = sums.double().cpu()
+    count = sums[:, 0]
+    safe = count.clamp_min(1.0)
+    values = {
+        "binned_mae_deg": sums[:, 1] / safe,
+        "mae_deg": sums[:, 2] / safe,
+        "acc5": sums[:, 3] / safe,
+        "acc10": sums[:, 4] / safe,
+    }
+    out: dict[str, float] = {"count": float(count.max())}
+    empty = bool((count == 0).all())
+    for name, per_slot in values.items():
+        for slot, value in enumerate(per_slot.tolist()):
+            out[f"{name}_slot{slot + 1}"] = float("nan") if count[slot] == 0 else value
+        out[name] = float("nan") if empty else float((sums[:, 1 + METRICS.index(name)].sum() / count.sum()))
+    return out
+
+
+def bin_labels(edges: Sequence[float]) -> list[str]:
+    return [f"{lo:g}-{hi:g}" for lo, hi in zip(edges[:-1], edges[1:])]
+
+
+def bin_index(values: torch.Tensor, edges: Sequence[float]) -> torch.Tensor:
+    """values [...] -> bin index long [...] in [0, len(edges) - 2]; outside values go to the end bins."""
+    inner = torch.tensor(list(edges[1:-1]), dtype=torch.float64, device=values.device)
+    return torch.bucketize(values.double().contiguous(), inner, right=True)
+
+
+def localization_metrics(pred_deg: torch.Tensor, true_deg: torch.Tensor, pred_cls: torch.Tensor,
+                         true_cls: torch.Tensor, factors: Mapping[str, torch.Tensor] | None = None,
+                         bins: Mapping[str, Sequence[float]] | None = None) -> dict:
+    """[N, S] each, factors {name: [N] or [N, S]} -> {metric: value, ..., 'by_<factor>': {bin label: metrics}}.
+
+    A per-sample factor [N] (rt60, separation) puts both slots of a sample in one bin; a per-source factor
+    [N, S] (distance, elevation: |elevation| is used) bins each slot by its own source.
+    """
+    result: dict = metrics_from_sums(metric_sums(pred_cls, true_cls, pred_deg, true_deg))
+    bins = {**DEFAULT_BINS, **(bins or {})}
+    for name, values in (factors or {}).items():
+        if name not in bins:
+            raise ValueError(f"no bin edges for factor {name!r}; give bins={{{name!r}: (edges...)}}")
+        values = values.to(pred_deg.device)
+        if values.shape[0] != pred_deg.shape[0]:
+            raise ValueError(f"factor {name!r} has {values.shape[0]} rows, predictions have {pred_deg.shape[0]}")
+        if name == "elevation":
+            values = values.abs()
+        index = bin_index(values, bins[name])
+        breakdown = {}
+        for b, label in enumerate(bin_labels(bins[name])):
+            mask = index == b
+            sums = metric_sums(pred_cls, true_cls, pred_deg, true_deg, weight=mask)
+            breakdown[label] = metrics_from_sums(sums)
+        result[f"by_{name}"] = breakdown
+    return result

@@ -1,0 +1,92 @@
+"""Class targets and decoding: 5-degree bins over 0..180 degrees, two slots sorted ascending.
+
+`azimuth` (the seed's target, |atan2(dy, dx)|) and `lateral` (angle between the source direction and the
++x array axis, mic 0 -> mic 1; the identifiable one, DESIGN.md fact 2) share the same binning.
+The seed's floor(angle / 5) gives class 36 at exactly 180 degrees; here 180 falls in the last class.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal, Sequence
+
+import torch
+
+NUM_CLASSES = 36
+BIN_DEG = 5.0
+TARGETS = ("azimuth", "lateral")
+Target = Literal["azimuth", "lateral"]
+
+
+def angle_to_class(angles_deg: torch.Tensor, num_classes: int = NUM_CLASSES) -> torch.Tensor:
+    """angles [...] in degrees (0..180) -> class long [...]: floor(angle / bin), clipped to [0, num_classes - 1]."""
+    bin_deg = 180.0 / num_classes
+    return torch.floor(angles_deg.double() / bin_deg).clamp(0, num_classes - 1).long()
+
+
+def angles_to_classes(angles_deg: torch.Tensor, num_classes: int = NUM_CLASSES) -> torch.Tensor:
+    """angles [B, S] in degrees -> classes long [B, S], sorted ascending per row."""
+    return angle_to_class(angles_deg.sort(dim=-1).values, num_classes)
+
+
+def class_centers(classes: torch.Tensor, num_classes: int = NUM_CLASSES) -> torch.Tensor:
+    """classes long [...] -> bin-centre angles float [...] in degrees."""
+    return (classes.float() + 0.5) * (180.0 / num_classes)
+
+
+def decode(logits: torch.Tensor, window: int = 1, sort: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """logits [B, S, C] -> (classes long [B, S], angles_deg float [B, S]).
+
+    Class: the argmax. Angle: a local soft-argmax, sum_j p_j * centre_j over the argmax class k and its
+    `window` neighbours on each side (softmax restricted to those bins), clamped to bin k so that the angle
+    and the class agree. A source on the edge between bins k and k+1 (equal logits) decodes to the edge.
+    With `sort`, slots are reordered by angle (classes follow).
+    """
+    num_classes = logits.shape[-1]
+    bin_deg = 180.0 / num_classes
+    logits = logits.float()
+    classes = logits.argmax(dim=-1)
+    offsets = torch.arange(-window, window + 1, device=logits.device)
+    neighbours = classes.unsqueeze(-1) + offsets  # [B, S, 2w+1]
+    valid = (neighbours >= 0) & (neighbours < num_classes)
+    local = logits.gather(-1, neighbours.clamp(0, num_classes - 1)).masked_fill(~valid, float("-inf"))
+    weights = local.softmax(dim=-1)
+    angles = (weights * class_centers(neighbours, num_classes)).sum(-1)
+    low = classes.float() * bin_deg
+    angles = torch.minimum(torch.maximum(angles, low), low + bin_deg)
+    if sort:
+        angles, order = angles.sort(dim=-1)
+        classes = classes.gather(-1, order)
+    return classes, angles
+
+
+def source_angles(metadata: Sequence[dict[str, Any]], target: Target = "azimuth") -> torch.Tensor:
+    """shard json dicts (N) -> angles float64 [N, sources] in degrees, sorted ascending per row."""
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+    key = f"{target}_deg"
+    rows = []
+    for index, meta in enumerate(metadata):
+        try:
+            rows.append([float(src[key]) for src in meta["sources"]])
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"metadata item {index}: expected sources[...].{key} ({err!r})") from None
+    return torch.tensor(rows, dtype=torch.float64).sort(dim=-1).values
+
+
+def metadata_factors(metadata: Sequence[dict[str, Any]], target: Target = "lateral") -> dict[str, torch.Tensor]:
+    """shard json dicts (N) -> factors for metric breakdowns: rt60 [N], separation [N] (degrees, in the
+    given target angle), and per sorted slot distance [N, S] and elevation [N, S] (degrees)."""
+    key = f"{target}_deg"
+    rt60, distance, elevation, angle = [], [], [], []
+    for meta in metadata:
+        sources = sorted(meta["sources"], key=lambda s: float(s[key]))
+        rt60.append(float(meta["rt60"]))
+        distance.append([float(s["distance_m"]) for s in sources])
+        elevation.append([float(s["elevation_deg"]) for s in sources])
+        angle.append([float(s[key]) for s in sources])
+    angle_t = torch.tensor(angle, dtype=torch.float64)
+    return {
+        "rt60": torch.tensor(rt60, dtype=torch.float64),
+        "distance": torch.tensor(distance, dtype=torch.float64),
+        "elevation": torch.tensor(elevation, dtype=torch.float64),
+        "separation": angle_t[:, -1] - angle_t[:, 0],
+    }
