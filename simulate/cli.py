@@ -7,31 +7,10 @@ import sys
 import time
 from pathlib import Path
 
-from simulate.yaml_config import ConfigError
-
-
-def parse_splits(text: str) -> dict[str, int]:
-    """'train=3000,eval=200' -> {'train': 3000, 'eval': 200}."""
-    splits = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        name, eq, count = item.partition("=")
-        if not eq or not count.strip().isdigit():
-            raise ConfigError(f"--splits: expected name=count[,name=count], got {item!r}")
-        splits[name.strip()] = int(count)
-    if not splits:
-        raise ConfigError("--splits: expected name=count[,name=count], got nothing")
-    return splits
-
-
-def parse_shards(text: str) -> list[int]:
-    """'3,17' -> [3, 17]."""
-    try:
-        shards = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise ConfigError(f"--shards: expected comma-separated shard numbers, got {text!r}") from None
-    if not shards or min(shards) < 0:
-        raise ConfigError(f"--shards: expected shard numbers >= 0, got {text!r}")
-    return shards
+from simulate.cluster import resolve_rank
+from simulate.config import SimulateConfig
+from simulate.options import parse_shards, parse_splits, resolve_config
+from simulate.yaml_config import ConfigError, load_config
 
 
 def generate_main(argv: list[str]) -> int:
@@ -41,29 +20,31 @@ def generate_main(argv: list[str]) -> int:
                     "Subcommands: `verify DIR`, `speech --audio-dir DIR --out OUT`.")
     parser.add_argument("--out", default="shards", help="output folder (default: shards)")
     parser.add_argument("--config", help="YAML file of SimulateConfig fields")
-    parser.add_argument("--splits", type=parse_splits, help="e.g. train=3000,eval=200")
+    parser.add_argument("--splits", help="e.g. train=3000,eval=200")
     parser.add_argument("--workers", type=int, help="processes (default: every core on cpu, 1 on cuda)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--shards", type=parse_shards, help="only these shard numbers, e.g. 3,17")
+    parser.add_argument("--shards", help="only these shard numbers, e.g. 3,17")
     parser.add_argument("--rank", type=int, help="this task's rank (default: SLURM or torchrun variables, else 0)")
     parser.add_argument("--world-size", type=int, help="number of tasks (default: SLURM or torchrun, else 1)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="SimulateConfig overrides")
     args = parser.parse_intermixed_args(argv)
 
-    from simulate.generate import generate_dataset, resolve_config
-    from simulate.manifest import load_manifest
-    from simulate.yaml_config import load_config
-    from simulate.config import SimulateConfig
-
     if (args.rank is None) != (args.world_size is None):
         raise ConfigError("--rank and --world-size go together")
-    cfg = resolve_config(load_config(SimulateConfig, args.config, args.overrides), args.splits, ())
+    splits = parse_splits(args.splits) if args.splits is not None else None
+    shards = parse_shards(args.shards) if args.shards is not None else None
+    cfg = resolve_config(load_config(SimulateConfig, args.config, args.overrides), splits, ())
+    resolve_rank(args.rank, args.world_size)
+    # torch is imported only now, so bad input fails fast.
+    from simulate.generate import generate_dataset
+    from simulate.manifest import load_manifest
+
     workers = args.workers if args.workers is not None else ((os.cpu_count() or 1) if args.device == "cpu" else 1)
     if workers < 1:
         raise ConfigError(f"--workers: must be >= 1, got {workers}")
     start = time.perf_counter()
-    manifests = generate_dataset(args.out, cfg, workers=workers, device=args.device, shards=args.shards,
+    manifests = generate_dataset(args.out, cfg, workers=workers, device=args.device, shards=shards,
                                  rank=args.rank, world_size=args.world_size, progress=not args.no_progress)
     elapsed = time.perf_counter() - start
     for split, path in manifests.items():

@@ -16,7 +16,8 @@ from simulate.manifest import MANIFEST, load_manifest, merge_manifest
 from simulate.render import render_shard, shard_name
 from simulate.seeds import config_hash, shard_count, shard_span
 from simulate.shards import atomic_write, remove_stale_temps, shard_is_current, tar_bytes, write_sidecar
-from simulate.yaml_config import ConfigError, build_config, config_to_dict, deep_merge, parse_overrides
+from simulate.options import resolve_config
+from simulate.yaml_config import ConfigError, config_to_dict
 
 
 @dataclass(frozen=True)
@@ -35,16 +36,6 @@ class ShardJob:
         return {"split": self.split, "shard": self.k, "first_index": self.first, "count": self.count,
                 "config_hash": self.config_hash, "seed": self.cfg.seed,
                 "generator_version": GENERATOR_VERSION}
-
-
-def resolve_config(cfg: SimulateConfig | None, splits: dict[str, int] | None,
-                   overrides: Iterable[str]) -> SimulateConfig:
-    """Defaults or `cfg`, then `key=value` overrides, then `splits` -> a validated SimulateConfig."""
-    data = config_to_dict(cfg if cfg is not None else SimulateConfig())
-    data = deep_merge(data, parse_overrides(overrides))
-    if splits is not None:
-        data["splits"] = dict(splits)
-    return build_config(SimulateConfig, data)
 
 
 @contextmanager

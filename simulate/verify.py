@@ -88,9 +88,9 @@ def check_speech_sample(key: str, parts: dict[str, bytes], where: str) -> dict[s
     return meta
 
 
-def check_shard(path: Path, record: dict[str, Any],
+def check_shard(path: Path, record: dict[str, Any], prefix: str,
                 check_sample: Callable[[str, dict[str, bytes], str], dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Shard file vs its manifest record (bytes, sha256, count, keys) -> each sample's metadata."""
+    """Shard file vs its manifest record (bytes, sha256, count, keys `{prefix}-{index:09d}`) -> sample metadata."""
     if not path.is_file():
         raise ShardError(f"{path}: missing")
     size = path.stat().st_size
@@ -100,6 +100,9 @@ def check_shard(path: Path, record: dict[str, Any],
         raise ShardError(f"{path}: sha256 differs from the manifest (corrupted)")
     count = 0
     for key, parts in read_samples(path):
+        expected = f"{prefix}-{record.get('first_index', 0) + count:09d}"
+        if key != expected:
+            raise ShardError(f"{path}: sample key {key!r} where {expected!r} was expected")
         yield check_sample(key, parts, str(path))
         count += 1
     if count != record.get("count"):
@@ -121,6 +124,7 @@ def verify_split(manifest_path: Path) -> tuple[dict[str, Any], dict[tuple, str]]
         raise ShardError(f"{manifest_path}: incomplete ({present}/{total} shards); rerun the writer")
     kind = manifest.get("kind", "rir")
     check_sample = check_rir_sample if kind == "rir" else check_speech_sample
+    prefix = manifest["split"] if kind == "rir" else "speech"
     listed = {record["name"] for record in manifest["shards"]}
     stray = sorted(p.name for p in directory.glob("*.tar") if p.name not in listed)
     if stray:
@@ -128,7 +132,7 @@ def verify_split(manifest_path: Path) -> tuple[dict[str, Any], dict[tuple, str]]
     scenes: dict[tuple, str] = {}
     for record in manifest["shards"]:
         path = directory / record["name"]
-        for meta in check_shard(path, record, check_sample):
+        for meta in check_shard(path, record, prefix, check_sample):
             if kind == "rir":
                 scenes.setdefault(scene_signature(meta), f"{path} sample {meta.get('index')}")
     return manifest, scenes

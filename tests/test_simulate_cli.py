@@ -1,0 +1,146 @@
+"""generate_dataset and `python -m simulate`: data contract, reproducibility, reruns, --shards, bad input."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from simulate import generate_dataset
+from simulate.config import GENERATOR_VERSION
+from simulate.shards import read_samples, sidecar_path
+from simulate.verify import verify
+
+SMALL = ("shard_size=2", "rt60_range=[0.1,0.2]", "image_count_range=[64,128]")
+SPLITS = {"train": 6, "eval": 4}
+
+
+def files(root: Path) -> dict[str, bytes]:
+    """Every shard, sidecar and manifest under root -> bytes (temp and lock files left out)."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.suffix in (".tar", ".json")}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sim") / "shards"
+    return out, generate_dataset(out, splits=SPLITS, overrides=SMALL)
+
+
+def test_data_contract(dataset):
+    out, manifests = dataset
+    assert manifests == {"train": out / "train" / "manifest.json", "eval": out / "eval" / "manifest.json"}
+    manifest = json.loads(manifests["train"].read_text())
+    assert manifest["complete"] and manifest["count"] == 6 and manifest["num_shards"] == 3
+    assert manifest["config"]["shard_size"] == 2 and manifest["seed"] == 0
+    names = [record["name"] for record in manifest["shards"]]
+    assert names == ["train-000000.tar", "train-000001.tar", "train-000002.tar"]
+    for record in manifest["shards"]:
+        assert json.loads(sidecar_path(out / "train" / record["name"]).read_text()) == record
+    keys, metas = [], []
+    for name in names:
+        for key, parts in read_samples(out / "train" / name):
+            keys.append(key)
+            assert set(parts) == {"rir.npy", "early.npy", "json"}
+            meta = json.loads(parts["json"])
+            metas.append(meta)
+            rir = np.load(__import__("io").BytesIO(parts["rir.npy"]), allow_pickle=False)
+            assert rir.dtype == np.float32 and rir.shape == (2, 2, meta["length"])
+            assert meta["length"] == int(np.ceil(meta["rt60"] * meta["sr"] - 1e-9))
+    assert keys == [f"train-{i:09d}" for i in range(6)]
+    meta = metas[0]
+    assert meta["generator_version"] == GENERATOR_VERSION and meta["sr"] == 16000 and meta["seed"] == 0
+    assert len(meta["room_dim"]) == 3 and len(meta["array_pos"]) == 3
+    assert np.array(meta["mic_pos"]).shape == (2, 3) and np.array(meta["src_pos"]).shape == (2, 3)
+    assert set(meta["sources"][0]) == {"azimuth_deg", "lateral_deg", "elevation_deg", "distance_m", "tdoa_s"}
+    assert [m["index"] for m in metas] == list(range(6)) and metas[5]["shard"] == 2
+    assert verify(out)[0] == []
+
+
+def test_rerun_is_bit_identical_and_workers_do_not_matter(dataset, tmp_path):
+    out, _ = dataset
+    other = tmp_path / "shards"
+    generate_dataset(other, splits=SPLITS, overrides=SMALL, workers=2)
+    assert files(other) == files(out)
+
+
+def test_rerun_skips_verified_shards_and_repairs_damaged_ones(dataset, tmp_path):
+    out, _ = dataset
+    import shutil
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    clean = files(copy)
+    damaged = copy / "train" / "train-000001.tar"
+    damaged.write_bytes(damaged.read_bytes()[:5000])
+    (copy / "eval" / "eval-000000.tar").unlink()
+    untouched = copy / "train" / "train-000000.tar"
+    before = untouched.stat().st_mtime_ns
+    generate_dataset(copy, splits=SPLITS, overrides=SMALL)
+    assert files(copy) == clean
+    assert untouched.stat().st_mtime_ns == before  # verified, not rewritten
+
+
+def test_shards_option_writes_only_those(dataset, tmp_path):
+    out, _ = dataset
+    generate_dataset(tmp_path, splits=SPLITS, overrides=SMALL, shards=[1])
+    assert sorted(p.name for p in (tmp_path / "train").glob("*.tar")) == ["train-000001.tar"]
+    assert sorted(p.name for p in (tmp_path / "eval").glob("*.tar")) == ["eval-000001.tar"]
+    manifest = json.loads((tmp_path / "train" / "manifest.json").read_text())
+    assert not manifest["complete"] and manifest["present_shards"] == 1
+    assert (tmp_path / "train" / "train-000001.tar").read_bytes() == (out / "train" / "train-000001.tar").read_bytes()
+    problems, _ = verify(tmp_path)
+    assert any("incomplete" in line for line in problems)
+
+
+def test_splits_draw_from_disjoint_streams_and_seed_matters(dataset, tmp_path):
+    out, _ = dataset
+    generate_dataset(tmp_path, splits={"train": 2}, overrides=(*SMALL, "seed=1"))
+    assert (tmp_path / "train" / "train-000000.tar").read_bytes() != (out / "train" / "train-000000.tar").read_bytes()
+    first = lambda split: json.loads(next(read_samples(out / split / f"{split}-000000.tar"))[1]["json"])
+    assert first("train")["room_dim"] != first("eval")["room_dim"]
+
+
+def test_other_config_in_same_folder_is_refused(dataset, tmp_path):
+    from simulate.yaml_config import ConfigError
+    generate_dataset(tmp_path, splits={"eval": 2}, overrides=SMALL)
+    with pytest.raises(ConfigError, match="different config"):
+        generate_dataset(tmp_path, splits={"eval": 2}, overrides=(*SMALL, "seed=5"))
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "simulate", *args], capture_output=True, text=True,
+                          cwd=cwd, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+
+
+def test_cli_writes_and_verifies(tmp_path):
+    config = tmp_path / "sim.yaml"
+    config.write_text("shard_size: 2\nrt60_range: [0.1, 0.2]\n")
+    out = tmp_path / "out"
+    run = cli("--out", str(out), "--config", str(config), "--splits", "train=2,eval=2", "--workers", "1",
+              "--no-progress", "image_count_range=[64,128]")
+    assert run.returncode == 0, run.stderr
+    assert "train: 2 scenes" in run.stdout and "(complete)" in run.stdout
+    manifest = json.loads((out / "train" / "manifest.json").read_text())
+    assert manifest["config"]["rt60_range"] == [0.1, 0.2] and manifest["config"]["image_count_range"] == [64, 128]
+    check = cli("verify", str(out))
+    assert check.returncode == 0, check.stderr
+    assert check.stdout.count("ok:") == 2
+
+
+@pytest.mark.parametrize("args, key", [
+    (["bogus_key=1"], "bogus_key"),
+    (["rt60_range=[-0.1,0.5]"], "rt60_range"),
+    (["room_min=[0.5,0.5,0.5]", "room_max=[0.6,0.6,0.6]"], "room_min"),
+    (["distance_range=[20,30]"], "distance_range"),
+    (["--splits", "train=x"], "--splits"),
+    (["--shards", "a,b"], "--shards"),
+    (["--config", "missing.yaml"], "missing.yaml"),
+])
+def test_cli_bad_input_fails_in_one_line_before_any_work(tmp_path, args, key):
+    run = cli("--out", str(tmp_path / "out"), "--no-progress", *args)
+    assert run.returncode == 2
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and key in lines[0], run.stderr
+    assert not (tmp_path / "out").exists()
