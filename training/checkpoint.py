@@ -1,0 +1,92 @@
+"""Run folders: exported safetensors weights, Accelerate states (atomic, newest kept), `load_run`.
+
+Nothing here unpickles: weights are safetensors; Accelerate loads its optimizer and RNG files with
+`torch.load(weights_only=True)`; our own trainer state is JSON.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_model, save_model
+
+from training.config import TrainConfig, load_train_config
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.yaml"
+STATES = "states"
+TRAINER_STATE = "trainer_state.json"  # written last inside a state folder: its presence marks it complete
+
+
+def export_weights(model: torch.nn.Module, path: str | Path) -> None:
+    """Model -> safetensors file, written to a temporary name and renamed (never half-written)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    save_model(model, str(tmp), metadata={"format": "pt"})
+    os.replace(tmp, path)
+
+
+def load_weights(model: torch.nn.Module, path: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """safetensors file -> model (strict: every key must match)."""
+    missing, unexpected = load_model(model, str(path), strict=True, device=str(device))
+    return model
+
+
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, TrainConfig]:
+    """run folder -> (SSLModel in eval mode on `device`, its resolved TrainConfig)."""
+    from ssl_model import SSLModel
+
+    run_dir = Path(run_dir)
+    for name in (CONFIG, WEIGHTS):
+        if not (run_dir / name).is_file():
+            raise FileNotFoundError(f"{run_dir / name} not found: is {run_dir} a training run folder?")
+    cfg = load_train_config(run_dir / CONFIG)
+    model = SSLModel(cfg.model)
+    load_weights(model, run_dir / WEIGHTS, device)
+    return model.to(device).eval(), cfg
+
+
+def state_dirs(run_dir: str | Path) -> list[Path]:
+    """Complete Accelerate state folders of a run, oldest first."""
+    root = Path(run_dir) / STATES
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.glob("step-*") if (p / TRAINER_STATE).is_file())
+
+
+def latest_state(run_dir: str | Path) -> Path | None:
+    states = state_dirs(run_dir)
+    return states[-1] if states else None
+
+
+def read_trainer_state(state_dir: Path) -> dict[str, Any]:
+    return json.loads((state_dir / TRAINER_STATE).read_text())
+
+
+def save_training_state(accelerator, run_dir: str | Path, step: int, trainer_state: dict[str, Any], keep: int) -> Path:
+    """Accelerate save_state into a temporary folder, then trainer_state.json, then rename; prune old ones.
+
+    A run killed at any point leaves either a complete state folder or a `.tmp` folder that is ignored.
+    Every rank must call this (each writes its RNG state).
+    """
+    root = Path(run_dir) / STATES
+    final = root / f"step-{step:08d}"
+    tmp = root / f"step-{step:08d}.tmp"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True, exist_ok=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp), safe_serialization=True)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (tmp / TRAINER_STATE).write_text(json.dumps({**trainer_state, "step": step}, indent=1))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        for old in state_dirs(run_dir)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final

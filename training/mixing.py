@@ -1,0 +1,83 @@
+"""Device-side mixing: speech * RIR by batched FFT convolution, gains, noise, sum, normalize.
+
+Pure functions in the style of torchaudio.functional. Everything runs in fp32 on whatever device the
+inputs live on; call these outside autocast (rfft does not take bf16).
+"""
+from __future__ import annotations
+
+import torch
+
+
+def fft_size(n: int) -> int:
+    """Smallest 2^a * 3^b * 5^c >= n (sizes pocketfft and cuFFT handle fast)."""
+    best = 1 << max(n - 1, 0).bit_length()
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            size = p35
+            while size < n:
+                size *= 2
+            best = min(best, size)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
+def convolve_sources(speech: torch.Tensor, rir: torch.Tensor, out_len: int | None = None) -> torch.Tensor:
+    """speech [B, S, T], rir [B, M, S, L] -> images [B, M, S, out_len] (full linear convolution, cropped)."""
+    if speech.dim() != 3 or rir.dim() != 4:
+        raise ValueError(f"expected speech [B, S, T] and rir [B, M, S, L], got {tuple(speech.shape)} and {tuple(rir.shape)}")
+    T, L = speech.shape[-1], rir.shape[-1]
+    out_len = T + L - 1 if out_len is None else out_len
+    n = fft_size(T + L - 1)
+    with torch.autocast(device_type=speech.device.type, enabled=False):
+        spec_speech = torch.fft.rfft(speech.float(), n=n)  # [B, S, F]
+        spec_rir = torch.fft.rfft(rir.float(), n=n)  # [B, M, S, F]
+        images = torch.fft.irfft(spec_rir * spec_speech[:, None], n=n)  # [B, M, S, n]
+    return images[..., :out_len]
+
+
+def mix(
+    speech: torch.Tensor,
+    rir: torch.Tensor,
+    gain_db: torch.Tensor | None = None,
+    snr_db: torch.Tensor | None = None,
+    noise: torch.Tensor | None = None,
+    normalize: str = "peak",
+) -> torch.Tensor:
+    """speech [B, S, T], rir [B, M, S, L], gain_db [B, S], snr_db [B] (NaN: no noise), noise [B, M, T] -> wave [B, M, T]."""
+    images = convolve_sources(speech, rir, out_len=speech.shape[-1])  # [B, M, S, T]
+    if gain_db is not None:
+        images = images * (10.0 ** (gain_db.float() / 20.0))[:, None, :, None]
+    wave = images.sum(dim=2)  # [B, M, T]
+    if snr_db is not None and noise is not None:
+        signal_power = wave.pow(2).mean(dim=(1, 2))  # [B]
+        noise_power = noise.pow(2).mean(dim=(1, 2)).clamp_min(1e-12)
+        use = torch.isfinite(snr_db)
+        scale = torch.sqrt(signal_power / noise_power * 10.0 ** (-torch.nan_to_num(snr_db) / 10.0))
+        wave = wave + torch.where(use, scale, torch.zeros_like(scale))[:, None, None] * noise
+    return normalize_wave(wave, normalize)
+
+
+def normalize_wave(wave: torch.Tensor, mode: str = "peak", eps: float = 1e-8) -> torch.Tensor:
+    """wave [B, M, T] -> same shape, peak (max |x| = 0.9) or RMS (0.1) over both channels of each mixture."""
+    if mode == "none":
+        return wave
+    if mode == "peak":
+        return wave * (0.9 / wave.abs().amax(dim=(1, 2), keepdim=True).clamp_min(eps))
+    if mode == "rms":
+        return wave * (0.1 / wave.pow(2).mean(dim=(1, 2), keepdim=True).sqrt().clamp_min(eps))
+    raise ValueError(f"normalize must be 'peak', 'rms' or 'none', got {mode!r}")
+
+
+def draw_mix_params(
+    batch: int, sources: int, gain_db: tuple[float, float], noise_prob: float, snr_db: tuple[float, float],
+    generator: torch.Generator, device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """-> gain_db [B, S], snr_db [B] (NaN where no noise is added), drawn from `generator` on `device`."""
+    u = torch.rand(batch, sources, generator=generator, device=device)
+    gains = gain_db[0] + (gain_db[1] - gain_db[0]) * u
+    snr = snr_db[0] + (snr_db[1] - snr_db[0]) * torch.rand(batch, generator=generator, device=device)
+    noisy = torch.rand(batch, generator=generator, device=device) < noise_prob
+    return gains, torch.where(noisy, snr, torch.full_like(snr, float("nan")))
