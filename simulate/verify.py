@@ -134,7 +134,7 @@ def verify_split(manifest_path: Path) -> tuple[dict[str, Any], dict[tuple, str]]
         path = directory / record["name"]
         for meta in check_shard(path, record, prefix, check_sample):
             if kind == "rir":
-                scenes.setdefault(scene_signature(meta), f"{path} sample {meta.get('index')}")
+                scenes.setdefault(scene_signature(meta), f"{path} (sample index {meta.get('index')})")
     return manifest, scenes
 
 
@@ -155,6 +155,7 @@ def verify(root: Path) -> tuple[list[str], list[str]]:
         if manifest.get("kind", "rir") == "rir":
             by_root.setdefault(path.parent.parent, []).append((path.parent.name, scenes))
     for splits in by_root.values():
+        splits.sort(key=lambda item: (item[0] != "train", item[0]))  # blame the non-train split
         for i, (name_a, scenes_a) in enumerate(splits):
             for name_b, scenes_b in splits[i + 1:]:
                 shared = scenes_a.keys() & scenes_b.keys()

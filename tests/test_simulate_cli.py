@@ -144,3 +144,13 @@ def test_cli_bad_input_fails_in_one_line_before_any_work(tmp_path, args, key):
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and key in lines[0], run.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_ranks_write_disjoint_shards_and_the_last_one_completes_the_manifest(dataset, tmp_path):
+    out, _ = dataset
+    generate_dataset(tmp_path, splits=SPLITS, overrides=SMALL, rank=1, world_size=2)
+    assert sorted(p.name for p in (tmp_path / "train").glob("*.tar")) == ["train-000001.tar"]
+    assert not json.loads((tmp_path / "train" / "manifest.json").read_text())["complete"]
+    generate_dataset(tmp_path, splits=SPLITS, overrides=SMALL, rank=0, world_size=2)
+    assert json.loads((tmp_path / "train" / "manifest.json").read_text())["complete"]
+    assert files(tmp_path) == files(out)

@@ -1,0 +1,109 @@
+"""`simulate verify`: every damaged, missing, stray or leaking shard is named; a clean set passes."""
+import io
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from simulate import generate_dataset
+from simulate.manifest import merge_manifest
+from simulate.shards import atomic_write, read_samples, tar_bytes, write_sidecar
+from simulate.verify import verify
+
+SMALL = ("shard_size=2", "rt60_range=[0.1,0.2]", "image_count_range=[64,128]")
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory):
+    out = tmp_path_factory.mktemp("verify") / "shards"
+    generate_dataset(out, splits={"train": 4, "eval": 4}, overrides=SMALL)
+    return out
+
+
+@pytest.fixture
+def out(clean, tmp_path):
+    copy = tmp_path / "shards"
+    shutil.copytree(clean, copy)
+    return copy
+
+
+def only_problem(root):
+    problems, _ = verify(root)
+    assert len(problems) == 1, problems
+    return problems[0]
+
+
+def test_clean_set_passes(out):
+    problems, summaries = verify(out)
+    assert problems == [] and len(summaries) == 2
+    assert verify(out / "train")[0] == []  # a single split folder works too
+
+
+def test_flipped_byte_is_named(out):
+    shard = out / "train" / "train-000001.tar"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 3] ^= 0x01
+    shard.write_bytes(bytes(data))
+    assert "train-000001.tar: sha256" in only_problem(out)
+
+
+def test_truncated_shard_is_named(out):
+    shard = out / "eval" / "eval-000000.tar"
+    shard.write_bytes(shard.read_bytes()[:3000])
+    assert "eval-000000.tar" in only_problem(out) and "truncated" in only_problem(out)
+
+
+def test_missing_and_stray_shards_are_named(out):
+    (out / "train" / "train-000000.tar").unlink()
+    assert "train-000000.tar: missing" in only_problem(out)
+    shutil.copy(out / "eval" / "eval-000001.tar", out / "eval" / "eval-000009.tar")
+    problems, _ = verify(out)
+    assert any("eval-000009.tar: shard not listed" in line for line in problems)
+
+
+def test_sample_that_does_not_decode_is_named_even_with_matching_sha(out):
+    # Rewrite a shard whose rir.npy holds a pickled object array and re-seal sidecar and manifest,
+    # so only decoding (allow_pickle=False) can catch it.
+    shard = out / "train" / "train-000001.tar"
+    members = []
+    for key, parts in read_samples(shard):
+        for ext, data in parts.items():
+            if ext == "rir.npy" and key.endswith("3"):
+                buffer = io.BytesIO()
+                np.save(buffer, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+                data = buffer.getvalue()
+            members.append((f"{key}.{ext}", data))
+    atomic_write(shard, tar_bytes(members))
+    sidecar = json.loads(shard.with_suffix(".json").read_text())
+    write_sidecar(shard, {k: v for k, v in sidecar.items() if k not in ("bytes", "sha256", "name")})
+    manifest = json.loads((out / "train" / "manifest.json").read_text())
+    header = {k: v for k, v in manifest.items()
+              if k not in ("count", "num_shards", "present_count", "present_shards", "complete", "shards")}
+    merge_manifest(out / "train", header, [s["name"] for s in manifest["shards"]], manifest["count"])
+    problem = only_problem(out)
+    assert "train-000001.tar" in problem and "train-000000003.rir.npy" in problem
+
+
+def test_eval_repeating_train_scenes_is_a_leak(out, tmp_path):
+    # The seed recipe's bug: eval geometries equal to train ones. Rebuild it by using train as eval.
+    shutil.rmtree(out / "eval")
+    shutil.copytree(out / "train", out / "eval")
+    problem = only_problem(out)
+    assert "repeats" in problem and "eval" in problem and "train-000000.tar" in problem
+
+
+def test_cli_exit_codes(out):
+    run = lambda: subprocess.run([sys.executable, "-m", "simulate", "verify", str(out)],
+                                 capture_output=True, text=True)
+    assert run().returncode == 0
+    shard = out / "eval" / "eval-000001.tar"
+    shard.write_bytes(shard.read_bytes()[:-10240])
+    bad = run()
+    assert bad.returncode == 1
+    assert bad.stderr.strip().splitlines() == [bad.stderr.strip()] and "eval-000001.tar" in bad.stderr
+    empty = subprocess.run([sys.executable, "-m", "simulate", "verify", str(out / "nothing")],
+                           capture_output=True, text=True)
+    assert empty.returncode == 1 and "no manifest.json" in empty.stderr
