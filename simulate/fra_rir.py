@@ -4,8 +4,8 @@ Fast Random Approximation of RIRs after Luo and Yu, "Fast Random Approximation o
 Impulse Response" (Interspeech 2023) and Luo and Gu, arXiv 2304.08052 (v2). The statistical model
 (image count, linearly rising image-distance ratios, random directions, distance-driven reflection
 counts, beta^k / d amplitudes) follows DESIGN.md. Differences from the authors' renderer, on purpose:
-images are placed at the output rate with a band-limited fractional-delay kernel instead of rounding
-up at 64x and resampling; images later than the RIR length are dropped, not clamped onto its last
+images are placed at the output rate with band-limited fractional delays (simulate.fractional_delay)
+instead of rounding up at 64x and resampling; images later than the RIR length are dropped, not clamped onto its last
 sample; the direct path uses the exact distance (the +1e-3 guard would move a 0.2 m path by 0.12
 samples); `decay: calibrated` and `uniform_directions` are options the papers do not have.
 """
@@ -18,14 +18,16 @@ from einops import rearrange
 
 from simulate.config import SimulateConfig
 from simulate.decay import calibrated_amplitude, fra_amplitude, reflection_coefficient
-from simulate.fractional_delay import kernel_table, render_impulses
-from simulate.highpass import highpass
+from simulate.fractional_delay import delay_kernel, fft_size, render_impulses
+from simulate.highpass import highpass_response
 from simulate.scenes import Scenes
 
 _GRID_DENSITY = 64  # distance-ratio grid points per output sample of RIR length (the authors' 64x rate)
 _DISTANCE_GUARD = 1e-3  # m^2 added under the image distances' square root, as in the papers
-# Tap entries (image-mic pairs x kernel taps) rendered per chunk of scenes: bounds peak memory.
-_CHUNK_ENTRIES = {"cpu": 1 << 23, "cuda": 1 << 27}
+_HIGHPASS_SLACK = 1024  # FFT samples past the RIR end for the high-pass tail to die out (< -190 dB)
+_EARLY_KERNEL_SLACK = 64  # samples past the early window for the delay kernel's ringing
+# RIR samples (channels x FFT size) rendered per chunk of scenes: bounds peak memory.
+_CHUNK_SAMPLES = {"cpu": 1 << 21, "cuda": 1 << 26}
 
 
 def rir_lengths(rt60: torch.Tensor, sr: int) -> torch.Tensor:
@@ -62,76 +64,85 @@ def draw_images(
 
 
 def _distance_ratios(grid_u: torch.Tensor, grid_size: torch.Tensor, top: torch.Tensor) -> torch.Tensor:
-    """grid_u [B,S,N] in [0,1), grid_size K [B] long, top [B,S] -> ratios [B,S,N] float32.
+    """grid_u [P] in [0,1), grid_size K [P] long, top [P] -> ratios [P] float32.
 
     Grid point i in 1..K (evenly spaced on [1, top]) has probability i / (K (K+1) / 2); the inverse of
     that ramp's CDF, i (i + 1) >= u K (K + 1), picks i in closed form.
     """
-    k = grid_size.double()[:, None, None]
+    k = grid_size.double()
     i = torch.ceil((torch.sqrt(1 + 4 * grid_u * k * (k + 1)) - 1) / 2).clamp(min=1)
     i = torch.minimum(i, k)
-    step = (top.double()[..., None] - 1) / (k - 1).clamp(min=1)
+    step = (top.double() - 1) / (k - 1).clamp(min=1)
     return (1 + (i - 1) * step).float()
+
+
+def image_paths(
+    scenes: Scenes, draws: dict[str, torch.Tensor], cfg: SimulateConfig, lengths: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """-> every path that lands inside its RIR, flat [P]: delay (samples), amplitude, channel, early.
+
+    channel = (b M + m) S + s; the first B*M*S entries are the direct paths, in channel order.
+    """
+    c, sr = cfg.sound_speed, cfg.sr
+    mic, src = scenes.mic_pos, scenes.src_pos  # float64
+    count, mics, sources = mic.shape[0], mic.shape[1], src.shape[1]
+    device = mic.device
+    direct = torch.linalg.vector_norm(mic[:, :, None, :] - src[:, None, :, :], dim=-1)  # [B,M,S]
+    nearest, which = direct.min(dim=1)  # [B,S]
+    origin = torch.gather(mic, 1, which[..., None].expand(-1, -1, 3))  # [B,S,3]
+    beta = reflection_coefficient(scenes.room_dim, scenes.rt60)
+
+    # Image slots beyond each scene's image count are never used: compact them away first.
+    slots = draws["grid_u"].shape[-1]
+    used = torch.arange(slots, device=device) < scenes.image_count[:, None, None]
+    b, s, n = used.expand(count, sources, slots).nonzero(as_tuple=True)
+    rt60 = scenes.rt60[b]
+    r = nearest[b, s]
+    ratio = _distance_ratios(draws["grid_u"][b, s, n], torch.ceil(_GRID_DENSITY * sr * rt60).long(), c * rt60 / r - 1)
+    position = origin[b, s].float() + (r.float() * ratio)[:, None] * draws["direction"][b, s, n]  # [I,3]
+    gap = position[None] - mic[b].transpose(0, 1).float()  # [M,I,3]
+    dist = torch.sqrt((gap * gap).sum(-1) + _DISTANCE_GUARD)  # [M,I]
+    perturb = draws["perturb"][b, s, n]
+    t60, beta_i = rt60.float(), beta[b].float()
+    if cfg.decay == "fra":
+        amp = fra_amplitude(dist, ratio, perturb, beta_i, t60, c, cfg.reflection_tau)
+    else:
+        amp = calibrated_amplitude(dist, ratio, perturb, beta_i, t60, r.float(), c, cfg.reflection_tau,
+                                   cfg.reflection_perturb)
+    delay = dist * (sr / c)
+    m = torch.arange(mics, device=device)[:, None]
+    channel = (b[None] * mics + m) * sources + s[None]  # [M,I]
+    direct_delay = (direct * (sr / c)).float()  # [B,M,S]
+    keep = (delay < lengths[b].float()[None]).nonzero(as_tuple=True)  # drop late images, never clamp
+    delay, amp, channel = delay[keep], amp[keep], channel[keep]
+    lo, hi = cfg.early_window_ms
+    offset = delay - direct_delay.reshape(-1)[channel]
+    early = (offset >= lo * sr / 1000) & (offset <= hi * sr / 1000)
+    return {
+        "delay": torch.cat([direct_delay.reshape(-1), delay]),
+        "amplitude": torch.cat([(1.0 / direct).float().reshape(-1), amp]),
+        "channel": torch.cat([torch.arange(count * mics * sources, device=device), channel]),
+        "early": torch.cat([torch.ones(count * mics * sources, dtype=torch.bool, device=device), early]),
+    }
 
 
 def _render_chunk(
     scenes: Scenes, draws: dict[str, torch.Tensor], cfg: SimulateConfig, lengths: torch.Tensor,
-    table: torch.Tensor,
+    kernel: torch.Tensor, early_kernel: torch.Tensor, early_length: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One chunk of scenes -> rir, early [Bc, M, S, Lc] (Lc = longest length in the chunk)."""
-    c, sr = cfg.sound_speed, cfg.sr
-    mic = scenes.mic_pos  # [B,M,3] float64
-    src = scenes.src_pos  # [B,S,3]
-    count, mics, sources = mic.shape[0], mic.shape[1], src.shape[1]
-    length = int(lengths.max())
-    rt60 = scenes.rt60
-    direct = torch.linalg.vector_norm(mic[:, :, None, :] - src[:, None, :, :], dim=-1)  # [B,M,S]
-    nearest, which = direct.min(dim=1)  # [B,S]
-    origin = torch.gather(mic, 1, which[..., None].expand(-1, -1, 3))  # nearest mic of each source [B,S,3]
-
-    top = c * rt60[:, None] / nearest - 1  # largest distance ratio [B,S]
-    grid_size = torch.ceil(_GRID_DENSITY * sr * rt60).long()
-    ratio = _distance_ratios(draws["grid_u"], grid_size, top)  # [B,S,N]
-    reach = (nearest[..., None].float() * ratio)[..., None] * draws["direction"]
-    images = origin[:, :, None, :].float() + reach  # [B,S,N,3]
-    gap = images[:, None] - mic[:, :, None, None, :].float()  # [B,M,S,N,3]
-    dist = torch.sqrt((gap * gap).sum(-1) + _DISTANCE_GUARD)  # [B,M,S,N]
-
-    beta = reflection_coefficient(scenes.room_dim, rt60).float()[:, None, None, None]
-    t60 = rt60.float()[:, None, None, None]
-    ratio_m, perturb_m = ratio[:, None], draws["perturb"][:, None]
-    if cfg.decay == "fra":
-        amp = fra_amplitude(dist, ratio_m, perturb_m, beta, t60, c, cfg.reflection_tau)
-    else:
-        amp = calibrated_amplitude(
-            dist, ratio_m, perturb_m, beta, t60, nearest.float()[:, None, :, None], c, cfg.reflection_tau,
-            cfg.reflection_perturb,
-        )
-    delay = dist * (sr / c)  # samples
-    direct_delay = (direct * (sr / c)).float()  # [B,M,S]
-
-    slot = torch.arange(draws["grid_u"].shape[-1], device=mic.device)
-    valid = (slot < scenes.image_count[:, None, None, None]) & (delay < lengths[:, None, None, None])
-    lo, hi = cfg.early_window_ms
-    offset = delay - direct_delay[..., None]
-    early = valid & (offset >= lo * sr / 1000) & (offset <= hi * sr / 1000)
-
-    # Channels 0..BMS-1 hold the full RIRs, BMS..2BMS-1 the early ones; the direct path goes to both.
-    bms = count * mics * sources
-    image_channel = torch.arange(bms, device=mic.device).view(count, mics, sources, 1).expand_as(delay)
-    direct_channel = torch.arange(bms, device=mic.device)
-    direct_delay_flat, direct_amp = direct_delay.reshape(-1), (1.0 / direct).float().reshape(-1)
-    rendered = render_impulses(
-        torch.cat([direct_delay_flat, direct_delay_flat, delay[valid], delay[early]]),
-        torch.cat([direct_amp, direct_amp, amp[valid], amp[early]]),
-        torch.cat([direct_channel, direct_channel + bms, image_channel[valid], image_channel[early] + bms]),
-        2 * bms, length, table,
+    """Scenes sharing one FFT size -> rir [Bc, M, S, n_fft], early [Bc, M, S, early_length]."""
+    count, mics, sources = scenes.mic_pos.shape[0], scenes.mic_pos.shape[1], scenes.src_pos.shape[1]
+    paths = image_paths(scenes, draws, cfg, lengths)
+    channels = count * mics * sources
+    n_fft = 2 * (kernel.shape[1] - 1)
+    full = render_impulses(paths["delay"], paths["amplitude"], paths["channel"], channels, n_fft, kernel)
+    pick = paths["early"].nonzero(as_tuple=True)
+    first = render_impulses(
+        paths["delay"][pick], paths["amplitude"][pick], paths["channel"][pick], channels, early_length, early_kernel
     )
-    rendered = highpass(rendered, sr, cfg.highpass_hz)
-    rendered = rearrange(rendered, "(kind b m s) l -> kind b m s l", kind=2, b=count, m=mics, s=sources)
-    inside = torch.arange(length, device=mic.device) < lengths[:, None, None, None]
-    rendered = rendered * inside
-    return rendered[0], rendered[1]
+    shape = "(b m s) l -> b m s l"
+    return (rearrange(full, shape, b=count, m=mics, s=sources),
+            rearrange(first, shape, b=count, m=mics, s=sources))
 
 
 def simulate_rirs(
@@ -139,29 +150,48 @@ def simulate_rirs(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Scenes of B -> rir, early float32 [B, M, S, Lmax] on scenes' device, lengths long [B].
 
-    lengths = ceil(sr T60); samples past a scene's length are zero. The early RIR keeps the images
+    lengths = ceil(sr T60); samples past a scene's length are zero. The early RIR keeps the paths
     within cfg.early_window_ms of each (mic, source) direct path. All randomness comes from
-    `generator` (on scenes' device) and is drawn before chunking: the output does not depend on
-    `chunk_scenes` (scenes rendered together; default from a memory budget).
+    `generator` (on scenes' device) and is drawn for the whole batch first; each scene is rendered
+    with an FFT size set by its own length, in chunks of scenes of equal size (`chunk_scenes`,
+    default from a memory budget), so chunking does not change which numbers a scene gets.
     """
     count, mics = scenes.mic_pos.shape[:2]
     sources = scenes.src_pos.shape[1]
     device = scenes.device
-    lengths = rir_lengths(scenes.rt60, cfg.sr)
+    sr = cfg.sr
+    lengths = rir_lengths(scenes.rt60, sr)
     longest = int(lengths.max()) if count else 0
     rir = torch.zeros(count, mics, sources, longest, dtype=torch.float32, device=device)
     early = torch.zeros_like(rir)
     draws = draw_images(scenes, cfg, generator)
-    table = kernel_table(cfg.fractional_delay_taps, device=device)
-    if chunk_scenes is None:
-        per_scene = mics * sources * max(cfg.image_count_range[1], 1) * cfg.fractional_delay_taps
-        budget = _CHUNK_ENTRIES["cuda" if device.type == "cuda" else "cpu"]
-        chunk_scenes = max(1, budget // per_scene)
-    for start in range(0, count, chunk_scenes):
-        part = slice(start, min(start + chunk_scenes, count))
-        full, first = _render_chunk(
-            scenes.select(part), {k: v[part] for k, v in draws.items()}, cfg, lengths[part], table
-        )
-        rir[part, ..., : full.shape[-1]] = full
-        early[part, ..., : first.shape[-1]] = first
+    if count == 0:
+        return rir, early, lengths
+    # Early paths end by the farthest direct path plus the window; its FFT size is one per config.
+    farthest = (cfg.distance_range[1] + cfg.array_radius) / cfg.sound_speed * sr
+    early_length = min(math.ceil(farthest + cfg.early_window_ms[1] * sr / 1000) + _EARLY_KERNEL_SLACK, longest)
+    early_fft = fft_size(early_length + _HIGHPASS_SLACK)
+    sizes = torch.tensor([fft_size(int(n) + _HIGHPASS_SLACK) for n in lengths.tolist()], device=device)
+    budget = _CHUNK_SAMPLES["cuda" if device.type == "cuda" else "cpu"]
+    order = cfg.fractional_delay_order
+
+    def kernel_for(n_fft: int) -> torch.Tensor:
+        return delay_kernel(n_fft, order, highpass_response(n_fft, sr, cfg.highpass_hz, device), device)
+
+    early_kernel = kernel_for(early_fft)
+    for n_fft in sorted(set(sizes.tolist())):
+        kernel = kernel_for(n_fft)
+        group = (sizes == n_fft).nonzero(as_tuple=True)[0]
+        step = chunk_scenes or max(1, budget // (mics * sources * n_fft * (cfg.fractional_delay_order + 2)))
+        for start in range(0, group.numel(), step):
+            part = group[start : start + step]
+            scene_len = lengths[part]
+            full, first = _render_chunk(
+                scenes.select(part), {k: v[part] for k, v in draws.items()}, cfg, scene_len, kernel,
+                early_kernel, early_length,
+            )
+            inside = torch.arange(longest, device=device) < scene_len[:, None, None, None]
+            span = min(longest, n_fft)
+            rir[part, ..., :span] = full[..., :span] * inside[..., :span]
+            early[part, ..., :early_length] = first * inside[..., :early_length]
     return rir, early, lengths

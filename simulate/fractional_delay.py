@@ -1,54 +1,90 @@
-"""Band-limited fractional-delay placement of impulses: a Kaiser-windowed sinc table, scatter-added."""
+"""Band-limited fractional delays for many impulses at once: a Farrow structure applied by FFT.
+
+An impulse at delay t = n + f (n = round(t), |f| <= 1/2) filtered by the band-limited delay
+D(w) e^{-j w t} is written as sum_k f^k G_k(w) e^{-j w n}, with G_k fitted per frequency by least
+squares over f (Farrow, 1988). So every impulse adds f^k * amplitude at its integer sample n to K+1
+impulse trains, and one FFT per train, a product with G_k (and any other response, e.g. the high-pass)
+and one inverse FFT give the sum of exactly placed, band-limited kernels. With the default order 4
+and a pass band flat to 0.8 Nyquist (raised-cosine roll-off to 0 at Nyquist), the polynomial error is
+below -55 dB at the pass-band edge and below -75 dB under 4 kHz at 16 kHz.
+"""
 from __future__ import annotations
+
+import math
 
 import torch
 
+# FFT sizes used: 2^a * {1, 9/8, 5/4, 3/2, 15/8}, all fast, at most 25% above the length needed.
+_SIZE_FACTORS = (8, 9, 10, 12, 15)
 
-def kernel_table(
-    taps: int = 32, phases: int = 4096, cutoff: float = 0.9, kaiser_beta: float = 6.0,
-    device: torch.device | str = "cpu",
+
+def fft_size(minimum: int) -> int:
+    """-> the smallest size 2^a * q / 8 (q in 8, 9, 10, 12, 15) that is >= minimum."""
+    best = 1 << max(3, math.ceil(math.log2(max(minimum, 1))))
+    for q in _SIZE_FACTORS:
+        scale = 1 << max(0, math.ceil(math.log2(max(minimum * 8 / q, 1))))
+        if q * scale % 8 == 0 and q * scale // 8 >= minimum:
+            best = min(best, q * scale // 8)
+    return best
+
+
+def band_limit(n_fft: int, passband: float = 0.8, device: torch.device | str = "cpu") -> torch.Tensor:
+    """-> [n_fft//2+1] float64: 1 up to `passband` x Nyquist, raised-cosine down to 0 at Nyquist."""
+    w = torch.arange(n_fft // 2 + 1, dtype=torch.float64, device=device) / (n_fft // 2)  # 0..1 of Nyquist
+    x = ((w - passband) / (1 - passband)).clamp(0, 1)
+    return 0.5 * (1 + torch.cos(math.pi * x))
+
+
+def farrow_spectra(
+    n_fft: int, order: int = 4, passband: float = 0.8, device: torch.device | str = "cpu"
 ) -> torch.Tensor:
-    """-> [phases+1, taps] float32; row p is the kernel for a delay p/phases past an integer sample.
+    """-> G [order+1, n_fft//2+1] complex128 with sum_k f^k G_k(w) ~= band_limit(w) e^{-j w f}, |f| <= 1/2."""
+    w = math.pi * torch.arange(n_fft // 2 + 1, dtype=torch.float64, device=device) / (n_fft // 2)
+    # Interpolation at Chebyshev nodes of [-1/2, 1/2]: within a small factor of the minimax polynomial.
+    nodes = torch.arange(order + 1, dtype=torch.float64, device=device)
+    f = 0.5 * torch.cos(math.pi * (2 * nodes + 1) / (2 * (order + 1)))
+    vander = f[:, None] ** nodes  # [K+1, K+1]
+    target = torch.exp(-1j * f[:, None] * w[None, :])  # [K+1, bins]
+    coeff = torch.linalg.solve(vander.to(torch.complex128), target)  # [K+1, bins]
+    return coeff * band_limit(n_fft, passband, device)
 
-    Tap j sits at integer offset j - (taps//2 - 1) from floor(delay); the sinc's main lobe is centred
-    on the exact delay, so the kernel is symmetric about it and its peak lands there. `cutoff` is the
-    low-pass edge as a fraction of Nyquist (below 1 to keep the windowed sinc's transition band
-    mostly below Nyquist: at 16 kHz the response is flat to ~6 kHz, ~-6 dB at 7.2 kHz).
-    """
-    if taps < 2 or taps % 2:
-        raise ValueError(f"fractional_delay_taps: must be an even number >= 2, got {taps}")
-    half = taps // 2
-    frac = torch.arange(phases + 1, dtype=torch.float64, device=device) / phases
-    offsets = torch.arange(taps, dtype=torch.float64, device=device) - (half - 1)
-    x = offsets[None, :] - frac[:, None]  # tap position relative to the exact delay, in (-half, half]
-    window = torch.special.i0(kaiser_beta * torch.sqrt((1 - (x / half) ** 2).clamp(min=0))) / torch.special.i0(
-        torch.tensor(kaiser_beta, dtype=torch.float64)
-    )
-    return (cutoff * torch.sinc(cutoff * x) * window).to(torch.float32)
+
+def delay_kernel(
+    n_fft: int, order: int = 4, response: torch.Tensor | None = None, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """-> [order+1, n_fft//2+1] complex64: farrow_spectra times an optional extra response [bins]."""
+    kernel = farrow_spectra(n_fft, order, device=device)
+    if response is not None:
+        kernel = kernel * response
+    return kernel.to(torch.complex64)
 
 
 def render_impulses(
     delay: torch.Tensor, amplitude: torch.Tensor, channel: torch.Tensor, channels: int, length: int,
-    table: torch.Tensor,
+    kernel: torch.Tensor,
 ) -> torch.Tensor:
-    """delay [N] (samples, float), amplitude [N], channel [N] long -> [channels, length] float32.
+    """delay [P] samples, amplitude [P], channel [P] long, kernel [K+1, bins] -> [channels, length] float32.
 
-    Each impulse becomes the table's kernel for its fractional part, added at floor(delay) + offsets;
-    taps falling outside [0, length) are dropped. Deterministic on CPU (sequential index_add_) and
-    on CUDA (index_put_ with accumulate sorts the indices, so the summation order is fixed).
+    `kernel` comes from delay_kernel(n_fft, K, response) and fixes n_fft = 2 (bins - 1). Needs
+    0 <= delay and round(delay) < n_fft. The result is the circular convolution over n_fft samples,
+    so n_fft must exceed `length` by the decay time of the extra response and of the kernel's
+    pre-ringing (tens of samples).
+    Deterministic: CPU index_add_ adds in index order; CUDA index_put_ with accumulate sorts first.
     """
-    phases, taps = table.shape[0] - 1, table.shape[1]
-    half = taps // 2
-    whole = torch.floor(delay)
-    row = torch.round((delay - whole) * phases).long()  # 1/(2*phases)-sample quantization of the delay
-    values = table[row] * amplitude[:, None]  # [N, taps]
-    # The buffer has (half - 1) samples of lead-in and half of tail so every tap has a slot.
-    padded = length + taps
-    start = whole.long() + channel * padded  # index of tap 0 (offset -(half-1)) in the padded buffer
-    index = start[:, None] + torch.arange(taps, device=delay.device)  # [N, taps]
-    out = torch.zeros(channels * padded, dtype=torch.float32, device=delay.device)
-    if out.is_cuda:
-        out.index_put_((index.reshape(-1),), values.reshape(-1), accumulate=True)
+    device = delay.device
+    order, n_fft = kernel.shape[0] - 1, 2 * (kernel.shape[1] - 1)
+    whole = torch.round(delay)
+    frac = (delay - whole).float()
+    terms = [amplitude.float()]
+    for _ in range(order):
+        terms.append(terms[-1] * frac)
+    values = torch.stack(terms, -1)  # [P, K+1]: amplitude * frac^k
+    rows = channel * n_fft + whole.long()
+    trains = torch.zeros(channels * n_fft, order + 1, dtype=torch.float32, device=device)
+    if trains.is_cuda:
+        trains.index_put_((rows,), values, accumulate=True)
     else:
-        out.index_add_(0, index.reshape(-1), values.reshape(-1))
-    return out.view(channels, padded)[:, half - 1 : half - 1 + length]
+        trains.index_add_(0, rows, values)
+    spectra = torch.fft.rfft(trains.view(channels, n_fft, order + 1).transpose(1, 2), dim=-1)  # [C, K+1, bins]
+    mixed = (spectra * kernel).sum(1)
+    return torch.fft.irfft(mixed, n=n_fft, dim=-1)[:, :length]

@@ -1,0 +1,132 @@
+"""Time our batched FRA-RIR against pyroomacoustics' image-source method on the same seed-protocol scenes.
+
+    python benchmarks/bench_simulate.py            # human-readable
+    python benchmarks/bench_simulate.py --json     # one JSON object
+
+Both simulate 2 mics x 2 sources per scene. pyroomacoustics gets absorption and max order from
+inverse Sabine for each scene's room and RT60 (uncapped unless --pra-max-order), one thread for its
+fractional-delay builder. Ours runs batches of --scenes scenes with torch on 1 thread, on all threads,
+and on CUDA when available; per-scene time = batch time / batch size, median over --repeats.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from simulate.config import SimulateConfig  # noqa: E402
+from simulate.fra_rir import simulate_rirs  # noqa: E402
+from simulate.scenes import sample_scenes  # noqa: E402
+
+
+def time_ours(cfg: SimulateConfig, scenes, device: str, threads: int, repeats: int) -> float:
+    """-> median ms per scene of simulate_rirs over `repeats` runs of the whole batch."""
+    torch.set_num_threads(threads)
+    batch = scenes.to(device)
+    times = []
+    for run in range(repeats + 1):  # the first run warms up (allocations, FFT plans, CUDA context)
+        generator = torch.Generator(device=device).manual_seed(1000 + run)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        simulate_rirs(batch, cfg, generator)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        if run:
+            times.append((time.perf_counter() - start) / len(batch) * 1000)
+    return statistics.median(times)
+
+
+def time_pyroomacoustics(cfg: SimulateConfig, scenes, count: int, max_order: int | None) -> tuple[list[float], list[int]]:
+    """-> per-scene ms and the max orders used, for the first `count` scenes."""
+    import pyroomacoustics as pra
+
+    pra.constants.set("num_threads", 1)
+    times, orders = [], []
+    for i in range(min(count, len(scenes))):
+        room_dim = scenes.room_dim[i].tolist()
+        rt60 = float(scenes.rt60[i])
+        start = time.perf_counter()
+        absorption, order = pra.inverse_sabine(rt60, room_dim)
+        if max_order is not None:
+            order = min(order, max_order)
+        room = pra.ShoeBox(room_dim, fs=cfg.sr, materials=pra.Material(absorption), max_order=order)
+        for src in scenes.src_pos[i].tolist():
+            room.add_source(src)
+        room.add_microphone_array(scenes.mic_pos[i].T.numpy())
+        room.compute_rir()
+        times.append((time.perf_counter() - start) * 1000)
+        orders.append(int(order))
+    return times, orders
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenes", type=int, default=64, help="batch size for our simulator")
+    parser.add_argument("--pra-scenes", type=int, default=6, help="scenes timed with pyroomacoustics (slow)")
+    parser.add_argument("--pra-max-order", type=int, default=None, help="cap the inverse-Sabine max order")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--decay", choices=["fra", "calibrated"], default="fra")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+
+    cfg = SimulateConfig(decay=args.decay)
+    scenes = sample_scenes(cfg, args.scenes, torch.Generator().manual_seed(args.seed))
+    all_threads = os.cpu_count() or 1
+    result: dict = {
+        "scenes": args.scenes,
+        "mics": len(cfg.mic_positions),
+        "sources": cfg.num_sources,
+        "decay": cfg.decay,
+        "cpu_count": all_threads,
+        "torch": torch.__version__,
+    }
+    result["ours_ms_per_scene_1thread"] = time_ours(cfg, scenes, "cpu", 1, args.repeats)
+    result["ours_ms_per_scene_all_threads"] = time_ours(cfg, scenes, "cpu", all_threads, args.repeats)
+    if torch.cuda.is_available():
+        result["cuda_device"] = torch.cuda.get_device_name()
+        ms = time_ours(cfg, scenes, "cuda", all_threads, args.repeats)
+        result["ours_ms_per_scene_cuda"] = ms
+        result["ours_scenes_per_s_cuda"] = 1000.0 / ms
+    pra_times, orders = time_pyroomacoustics(cfg, scenes, args.pra_scenes, args.pra_max_order)
+    result["pyroomacoustics_scenes"] = len(pra_times)
+    result["pyroomacoustics_max_orders"] = orders
+    result["pyroomacoustics_ms_per_scene_median"] = statistics.median(pra_times)
+    # Our batch is the same scene distribution; the pyroomacoustics subset is its first scenes.
+    result["ours_ms_per_scene_1thread_same_subset"] = time_ours(
+        cfg, scenes.select(slice(0, len(pra_times))), "cpu", 1, args.repeats
+    )
+    result["speedup_vs_pyroomacoustics_1thread"] = (
+        result["pyroomacoustics_ms_per_scene_median"] / result["ours_ms_per_scene_1thread"]
+    )
+    result["speedup_vs_pyroomacoustics_1thread_same_subset"] = (
+        statistics.mean(pra_times) / result["ours_ms_per_scene_1thread_same_subset"]
+    )
+    torch.set_num_threads(all_threads)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"scenes: {args.scenes} (ours), {len(pra_times)} (pyroomacoustics, max orders {orders}); "
+              f"{result['mics']} mics x {result['sources']} sources, decay {cfg.decay}, {all_threads} CPU threads")
+        print(f"ours, 1 thread:        {result['ours_ms_per_scene_1thread']:9.2f} ms/scene")
+        print(f"ours, {all_threads} threads:       {result['ours_ms_per_scene_all_threads']:9.2f} ms/scene")
+        if "ours_ms_per_scene_cuda" in result:
+            print(f"ours, CUDA:            {result['ours_ms_per_scene_cuda']:9.3f} ms/scene "
+                  f"({result['ours_scenes_per_s_cuda']:.0f} scenes/s, {result['cuda_device']})")
+        print(f"pyroomacoustics ISM:   {result['pyroomacoustics_ms_per_scene_median']:9.2f} ms/scene (median, 1 thread)")
+        print(f"speedup per core:      {result['speedup_vs_pyroomacoustics_1thread']:9.1f}x "
+              f"(same {len(pra_times)} scenes, mean/mean: {result['speedup_vs_pyroomacoustics_1thread_same_subset']:.1f}x)")
+    return result
+
+
+if __name__ == "__main__":
+    main()
