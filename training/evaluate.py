@@ -1,0 +1,352 @@
+"""Score a run on the held-out split: model, GCC-PHAT, the TDOA oracle and chance, for both targets.
+
+    python -m training.evaluate --run DIR [--shards DIR] [--speech SOURCE] [--num-samples N] [--device cpu]
+
+Uses the same fixed, seeded eval set as training (training.data.fixed_eval_set). Writes DIR/eval/metrics.json
+and PNG plots beside it. The model is scored on the target it was trained on; GCC-PHAT (a lateral-angle
+estimate, read as the azimuth of a source at the array's height) and the oracle (exact TDOAs, Bayes-optimal
+slots; ssl_model.oracle) are scored on both targets.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+TARGETS = ("lateral", "azimuth")
+METRIC_NAMES = ("binned_mae_deg", "mae_deg", "acc5", "acc10")
+FACTOR_LABELS = {"rt60": "RT60 (s)", "distance": "source distance (m)", "elevation": "source elevation (deg)",
+                 "separation": "source separation (deg)"}
+GCC_NOTE = ("GCC-PHAT estimates lateral angles from the two strongest TDOA peaks; on the azimuth target the same "
+            "numbers are read as azimuths of sources at the array's height (elevation 0).")
+ORACLE_NOTE = ("oracle: knows each source's exact direct-path TDOA and the eval prior, predicts the Bayes-optimal "
+               "(median) class per sorted slot (ssl_model.oracle). oracle_floor_binned_mae_deg is its expected "
+               "binned MAE (the floor, DESIGN.md fact 2); it is ~0 on the lateral target, which the TDOA fixes.")
+
+
+class EvaluateError(RuntimeError):
+    """The run or the eval data cannot be scored; the message names what is missing."""
+
+
+# ---------------------------------------------------------------------------------------------- scoring
+
+
+def reshape_metrics(flat: dict[str, Any]) -> dict[str, Any]:
+    """ssl_model.metrics output (flat `<metric>_slot<k>` keys) -> {metric: mean, per_slot: {slotk: {...}}, count, by_*}."""
+    out: dict[str, Any] = {name: flat[name] for name in METRIC_NAMES}
+    slots = sorted({k.rsplit("_slot", 1)[1] for k in flat if "_slot" in k and not k.startswith("by_")})
+    out["per_slot"] = {f"slot{s}": {name: flat[f"{name}_slot{s}"] for name in METRIC_NAMES} for s in slots}
+    out["count"] = int(flat["count"])
+    out.update({k: v for k, v in flat.items() if k.startswith("by_")})
+    return out
+
+
+def score(pred_deg: torch.Tensor, pred_cls: torch.Tensor, true_deg: torch.Tensor,
+          factors: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """[N, S] predictions and sorted truth (degrees), factors {name: [N] or [N, S]} -> metrics dict."""
+    from ssl_model.metrics import localization_metrics
+    from ssl_model.targets import angles_to_classes
+
+    true_cls = angles_to_classes(true_deg)
+    return reshape_metrics(localization_metrics(pred_deg.double(), true_deg.double(), pred_cls, true_cls, factors))
+
+
+def per_slot(values: torch.Tensor) -> dict[str, float]:
+    """[S] -> {'slot1': ..., 'slot2': ..., 'mean': ...}."""
+    out = {f"slot{i + 1}": float(v) for i, v in enumerate(values.tolist())}
+    out["mean"] = float(values.double().mean())
+    return out
+
+
+def unique_scenes(metadata: Sequence[dict]) -> tuple[list[dict], torch.Tensor]:
+    """eval metadata (N mixtures, RIRs may repeat) -> (one dict per distinct scene (U), index long [N] into them)."""
+    first: dict[tuple, int] = {}
+    index = [first.setdefault((m.get("shard"), m.get("key"), m.get("index")), len(first)) for m in metadata]
+    scenes = [None] * len(first)
+    for m, i in zip(metadata, index):
+        scenes[i] = m
+    return scenes, torch.tensor(index, dtype=torch.long)
+
+
+def oracle_predictions(metadata: Sequence[dict], target: str, neighbours: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
+    """eval metadata (N) -> the TDOA oracle's realized slot predictions: (classes long [N, S], bin centres [N, S]).
+
+    The oracle's p(class | tdoa) is estimated over distinct scenes: a repeated RIR would be its own neighbour.
+    """
+    from ssl_model.oracle import neighbour_posteriors, order_statistic_cdfs
+    from ssl_model.targets import NUM_CLASSES, angle_to_class, class_centers
+
+    metadata, index = unique_scenes(metadata)
+    tdoa = torch.tensor([[float(s["tdoa_s"]) for s in m["sources"]] for m in metadata], dtype=torch.float64)
+    angles = torch.tensor([[float(s[f"{target}_deg"]) for s in m["sources"]] for m in metadata], dtype=torch.float64)
+    classes = angle_to_class(angles)
+    posteriors = neighbour_posteriors(tdoa.flatten(), classes.flatten(), neighbours, NUM_CLASSES).view(*tdoa.shape, -1)
+    slot_cdf = order_statistic_cdfs(posteriors.cumsum(-1).clamp(0, 1))
+    median = (slot_cdf < 0.5 - 1e-12).sum(-1).clamp_max(NUM_CLASSES - 1)[index]  # [N, S], ascending in the slot
+    return median, class_centers(median).double()
+
+
+def mic_distance(metadata: Sequence[dict]) -> float:
+    """Spacing of the first two mics (metres), from the scene metadata."""
+    a, b = (np.asarray(p, float) for p in metadata[0]["mic_pos"][:2])
+    return float(np.linalg.norm(b - a))
+
+
+# ---------------------------------------------------------------------------------------------- inference
+
+
+@torch.no_grad()
+def model_predictions(model: torch.nn.Module, batches: list, progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """eval batches -> (classes [N, S], angles_deg [N, S]) decoded and sorted as training's eval does."""
+    from tqdm.auto import tqdm
+
+    from ssl_model.targets import decode
+
+    classes, angles = [], []
+    for wave, _, _ in tqdm(batches, desc="model", unit="batch", disable=not progress):
+        c, a = decode(model(wave).float(), sort=True)
+        classes.append(c.cpu())
+        angles.append(a.cpu())
+    return torch.cat(classes), torch.cat(angles).double()
+
+
+def gcc_predictions(batches: list, sr: int, distance: float, progress: bool) -> torch.Tensor:
+    """eval batches -> GCC-PHAT lateral angles [N, S], sorted."""
+    from tqdm.auto import tqdm
+
+    from ssl_model.baselines import gcc_phat
+
+    out = [gcc_phat(wave.cpu(), sr=sr, mic_distance=distance)
+           for wave, _, _ in tqdm(batches, desc="GCC-PHAT", unit="batch", disable=not progress)]
+    return torch.cat(out).double()
+
+
+# ---------------------------------------------------------------------------------------------- plots
+
+
+def training_records(metrics_file: Path) -> list[dict]:
+    """metrics.jsonl -> records of the train loss and the held-out metrics, keyed for the curves plot."""
+    if not metrics_file.is_file():
+        return []
+    records = []
+    for line in metrics_file.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by a killed run
+        if rec.get("event") == "train" and "loss" in rec:
+            records.append({"step": rec["step"], "train loss": rec["loss"]})
+        elif rec.get("event") == "eval":
+            records.append({"step": rec["step"], **{f"eval {k}": rec[k] for k in METRIC_NAMES if k in rec}})
+    return records
+
+
+def write_plots(out: Path, target: str, truth: dict, preds: dict, classes: dict, factors: dict,
+                metrics_file: Path) -> dict[str, str]:
+    """Every figure of the report -> {name: path}. truth/preds/classes: per target, per method, [N, S] arrays."""
+    from ssl_model.targets import BIN_DEG, NUM_CLASSES
+    from training import plots
+
+    paths: dict[str, Path] = {}
+    t = truth[target]
+    mine = preds[target]
+    paths["pred_vs_true"] = plots.pred_vs_true(t, {k: mine[k] for k in ("model", "GCC-PHAT") if k in mine},
+                                               out / f"pred_vs_true_{target}.png", target=target)
+    for tgt in TARGETS:
+        errors = {k: v - truth[tgt] for k, v in preds[tgt].items()}
+        paths[f"error_cdf_{tgt}"] = plots.error_cdf(errors, out / f"error_cdf_{tgt}.png", target=tgt)
+    factor_arrays = {FACTOR_LABELS[k]: np.broadcast_to(v.reshape(len(t), -1), t.shape) for k, v in factors.items()}
+    paths["error_vs_factors"] = plots.error_vs_factors(
+        factor_arrays, {k: v - t for k, v in mine.items()}, out / f"error_vs_factors_{target}.png", target=target)
+    paths["confusion"] = plots.confusion(truth_classes(t), classes["model"], NUM_CLASSES, BIN_DEG,
+                                         out / f"confusion_{target}.png", target=target)
+    paths["training_curves"] = plots.training_curves(training_records(metrics_file), out / "training_curves.png")
+    return {k: str(v) for k, v in paths.items()}
+
+
+def truth_classes(true_deg: np.ndarray) -> np.ndarray:
+    from ssl_model.targets import angles_to_classes
+
+    return angles_to_classes(torch.as_tensor(true_deg)).numpy()
+
+
+# ---------------------------------------------------------------------------------------------- the run
+
+
+def with_data_sources(cfg, shards: str | None, speech: str | None, num_samples: int | None):
+    """TrainConfig with the eval shards root, the eval speech source and the eval set size overridden."""
+    if shards:
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, shards=str(shards), train_glob="", eval_glob=""))
+    if speech:
+        if speech == "synthetic":
+            new = dataclasses.replace(cfg.speech, source="synthetic", eval_path="")
+        else:
+            path = Path(speech)
+            if not path.exists():
+                raise EvaluateError(f"--speech {speech}: expected 'synthetic', a speech shard folder or an audio folder")
+            kind = "shards" if (path.is_dir() and any(path.glob("speech-*.tar"))) or path.suffix == ".tar" else "folder"
+            new = dataclasses.replace(cfg.speech, source=kind, eval_path=str(path), train_path=cfg.speech.train_path or str(path))
+        cfg = dataclasses.replace(cfg, speech=new)
+    if num_samples:
+        cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, num_samples=int(num_samples)))
+    return cfg
+
+
+def speech_description(cfg) -> str:
+    s = cfg.speech
+    if s.source == "synthetic":
+        return f"synthetic speech-like generator (training.speech, eval.seed={cfg.eval.seed})"
+    return f"{s.source}: {s.eval_path}"
+
+
+def eval_manifest(cfg) -> dict[str, Any]:
+    """The eval split's manifest path and the sha256 of its bytes (None when the eval data is a glob)."""
+    from simulate.shards import sha256_file
+
+    path = Path(cfg.data.shards) / cfg.data.eval_split / "manifest.json"
+    if cfg.data.eval_glob or not path.is_file():
+        return {"path": None, "sha256": None, "eval_glob": cfg.data.eval_glob or None}
+    return {"path": str(path), "sha256": sha256_file(path)}
+
+
+def evaluate_run(run_dir: str | Path, shards: str | None = None, speech: str | None = None,
+                 num_samples: int | None = None, device: str = "cpu", progress: bool = True,
+                 out_dir: str | Path | None = None) -> dict[str, Any]:
+    """Score a run folder; writes {out_dir or run/eval}/metrics.json and the plots -> the metrics dict."""
+    from ssl_model.oracle import chance_binned_mae, oracle_floor_binned_mae
+    from ssl_model.targets import angle_to_class, metadata_factors, source_angles
+    from training.checkpoint import load_run
+    from training.data import fixed_eval_set
+
+    run_dir = Path(run_dir)
+    out = Path(out_dir) if out_dir is not None else run_dir / "eval"
+    try:
+        model, cfg = load_run(run_dir, device)
+    except FileNotFoundError as err:
+        raise EvaluateError(str(err)) from None
+    cfg = with_data_sources(cfg, shards, speech, num_samples)
+    batches = fixed_eval_set(cfg, device=device)
+    metadata = [m for _, _, metas in batches for m in metas]
+    if len(metadata) < 2:
+        raise EvaluateError(f"the eval set holds {len(metadata)} scene(s); need at least 2 (eval.num_samples)")
+
+    scenes, _ = unique_scenes(metadata)
+    if len(scenes) < 2:
+        raise EvaluateError(f"the eval split holds {len(scenes)} distinct scene(s); the oracle needs at least 2")
+    model_cls, model_deg = model_predictions(model, batches, progress)
+    gcc_deg = gcc_predictions(batches, cfg.sr, mic_distance(metadata), progress).clamp(0, 180)
+
+    results: dict[str, Any] = {}
+    truth, preds, classes_of = {}, {}, {}
+    factors_model = {}
+    for tgt in TARGETS:
+        true_deg = source_angles(metadata, tgt)
+        factors = metadata_factors(metadata, tgt)
+        oracle_cls, oracle_deg = oracle_predictions(metadata, tgt)
+        methods = {"GCC-PHAT": (gcc_deg, angle_to_class(gcc_deg)), "oracle (exact TDOA)": (oracle_deg, oracle_cls)}
+        if tgt == cfg.target:
+            methods = {"model": (model_deg, model_cls), **methods}
+            factors_model = {k: v.numpy() for k, v in factors.items()}
+        entry: dict[str, Any] = {}
+        if tgt == cfg.target:
+            entry["model"] = score(model_deg, model_cls, true_deg, factors)
+        else:
+            entry["model"] = None
+            entry["model_note"] = f"the model was trained on the {cfg.target} target and is scored on that one only"
+        entry["gcc_phat"] = score(gcc_deg, angle_to_class(gcc_deg), true_deg, factors)
+        entry["oracle_tdoa"] = score(oracle_deg, oracle_cls, true_deg, factors)
+        entry["oracle_floor_binned_mae_deg"] = per_slot(oracle_floor_binned_mae(scenes, target=tgt))
+        entry["chance_binned_mae_deg"] = per_slot(chance_binned_mae(angle_to_class(true_deg)))
+        results[tgt] = entry
+        truth[tgt] = true_deg.numpy()
+        preds[tgt] = {k: v[0].numpy() for k, v in methods.items()}
+        classes_of[tgt] = {k: v[1].numpy() for k, v in methods.items()}
+
+    plots = write_plots(out, cfg.target, truth, preds, classes_of[cfg.target], factors_model, run_dir / "metrics.jsonl")
+    report = {
+        "run": str(run_dir),
+        "model_target": cfg.target,
+        "counts": {"mixtures": len(metadata), "sources": int(sum(len(m["sources"]) for m in metadata)),
+                   "distinct_eval_scenes": len(scenes)},
+        "speech_source": speech_description(cfg),
+        "eval_split": cfg.data.eval_split,
+        "eval_manifest": eval_manifest(cfg),
+        "eval_seed": cfg.eval.seed,
+        "targets": results,
+        "notes": {"gcc_phat": GCC_NOTE, "oracle": ORACLE_NOTE,
+                  "metrics": "binned_mae_deg: mean |pred class - true class| * 5 (the seed's metric); mae_deg: "
+                             "mean |pred - true| in degrees; acc5/acc10: share with |pred - true| <= 5/10 degrees; "
+                             "slots are the two sources sorted by angle"},
+        "plots": plots,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(report, indent=1, default=_json_default, allow_nan=True))
+    return report
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def summary_lines(report: dict[str, Any]) -> list[str]:
+    """metrics report -> a few printable lines (binned MAE per slot, per method and target)."""
+    counts = report["counts"]
+    lines = [f"eval: {counts['mixtures']} mixtures of {counts['distinct_eval_scenes']} held-out scenes, "
+             f"speech: {report['speech_source']}"]
+    for tgt, res in report["targets"].items():
+        parts = []
+        for key, label in (("model", "model"), ("gcc_phat", "GCC-PHAT")):
+            if res.get(key):
+                slots = res[key]["per_slot"]
+                parts.append(f"{label} {slots['slot1']['binned_mae_deg']:.2f}/{slots['slot2']['binned_mae_deg']:.2f}")
+        floor, chance = res["oracle_floor_binned_mae_deg"], res["chance_binned_mae_deg"]
+        parts.append(f"oracle floor {floor['slot1']:.2f}/{floor['slot2']:.2f}")
+        parts.append(f"chance {chance['slot1']:.2f}/{chance['slot2']:.2f}")
+        lines.append(f"{tgt:8s} binned MAE deg (slot1/slot2): " + ", ".join(parts))
+    return lines
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n\n")[0])
+    p.add_argument("--run", required=True, help="run folder (config.yaml, model.safetensors, metrics.jsonl)")
+    p.add_argument("--shards", help="shard root holding the eval split (default: the run's data.shards)")
+    p.add_argument("--speech", help="eval speech: 'synthetic', a speech shard folder or an audio folder "
+                                    "(default: the run's speech config)")
+    p.add_argument("--num-samples", type=int, help="eval mixtures (default: the run's eval.num_samples)")
+    p.add_argument("--out", help="output folder (default RUN/eval)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--no-progress", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from simulate.yaml_config import ConfigError
+    from training.data import DataError
+
+    args = parse_args(argv)
+    try:
+        report = evaluate_run(args.run, args.shards, args.speech, args.num_samples, args.device,
+                              progress=not args.no_progress, out_dir=args.out)
+    except (EvaluateError, DataError, ConfigError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for line in summary_lines(report):
+        print(line)
+    out = Path(args.out) if args.out else Path(args.run) / "eval"
+    print(f"wrote {out / 'metrics.json'} and {len(report['plots'])} plots:")
+    for path in report["plots"].values():
+        print(f"  {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
