@@ -6,11 +6,12 @@ from typing import Mapping
 
 from simulate.yaml_config import ConfigError
 
-# Checked in this order; the first pair present wins. Array jobs first: a job array task is one rank.
+# Checked in this order; the first pair present wins. A job array task is one rank; torchrun's
+# variables beat SLURM_PROCID/SLURM_NTASKS, which every SLURM job sets (to 0/1 under torchrun).
 _ENV_PAIRS = (
     ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN"),
-    ("SLURM_PROCID", "SLURM_NTASKS", None),
     ("RANK", "WORLD_SIZE", None),
+    ("SLURM_PROCID", "SLURM_NTASKS", None),
 )
 
 

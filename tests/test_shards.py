@@ -98,6 +98,7 @@ def test_config_hash_ignores_split_counts_only():
     ({"SLURM_ARRAY_TASK_ID": "4", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "1"}, (3, 4)),
     ({"SLURM_PROCID": "1", "SLURM_NTASKS": "2"}, (1, 2)),
     ({"RANK": "2", "WORLD_SIZE": "8"}, (2, 8)),
+    ({"RANK": "2", "WORLD_SIZE": "8", "SLURM_PROCID": "0", "SLURM_NTASKS": "1"}, (2, 8)),  # torchrun in SLURM
 ])
 def test_rank_from_environment(env, expected):
     assert resolve_rank(env=env) == expected
