@@ -174,14 +174,16 @@ def _t20_ratio_by_band(decay: str, count: int, seed: int) -> dict[tuple[float, f
 
 
 def test_fra_decay_reproduces_the_models_t20_ratios():
-    # Measured with this renderer, 300 scenes: median T20 / RT60 = 1.87, 2.10, 2.30 per band
+    # Measured with this renderer, 450 scenes: median T20 / RT60 = 1.88, 2.14, 2.35 per band
     # (DESIGN.md: ~1.8x, 2.1x, 2.2x with the authors' renderer).
-    expected = {(0.1, 0.3): 1.87, (0.3, 0.5): 2.10, (0.5, 0.7): 2.30}
+    expected = {(0.1, 0.3): 1.88, (0.3, 0.5): 2.14, (0.5, 0.7): 2.35}
     for band, ratio in _t20_ratio_by_band("fra", 120, seed=21).items():
         assert abs(ratio.median().item() / expected[band] - 1) < 0.08, (band, ratio.median().item())
 
 
 def test_calibrated_decay_tracks_requested_rt60():
+    # Measured, 450 scenes: median T20 / RT60 = 1.016, 1.007, 1.001; 5-95% range 0.97-1.06.
     for band, ratio in _t20_ratio_by_band("calibrated", 120, seed=22).items():
-        assert abs(ratio.median().item() - 1) < 0.05, (band, ratio.median().item())
-        assert ((ratio - 1).abs() < 0.15).float().mean() > 0.95, (band, ratio)
+        assert abs(ratio.median().item() - 1) < 0.04, (band, ratio.median().item())
+        assert ((ratio - 1).abs() < 0.10).float().mean() > 0.95, (band, ratio)
+        assert ((ratio - 1).abs() < 0.15).all(), (band, ratio)
