@@ -35,10 +35,14 @@ class STFT(nn.Module):
         self.conv_imag.weight.requires_grad_(trainable)
 
     def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # Always float32, also under autocast: the phase of quiet bins is the signal here, and bf16's 8-bit
+        # mantissa over a 512-tap sum would blur it (the STFT is ~4% of the seed model's FLOPs).
         channels = wave.shape[1]
         mono = rearrange(wave, "b c t -> (b c) 1 t")
-        real = rearrange(self.conv_real(mono), "(b c) f n -> b c f n", c=channels)
-        imag = rearrange(self.conv_imag(mono), "(b c) f n -> b c f n", c=channels)
+        with torch.autocast(device_type=wave.device.type, enabled=False):
+            mono = mono.float() if mono.dtype in (torch.float16, torch.bfloat16) else mono
+            real = rearrange(self.conv_real(mono), "(b c) f n -> b c f n", c=channels)
+            imag = rearrange(self.conv_imag(mono), "(b c) f n -> b c f n", c=channels)
         return real, imag
 
 
