@@ -1,0 +1,126 @@
+"""training.evaluate and training.plots: metrics.json's keys and values, valid PNGs, the CLI's errors."""
+import json
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+import torch
+
+from simulate import generate_dataset
+from ssl_model import SSLModel
+from training import plots
+from training.checkpoint import CONFIG, WEIGHTS, export_weights
+from training.config import dump_config, load_train_config
+from training.evaluate import main, reshape_metrics, unique_scenes
+
+ROOT = Path(__file__).resolve().parents[1]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+METRICS = ("binned_mae_deg", "mae_deg", "acc5", "acc10")
+
+
+def assert_png(path) -> None:
+    path = Path(path)
+    assert path.read_bytes()[:8] == PNG_MAGIC, path
+    image = mpimg.imread(path)
+    assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 300, (path, image.shape)
+    assert image[..., :3].std() > 0.01, f"{path} looks blank"
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """Small shards (8 train, 40 eval scenes) and an untrained tiny run with a hand-written metrics.jsonl."""
+    root = tmp_path_factory.mktemp("eval")
+    shards = root / "shards"
+    generate_dataset(shards, splits={"train": 8, "eval": 40}, overrides=("shard_size=20",), workers=1)
+    run = root / "run"
+    run.mkdir()
+    cfg = load_train_config(ROOT / "configs" / "tiny.yaml",
+                            [f"run.dir={run}", f"data.shards={shards}", "eval.num_samples=48", "eval.batch_size=16"])
+    torch.manual_seed(0)
+    export_weights(SSLModel(cfg.model), run / WEIGHTS)
+    dump_config(cfg, run / CONFIG)
+    lines = [{"event": "start", "step": 0}]
+    for step in range(10, 101, 10):
+        lines.append({"event": "train", "step": step, "loss": 7.0 / (1 + step / 30), "lr": 1e-3})
+        if step % 50 == 0:
+            lines.append({"event": "eval", "step": step, "binned_mae_deg": 40 - step / 5, "mae_deg": 40 - step / 5,
+                          "acc5": step / 200, "acc10": step / 150})
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in lines) + "\n{\"event\": \"tra")  # cut line
+    return run, shards
+
+
+def test_evaluate_writes_metrics_and_plots(tiny_run, capsys):
+    run, shards = tiny_run
+    assert main(["--run", str(run), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "lateral" in printed and "azimuth" in printed and "metrics.json" in printed
+    report = json.loads((run / "eval" / "metrics.json").read_text())
+    assert report["model_target"] == "lateral"
+    assert report["counts"] == {"mixtures": 48, "sources": 96, "distinct_eval_scenes": 40}
+    assert "synthetic" in report["speech_source"]
+    manifest = report["eval_manifest"]
+    assert manifest["path"].endswith("eval/manifest.json") and len(manifest["sha256"]) == 64
+    for target in ("lateral", "azimuth"):
+        res = report["targets"][target]
+        methods = ("model", "gcc_phat", "oracle_tdoa") if target == "lateral" else ("gcc_phat", "oracle_tdoa")
+        for method in methods:
+            scores = res[method]
+            assert scores["count"] == 48
+            for name in METRICS:
+                assert np.isfinite(scores[name])
+                for slot in ("slot1", "slot2"):
+                    assert np.isfinite(scores["per_slot"][slot][name])
+            assert 0 <= scores["acc5"] <= scores["acc10"] <= 1
+            assert {"by_rt60", "by_distance", "by_elevation", "by_separation"} <= set(scores)
+        for floor in ("oracle_floor_binned_mae_deg", "chance_binned_mae_deg"):
+            assert set(res[floor]) == {"slot1", "slot2", "mean"} and res[floor]["mean"] >= 0
+    assert report["targets"]["azimuth"]["model"] is None and "model_note" in report["targets"]["azimuth"]
+    # The TDOA fixes the lateral angle, not the azimuth: the oracle's floor must show it.
+    lateral_floor = report["targets"]["lateral"]["oracle_floor_binned_mae_deg"]["mean"]
+    azimuth_floor = report["targets"]["azimuth"]["oracle_floor_binned_mae_deg"]["mean"]
+    assert lateral_floor < azimuth_floor
+    expected = {"pred_vs_true", "error_cdf_lateral", "error_cdf_azimuth", "error_vs_factors", "confusion",
+                "training_curves"}
+    assert set(report["plots"]) == expected
+    for path in report["plots"].values():
+        assert_png(path)
+
+
+def test_evaluate_errors_are_one_line(tmp_path, tiny_run, capsys):
+    run, _ = tiny_run
+    assert main(["--run", str(tmp_path / "nothing")]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+    assert main(["--run", str(run), "--shards", str(tmp_path / "no-shards"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_unique_scenes_maps_repeats():
+    metas = [{"shard": "a", "key": k, "index": i} for k, i in (("x", 0), ("y", 1), ("x", 0))]
+    scenes, index = unique_scenes(metas)
+    assert len(scenes) == 2 and index.tolist() == [0, 1, 0]
+
+
+def test_reshape_metrics():
+    flat = {"count": 4.0, **{f"{m}{s}": 1.0 for m in METRICS for s in ("", "_slot1", "_slot2")}, "by_rt60": {}}
+    out = reshape_metrics(flat)
+    assert out["count"] == 4 and set(out["per_slot"]) == {"slot1", "slot2"} and "by_rt60" in out
+
+
+def test_plots_from_plain_arrays(tmp_path):
+    rng = np.random.default_rng(0)
+    true = np.sort(rng.uniform(0, 180, (60, 2)), axis=1)
+    pred = np.clip(true + rng.normal(0, 5, true.shape), 0, 180)
+    paths = [
+        plots.pred_vs_true(true, {"model": pred, "GCC-PHAT": pred[::-1]}, tmp_path / "a.png", target="lateral"),
+        plots.error_cdf({"model": pred - true, "oracle": np.zeros(3)}, tmp_path / "b.png", target="azimuth"),
+        plots.error_vs_factors({"RT60 (s)": np.repeat(rng.uniform(0.1, 0.7, (60, 1)), 2, 1)},
+                               {"model": pred - true}, tmp_path / "c.png", target="lateral"),
+        plots.confusion((true // 5).astype(int), (pred // 5).astype(int), 36, 5.0, tmp_path / "d.png", target="lateral"),
+        plots.training_curves([{"step": s, "train loss": 1 / (s + 1), "eval acc5": s / 100} for s in range(0, 100, 10)],
+                              tmp_path / "e.png"),
+        plots.training_curves([], tmp_path / "f.png"),
+    ]
+    for path in paths:
+        assert_png(path)
