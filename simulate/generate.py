@@ -93,10 +93,9 @@ def plan_split(cfg: SimulateConfig, out: Path, split: str, count: int, device: s
     return header, jobs
 
 
-def run_jobs(jobs: list[ShardJob], workers: int, progress: bool) -> dict[str, int]:
-    """Ensure every job's shard, `workers` spawned processes at a time -> {'written': n, 'skipped': m}."""
-    tally = {"written": 0, "skipped": 0}
-    bar = tqdm(total=len(jobs), unit="shard", desc="simulate", disable=not progress)
+def run_jobs(jobs: list[ShardJob], workers: int, progress: bool) -> int:
+    """Write every job's shard, `workers` spawned processes at a time -> number written."""
+    bar = tqdm(total=len(jobs), unit="shard", desc="simulate", disable=not progress or not jobs)
     workers = max(1, min(workers, len(jobs)))
     if workers == 1:
         results: Iterable[tuple[dict[str, Any], bool]] = map(ensure_shard, jobs)
@@ -104,16 +103,17 @@ def run_jobs(jobs: list[ShardJob], workers: int, progress: bool) -> dict[str, in
     else:
         pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_worker_init)
         results = pool.imap_unordered(ensure_shard, jobs)
+    written = 0
     try:
-        for _, written in results:
-            tally["written" if written else "skipped"] += 1
+        for _, wrote in results:
+            written += wrote
             bar.update(1)
     finally:
         bar.close()
         if pool is not None:
             pool.terminate()
             pool.join()
-    return tally
+    return written
 
 
 def generate_dataset(out_dir, cfg: SimulateConfig | None = None, splits: dict[str, int] | None = None, *,
@@ -137,7 +137,12 @@ def generate_dataset(out_dir, cfg: SimulateConfig | None = None, splits: dict[st
     jobs = [job for _, split_jobs in plans.values() for job in split_jobs]
     for split in plans:
         (out / split).mkdir(parents=True, exist_ok=True)
-    run_jobs(jobs, workers, progress)
+    # Verified shards are skipped here, so a finished set costs one hash pass and no worker start-up.
+    missing = [job for job in jobs if shard_is_current(job.path, job.sidecar_fields()) is None]
+    if progress:
+        print(f"simulate: {len(missing)} shards to write, {len(jobs) - len(missing)} already verified "
+              f"(rank {rank} of {world_size})", flush=True)
+    run_jobs(missing, workers, progress)
     manifests = {}
     for split, (header, _) in plans.items():
         names = [shard_name(split, k) for k in range(shard_count(cfg.splits[split], cfg.shard_size))]
