@@ -41,15 +41,14 @@ def draw_images(
 ) -> dict[str, torch.Tensor]:
     """-> the random draws of every image slot, each [B, S, N] with N = cfg.image_count_range[1].
 
-    Keys: `grid_u` (float64, picks the distance-ratio grid point), `direction` ([B,S,N,3] unit vectors),
+    Keys: `grid_u` (picks the distance-ratio grid point), `direction` ([B,S,N,3] unit vectors),
     `perturb` (U(a, b)). Drawn for the whole batch up front, so chunked rendering does not change them.
     """
     count, sources = scenes.src_pos.shape[:2]
-    shape = (count, sources, cfg.image_count_range[1])
-    device = scenes.device
-    grid_u = torch.rand(shape, generator=generator, device=device, dtype=torch.float64)
-    az = (torch.rand(shape, generator=generator, device=device) * 2 - 1) * math.pi
-    second = torch.rand(shape, generator=generator, device=device)
+    shape = (4, count, sources, cfg.image_count_range[1])
+    # One float32 draw for all four: 2^-24 resolution moves the ratio grid index by < 0.05.
+    grid_u, first, second, fourth = torch.rand(shape, generator=generator, device=scenes.device).unbind(0)
+    az = (first * 2 - 1) * math.pi
     if cfg.uniform_directions:
         z = second * 2 - 1
         ring = torch.sqrt((1 - z * z).clamp(min=0))
@@ -59,12 +58,12 @@ def draw_images(
         el = (second - 0.5) * math.pi
         direction = torch.stack([torch.sin(el) * torch.cos(az), torch.sin(el) * torch.sin(az), torch.cos(el)], -1)
     a, b = cfg.reflection_perturb
-    perturb = a + (b - a) * torch.rand(shape, generator=generator, device=device)
+    perturb = a + (b - a) * fourth
     return {"grid_u": grid_u, "direction": direction, "perturb": perturb}
 
 
 def _distance_ratios(grid_u: torch.Tensor, grid_size: torch.Tensor, top: torch.Tensor) -> torch.Tensor:
-    """grid_u [P] in [0,1), grid_size K [P] long, top [P] -> ratios [P] float32.
+    """grid_u [...] in [0,1), grid_size K, top (broadcast to it) -> ratios [...] float32.
 
     Grid point i in 1..K (evenly spaced on [1, top]) has probability i / (K (K+1) / 2); the inverse of
     that ramp's CDF, i (i + 1) >= u K (K + 1), picks i in closed form.
@@ -82,6 +81,8 @@ def image_paths(
     """-> every path that lands inside its RIR, flat [P]: delay (samples), amplitude, channel, early.
 
     channel = (b M + m) S + s; the first B*M*S entries are the direct paths, in channel order.
+    Image math is broadcast over [B, M, S, N] slots (no per-image gathers); unused slots (beyond the
+    scene's image count) and late images are removed by one final compaction.
     """
     c, sr = cfg.sound_speed, cfg.sr
     mic, src = scenes.mic_pos, scenes.src_pos  # float64
@@ -89,38 +90,36 @@ def image_paths(
     device = mic.device
     direct = torch.linalg.vector_norm(mic[:, :, None, :] - src[:, None, :, :], dim=-1)  # [B,M,S]
     nearest, which = direct.min(dim=1)  # [B,S]
-    origin = torch.gather(mic, 1, which[..., None].expand(-1, -1, 3))  # [B,S,3]
-    beta = reflection_coefficient(scenes.room_dim, scenes.rt60)
-
-    # Image slots beyond each scene's image count are never used: compact them away first.
-    slots = draws["grid_u"].shape[-1]
-    used = torch.arange(slots, device=device) < scenes.image_count[:, None, None]
-    b, s, n = used.expand(count, sources, slots).nonzero(as_tuple=True)
-    rt60 = scenes.rt60[b]
-    r = nearest[b, s]
-    ratio = _distance_ratios(draws["grid_u"][b, s, n], torch.ceil(_GRID_DENSITY * sr * rt60).long(), c * rt60 / r - 1)
-    position = origin[b, s].float() + (r.float() * ratio)[:, None] * draws["direction"][b, s, n]  # [I,3]
-    gap = position[None] - mic[b].transpose(0, 1).float()  # [M,I,3]
-    dist = torch.sqrt((gap * gap).sum(-1) + _DISTANCE_GUARD)  # [M,I]
-    perturb = draws["perturb"][b, s, n]
-    t60, beta_i = rt60.float(), beta[b].float()
+    origin = torch.gather(mic, 1, which[..., None].expand(-1, -1, 3)).float()  # [B,S,3]
+    rt60 = scenes.rt60
+    ratio = _distance_ratios(
+        draws["grid_u"], torch.ceil(_GRID_DENSITY * sr * rt60).long()[:, None, None], (c * rt60[:, None] / nearest - 1)[..., None]
+    )  # [B,S,N]
+    position = origin[:, :, None, :] + (nearest.float()[..., None] * ratio)[..., None] * draws["direction"]  # [B,S,N,3]
+    gap = position[:, None] - mic.float()[:, :, None, None, :]  # [B,M,S,N,3]
+    dist = torch.sqrt((gap * gap).sum(-1) + _DISTANCE_GUARD)  # [B,M,S,N]
+    perturb = draws["perturb"][:, None]
+    ratio = ratio[:, None]
+    t60 = rt60.float()[:, None, None, None]
+    beta = reflection_coefficient(scenes.room_dim, rt60).float()[:, None, None, None]
     if cfg.decay == "fra":
-        amp = fra_amplitude(dist, ratio, perturb, beta_i, t60, c, cfg.reflection_tau)
+        amp = fra_amplitude(dist, ratio, perturb, beta, t60, c, cfg.reflection_tau)
     else:
-        amp = calibrated_amplitude(dist, ratio, perturb, beta_i, t60, r.float(), c, cfg.reflection_tau,
-                                   cfg.reflection_perturb)
+        amp = calibrated_amplitude(dist, ratio, perturb, beta, t60, nearest.float()[:, None, :, None], c,
+                                   cfg.reflection_tau, cfg.reflection_perturb)
     delay = dist * (sr / c)
-    m = torch.arange(mics, device=device)[:, None]
-    channel = (b[None] * mics + m) * sources + s[None]  # [M,I]
     direct_delay = (direct * (sr / c)).float()  # [B,M,S]
-    keep = (delay < lengths[b].float()[None]).nonzero(as_tuple=True)  # drop late images, never clamp
-    delay, amp, channel = delay[keep], amp[keep], channel[keep]
+    slots = delay.shape[-1]
+    used = torch.arange(slots, device=device) < scenes.image_count[:, None, None, None]
+    keep = (used & (delay < lengths.float()[:, None, None, None])).view(-1).nonzero(as_tuple=True)[0]
+    channel = keep // slots  # drop late images, never clamp them onto the last sample
+    delay, amp = delay.view(-1)[keep], amp.view(-1)[keep]
     lo, hi = cfg.early_window_ms
-    offset = delay - direct_delay.reshape(-1)[channel]
+    offset = delay - direct_delay.view(-1)[channel]
     early = (offset >= lo * sr / 1000) & (offset <= hi * sr / 1000)
     return {
-        "delay": torch.cat([direct_delay.reshape(-1), delay]),
-        "amplitude": torch.cat([(1.0 / direct).float().reshape(-1), amp]),
+        "delay": torch.cat([direct_delay.view(-1), delay]),
+        "amplitude": torch.cat([(1.0 / direct).float().view(-1), amp]),
         "channel": torch.cat([torch.arange(count * mics * sources, device=device), channel]),
         "early": torch.cat([torch.ones(count * mics * sources, dtype=torch.bool, device=device), early]),
     }
