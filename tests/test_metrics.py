@@ -1,0 +1,141 @@
+"""Loss, metric values on hand-made cases, breakdowns, and the oracle/chance floors on synthetic geometry."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ssl_model.metrics import (chance_binned_mae, localization_metrics, metric_sums, metrics_from_sums,
+                               oracle_floor_binned_mae, two_slot_cross_entropy)
+from ssl_model.targets import angles_to_classes
+
+
+def test_two_slot_cross_entropy_is_the_seeds_sum():
+    torch.manual_seed(0)
+    logits = torch.randn(5, 2, 36)
+    classes = torch.randint(0, 36, (5, 2)).sort(-1).values
+    expected = F.cross_entropy(logits[:, 0], classes[:, 0]) + F.cross_entropy(logits[:, 1], classes[:, 1])
+    torch.testing.assert_close(two_slot_cross_entropy(logits, classes), expected)
+    smoothed = F.cross_entropy(logits[:, 0], classes[:, 0], label_smoothing=0.1) + F.cross_entropy(
+        logits[:, 1], classes[:, 1], label_smoothing=0.1)
+    torch.testing.assert_close(two_slot_cross_entropy(logits, classes, label_smoothing=0.1), smoothed)
+    perfect = F.one_hot(classes, 36).float() * 50
+    assert two_slot_cross_entropy(perfect, classes).item() < 1e-6
+
+
+PRED_CLS = torch.tensor([[1, 5], [2, 2], [10, 30]])
+TRUE_CLS = torch.tensor([[1, 7], [4, 2], [10, 29]])
+PRED_DEG = torch.tensor([[7.0, 27.0], [12.0, 12.0], [52.0, 152.0]])
+TRUE_DEG = torch.tensor([[8.0, 37.5], [22.0, 11.0], [51.0, 147.0]])
+
+
+def test_metric_values_by_hand():
+    m = metrics_from_sums(metric_sums(PRED_CLS, TRUE_CLS, PRED_DEG, TRUE_DEG))
+    assert m["count"] == 3
+    assert m["binned_mae_deg_slot1"] == pytest.approx((0 + 2 + 0) * 5 / 3)
+    assert m["binned_mae_deg_slot2"] == pytest.approx((2 + 0 + 1) * 5 / 3)
+    assert m["binned_mae_deg"] == pytest.approx((2 + 2 + 1) * 5 / 6)
+    assert m["mae_deg_slot1"] == pytest.approx((1 + 10 + 1) / 3)
+    assert m["mae_deg_slot2"] == pytest.approx((10.5 + 1 + 5) / 3)
+    assert m["acc5_slot1"] == pytest.approx(2 / 3) and m["acc5_slot2"] == pytest.approx(2 / 3)  # 5.0 counts
+    assert m["acc10_slot1"] == pytest.approx(1.0) and m["acc10_slot2"] == pytest.approx(2 / 3)
+
+
+def test_sums_add_across_shards():
+    whole = metric_sums(PRED_CLS, TRUE_CLS, PRED_DEG, TRUE_DEG)
+    parts = metric_sums(PRED_CLS[:1], TRUE_CLS[:1], PRED_DEG[:1], TRUE_DEG[:1]) + metric_sums(
+        PRED_CLS[1:], TRUE_CLS[1:], PRED_DEG[1:], TRUE_DEG[1:])
+    assert whole.dtype == torch.float64 and whole.shape == (2, 5)
+    torch.testing.assert_close(whole, parts)
+
+
+def test_breakdowns():
+    factors = {
+        "rt60": torch.tensor([0.15, 0.45, 0.65]),
+        "distance": torch.tensor([[0.5, 4.0], [1.5, 1.5], [0.4, 4.5]]),
+        "elevation": torch.tensor([[-5.0, 50.0], [15.0, -15.0], [0.0, 3.0]]),
+        "separation": torch.tensor([30.0, 0.0, 100.0]),
+    }
+    m = localization_metrics(PRED_DEG, TRUE_DEG, PRED_CLS, TRUE_CLS, factors)
+    assert m["binned_mae_deg_slot1"] == pytest.approx(10 / 3)
+    assert set(m["by_rt60"]) == {"0.1-0.3", "0.3-0.5", "0.5-0.7"}
+    assert m["by_rt60"]["0.3-0.5"]["count"] == 1 and m["by_rt60"]["0.3-0.5"]["binned_mae_deg_slot1"] == 10.0
+    near = m["by_distance"]["0.2-1"]  # per-source factor: slot 1 of samples 0 and 2
+    assert near["binned_mae_deg_slot1"] == 0.0 and math.isnan(near["binned_mae_deg_slot2"])
+    assert m["by_distance"]["3-5"]["binned_mae_deg_slot2"] == pytest.approx(7.5)
+    assert m["by_elevation"]["10-20"]["count"] == 1  # |elevation| is binned
+    total = sum(b["count"] for b in m["by_separation"].values())
+    assert total == 3  # nothing dropped
+    with pytest.raises(ValueError, match="no bin edges"):
+        localization_metrics(PRED_DEG, TRUE_DEG, PRED_CLS, TRUE_CLS, {"snr": torch.zeros(3)})
+
+
+def test_chance_floor():
+    classes = torch.tensor([[0, 10], [2, 10], [4, 30]])
+    torch.testing.assert_close(chance_binned_mae(classes), torch.tensor([20 / 3, 100 / 3], dtype=torch.float64))
+
+
+def planar_scenes(n, generator, elevation_deg=None):
+    """Scene geometry around a mic pair at x = -+0.05: n scenes x 2 sources -> (tdoa, azimuth, lateral) [n, 2]."""
+    lateral = torch.rand(n, 2, generator=generator, dtype=torch.float64) * math.pi
+    distance = 0.5 + 3.5 * torch.rand(n, 2, generator=generator, dtype=torch.float64)
+    if elevation_deg is None:
+        elevation = torch.zeros(n, 2, dtype=torch.float64)
+    else:
+        elevation = torch.deg2rad(elevation_deg)
+    # Source direction: angle `lateral` to +x, then lifted by `elevation` around the x axis.
+    x = torch.cos(lateral)
+    y = torch.sin(lateral) * torch.cos(elevation)
+    z = torch.sin(lateral) * torch.sin(elevation)
+    source = distance.unsqueeze(-1) * torch.stack((x, y, z), dim=-1)
+    mic0 = torch.tensor([-0.05, 0.0, 0.0], dtype=torch.float64)
+    mic1 = torch.tensor([0.05, 0.0, 0.0], dtype=torch.float64)
+    tdoa = ((source - mic1).norm(dim=-1) - (source - mic0).norm(dim=-1)) / 340.0
+    azimuth = torch.rad2deg(torch.atan2(y, x).abs())
+    return tdoa, azimuth, torch.rad2deg(lateral)
+
+
+def test_oracle_floor_coplanar_is_near_zero():
+    tdoa, azimuth, _ = planar_scenes(2000, torch.Generator().manual_seed(0))
+    floor = oracle_floor_binned_mae(tdoa=tdoa, angles_deg=azimuth)
+    assert floor.shape == (2,) and (floor < 0.5).all(), floor
+
+
+def test_oracle_floor_two_classes_per_tdoa():
+    # Source 1 always at tdoa -1e-4 with class 2 or 6 (half each), source 2 at +1e-4 with class 20 or 30:
+    # each slot's Bayes prediction is either class, expected error = 1/2 * class gap * 5 degrees.
+    n = 400
+    i = torch.arange(n)
+    tdoa = torch.stack((torch.full((n,), -1e-4), torch.full((n,), 1e-4)), dim=1).double()
+    first = torch.where(i % 2 == 0, 12.5, 32.5)
+    second = torch.where(i % 4 < 2, 102.5, 152.5)
+    floor = oracle_floor_binned_mae(tdoa=tdoa, angles_deg=torch.stack((first, second), dim=1).double())
+    # Leave-one-out leaves 199 of one class against 200 of the other: 199/399 instead of 1/2.
+    assert floor[0].item() == pytest.approx(10.0, abs=0.1)
+    assert floor[1].item() == pytest.approx(25.0, abs=0.2)
+
+
+def test_oracle_floor_from_metadata_matches_tensors():
+    tdoa, azimuth, lateral = planar_scenes(300, torch.Generator().manual_seed(1),
+                                           elevation_deg=torch.full((300, 2), 30.0, dtype=torch.float64))
+    metadata = [{"sources": [{"tdoa_s": float(tdoa[k, s]), "azimuth_deg": float(azimuth[k, s]),
+                              "lateral_deg": float(lateral[k, s]), "elevation_deg": 30.0, "distance_m": 1.0}
+                             for s in range(2)]} for k in range(300)]
+    torch.testing.assert_close(oracle_floor_binned_mae(metadata), oracle_floor_binned_mae(tdoa=tdoa, angles_deg=azimuth))
+    # A fixed 30-degree elevation maps each TDOA to one azimuth too: the floor stays small (600 sources in
+    # 36 classes: the 20-neighbour posterior spans about a bin)...
+    assert (oracle_floor_binned_mae(metadata) < 2.0).all()
+    # ...while the lateral target is identifiable from the TDOA alone.
+    assert (oracle_floor_binned_mae(metadata, target="lateral") < 1.0).all()
+    with pytest.raises(ValueError, match="sources"):
+        oracle_floor_binned_mae([{"rt60": 0.2}])
+
+
+def test_oracle_floor_with_random_elevation_is_positive_and_below_chance():
+    g = torch.Generator().manual_seed(2)
+    elevation = (torch.rand(1000, 2, generator=g, dtype=torch.float64) - 0.5) * 120
+    tdoa, azimuth, lateral = planar_scenes(1000, g, elevation_deg=elevation)
+    floor = oracle_floor_binned_mae(tdoa=tdoa, angles_deg=azimuth)
+    chance = chance_binned_mae(angles_to_classes(azimuth))
+    assert (floor > 2.0).all() and (floor < chance / 3).all(), (floor, chance)
+    assert (oracle_floor_binned_mae(tdoa=tdoa, angles_deg=lateral) < 1.0).all()
