@@ -15,7 +15,8 @@ from simulate.config import GENERATOR_VERSION, SimulateConfig
 from simulate.manifest import MANIFEST, load_manifest, merge_manifest
 from simulate.render import render_shard, shard_name
 from simulate.seeds import config_hash, shard_count, shard_span
-from simulate.shards import atomic_write, remove_stale_temps, shard_is_current, tar_bytes, write_sidecar
+from simulate.shards import (atomic_write, remove_stale_temps, shard_is_current, sidecar_path, tar_bytes,
+                             write_sidecar)
 from simulate.options import resolve_config
 from simulate.yaml_config import ConfigError, config_to_dict
 
@@ -59,6 +60,7 @@ def ensure_shard(job: ShardJob) -> tuple[dict[str, Any], bool]:
     if record is not None:
         return record, False
     remove_stale_temps(job.path)
+    remove_stale_temps(sidecar_path(job.path))
     with single_thread(job.device):
         members = render_shard(job.cfg, job.split, job.k, job.first, job.count, job.device)
     atomic_write(job.path, tar_bytes(members))

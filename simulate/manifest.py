@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from simulate.shards import atomic_write, read_sidecar
+from simulate.shards import atomic_write, read_sidecar, remove_stale_temps
 
 MANIFEST = "manifest.json"
 
@@ -44,6 +44,7 @@ def merge_manifest(directory: Path, header: dict[str, Any], shard_names: list[st
             "complete": len(shards) == len(shard_names) and present == expected_count,
             "shards": shards,
         }
+        remove_stale_temps(directory / MANIFEST)
         atomic_write(directory / MANIFEST, json.dumps(manifest, sort_keys=True, indent=1).encode() + b"\n")
     return manifest
 

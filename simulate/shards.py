@@ -5,7 +5,9 @@ import hashlib
 import io
 import json
 import os
+import socket
 import tarfile
+import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -14,6 +16,7 @@ import numpy as np
 # Every header field that could vary between runs or machines is pinned (2000-01-01, root, 0644).
 FIXED_MTIME = 946684800
 _CHUNK = 1 << 20
+STALE_TEMP_S = 3600  # a temporary file from another host this old belongs to a dead writer
 
 
 class ShardError(Exception):
@@ -46,14 +49,32 @@ def tar_bytes(members: Iterable[tuple[str, bytes]]) -> bytes:
 
 
 def temp_path(path: Path) -> Path:
-    """Where `path` is written before the rename; its name never ends in .tar or .json."""
-    return path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    """Where `path` is written before the rename (`{name}.tmp-{host}-{pid}`); never ends in .tar or .json."""
+    return path.with_name(f"{path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
+
+
+def _writer_gone(temp: Path) -> bool:
+    """A temporary file's writer is no longer running (same host), or it is an hour old (other host)."""
+    host, _, pid = temp.name.rpartition(".tmp-")[2].rpartition("-")
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return int(pid) == os.getpid()
+    try:
+        return time.time() - temp.stat().st_mtime > STALE_TEMP_S
+    except FileNotFoundError:
+        return False
 
 
 def remove_stale_temps(path: Path) -> None:
-    """Delete leftovers of an interrupted write of `path` (any process id)."""
-    for stale in path.parent.glob(f"{path.name}.tmp-*"):
-        stale.unlink(missing_ok=True)
+    """Delete leftovers of interrupted writes of `path`, never the file another live process is writing."""
+    for temp in Path(path).parent.glob(f"{Path(path).name}.tmp-*"):
+        if _writer_gone(temp):
+            temp.unlink(missing_ok=True)
 
 
 def atomic_write(path: Path, data: bytes) -> None:

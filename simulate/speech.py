@@ -11,7 +11,8 @@ from tqdm import tqdm
 
 from simulate.manifest import merge_manifest
 from simulate.seeds import shard_count
-from simulate.shards import atomic_write, json_bytes, remove_stale_temps, shard_is_current, tar_bytes, write_sidecar
+from simulate.shards import (atomic_write, json_bytes, remove_stale_temps, shard_is_current, sidecar_path,
+                             tar_bytes, write_sidecar)
 from simulate.yaml_config import ConfigError
 
 AUDIO_EXTENSIONS = {".flac": "flac", ".wav": "wav"}
@@ -82,6 +83,7 @@ def pack_speech(audio_dir: Path, out: Path, shard_size: int = 256, progress: boo
                   "config_hash": "speech"}
         if shard_is_current(path, fields) is None:
             remove_stale_temps(path)
+            remove_stale_temps(sidecar_path(path))
             atomic_write(path, tar_bytes(shard_members(audio_dir, chunk, first)))
             write_sidecar(path, fields)
     header = {"kind": "speech", "config_hash": "speech", "audio_dir": audio_dir.name, "shard_size": shard_size,
