@@ -1,0 +1,95 @@
+"""GCC-PHAT: sign convention, two known TDOAs in an anechoic two-source mixture, silence, batching."""
+import math
+
+import pytest
+import torch
+
+from ssl_model.baselines import gcc_phat, lateral_to_tdoa, tdoa_to_lateral
+
+SR = 16000
+
+
+def fractional_delay(x, delay_samples):
+    """x [T] float64 -> x delayed by a fractional number of samples (band-limited, zero-padded FFT shift)."""
+    n = x.shape[-1]
+    freqs = torch.fft.rfftfreq(2 * n, dtype=torch.float64)
+    shifted = torch.fft.rfft(x, n=2 * n) * torch.exp(-2j * math.pi * freqs * delay_samples)
+    return torch.fft.irfft(shifted, n=2 * n)[..., :n]
+
+
+def speech_like(samples, generator):
+    """Noise gated on and off at a syllable-like rate (~10 Hz segments), [samples] float64."""
+    noise = torch.randn(samples, generator=generator, dtype=torch.float64)
+    gates = (torch.rand(samples // 1600 + 2, generator=generator, dtype=torch.float64) > 0.4).double()
+    envelope = torch.nn.functional.interpolate(gates[None, None], size=samples, mode="linear")[0, 0]
+    return noise * envelope
+
+
+def anechoic_mixture(laterals, generator, seconds=3.0):
+    """Far-field sources at the given lateral angles -> wave [1, 2, T]: mic 1 hears each at its TDOA after mic 0."""
+    samples = int(seconds * SR)
+    pad = 2000
+    mic0 = torch.zeros(samples + 2 * pad, dtype=torch.float64)
+    mic1 = torch.zeros_like(mic0)
+    for lateral in laterals:
+        signal = speech_like(samples + 2 * pad, generator)
+        tdoa = lateral_to_tdoa(torch.tensor(float(lateral), dtype=torch.float64))
+        mic0 += signal
+        mic1 += fractional_delay(signal, float(tdoa) * SR)
+    return torch.stack((mic0, mic1))[None, :, pad:pad + samples].float()
+
+
+def test_angle_tdoa_round_trip_and_sign():
+    lateral = torch.tensor([0.0, 30.0, 90.0, 150.0, 180.0], dtype=torch.float64)
+    tdoa = lateral_to_tdoa(lateral)
+    assert tdoa[0] < 0 < tdoa[-1]  # lateral 0 lies on +x, next to mic 1, which hears it first
+    torch.testing.assert_close(tdoa_to_lateral(tdoa), lateral)
+
+
+def test_single_delayed_source_sign():
+    # Mic 1 lags mic 0 by 3.2 samples: tdoa > 0, the source is on the mic-0 side, lateral > 90 degrees.
+    g = torch.Generator().manual_seed(0)
+    x = speech_like(20000, g)
+    wave = torch.stack((x, fractional_delay(x, 3.2)))[None].float()
+    lateral, tdoa = gcc_phat(wave, return_tdoa=True)
+    expected = tdoa_to_lateral(torch.tensor(3.2 / SR, dtype=torch.float64)).item()
+    assert expected > 90
+    assert lateral[0].tolist() == pytest.approx([expected, expected], abs=1.0)
+    assert tdoa[0, 0].item() == pytest.approx(3.2 / SR, abs=0.1 / SR)
+
+
+@pytest.mark.parametrize("laterals", [(50.0, 120.0), (30.0, 100.0), (80.0, 95.0), (15.0, 165.0)])
+def test_votes_find_two_sources_within_two_degrees(laterals):
+    g = torch.Generator().manual_seed(int(sum(laterals)))
+    wave = anechoic_mixture(laterals, g)
+    estimate = gcc_phat(wave, sr=SR, mic_distance=0.1)
+    assert estimate.shape == (1, 2)
+    assert estimate[0].tolist() == pytest.approx(sorted(laterals), abs=2.0)
+
+
+def test_whole_signal_form_on_well_separated_sources():
+    g = torch.Generator().manual_seed(5)
+    wave = anechoic_mixture((40.0, 130.0), g)
+    estimate = gcc_phat(wave, method="whole")
+    assert estimate[0].tolist() == pytest.approx([40.0, 130.0], abs=2.0)
+
+
+def test_silent_frames_do_not_vote_and_batches_are_independent():
+    g = torch.Generator().manual_seed(7)
+    first = anechoic_mixture((60.0, 110.0), g)
+    second = anechoic_mixture((25.0, 140.0), g)
+    # Long digital silence plus a faint uncorrelated hiss in front of the first scene.
+    hiss = 1e-4 * torch.randn(1, 2, 32000, generator=g)
+    padded = torch.cat((hiss, first), dim=-1)[..., :48000]
+    batch = torch.cat((padded, second), dim=0)
+    estimate = gcc_phat(batch)
+    assert estimate[0].tolist() == pytest.approx([60.0, 110.0], abs=2.0)
+    assert estimate[1].tolist() == pytest.approx([25.0, 140.0], abs=2.0)
+    torch.testing.assert_close(estimate[1:], gcc_phat(second))
+
+
+def test_input_checks():
+    with pytest.raises(ValueError, match="batch, 2, samples"):
+        gcc_phat(torch.zeros(2, 100))
+    with pytest.raises(ValueError, match="method"):
+        gcc_phat(torch.zeros(1, 2, 1000), method="music")
