@@ -86,7 +86,9 @@ def plan_split(cfg: SimulateConfig, out: Path, split: str, count: int, device: s
             raise ConfigError(f"{directory} holds shards of a different config (config_hash {old[:12]}...); "
                               f"use another --out or remove that folder")
     header = {"kind": "rir", "split": split, "seed": cfg.seed, "generator_version": GENERATOR_VERSION,
-              "config_hash": digest, "shard_size": cfg.shard_size, "config": config_to_dict(cfg)}
+              "config_hash": digest, "shard_size": cfg.shard_size,
+              # Without `splits`, so a split's manifest does not depend on which other splits a run wrote.
+              "config": {key: value for key, value in config_to_dict(cfg).items() if key != "splits"}}
     jobs = []
     for k in range(shard_count(count, cfg.shard_size)):
         if owns(k, rank, world_size) and (shards is None or k in shards):
@@ -134,6 +136,9 @@ def generate_dataset(out_dir, cfg: SimulateConfig | None = None, splits: dict[st
         raise ConfigError("device: cuda was asked for but torch finds no CUDA device")
     wanted = None if shards is None else {int(k) for k in shards}
     out = Path(out_dir)
+    largest = max((shard_count(n, cfg.shard_size) for n in cfg.splits.values()), default=0)
+    if wanted and max(wanted) >= largest:
+        raise ConfigError(f"--shards: shard {max(wanted)} does not exist; the largest split has {largest} shards")
     plans = {split: plan_split(cfg, out, split, count, device, wanted, rank, world_size)
              for split, count in cfg.splits.items()}
     jobs = [job for _, split_jobs in plans.values() for job in split_jobs]

@@ -34,7 +34,7 @@ def test_data_contract(dataset):
     assert manifests == {"train": out / "train" / "manifest.json", "eval": out / "eval" / "manifest.json"}
     manifest = json.loads(manifests["train"].read_text())
     assert manifest["complete"] and manifest["count"] == 6 and manifest["num_shards"] == 3
-    assert manifest["config"]["shard_size"] == 2 and manifest["seed"] == 0
+    assert manifest["config"]["shard_size"] == 2 and manifest["seed"] == 0 and "splits" not in manifest["config"]
     names = [record["name"] for record in manifest["shards"]]
     assert names == ["train-000000.tar", "train-000001.tar", "train-000002.tar"]
     for record in manifest["shards"]:
@@ -136,6 +136,7 @@ def test_cli_writes_and_verifies(tmp_path):
     (["distance_range=[20,30]"], "distance_range"),
     (["--splits", "train=x"], "--splits"),
     (["--shards", "a,b"], "--shards"),
+    (["--splits", "eval=4", "--shards", "1,7"], "--shards"),
     (["--config", "missing.yaml"], "missing.yaml"),
 ])
 def test_cli_bad_input_fails_in_one_line_before_any_work(tmp_path, args, key):
