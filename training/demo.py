@@ -1,0 +1,223 @@
+"""The whole job end to end on a CPU: simulate, train the tiny model, evaluate, plot, localize one file.
+
+    python -m training.demo [--out demo_out] [--quick] [--targets lateral,azimuth]
+
+1. simulate small train and eval splits (seed protocol geometry and RT60, disjoint seeds) into OUT/shards;
+2. train configs/tiny.yaml on the built-in synthetic speech, one run per target, in a subprocess (OUT/runs/...);
+3. evaluate each run on the held-out split (metrics.json and plots in OUT/runs/<run>/eval);
+4. render a stereo wav from one eval scene (synthetic speech convolved with the scene's RIRs) and localize it;
+5. print a summary table: model, GCC-PHAT, oracle floor and chance on both targets, and the plot paths.
+`--quick` is a smoke version (tiny splits, a few dozen steps) for the test suite; its numbers mean nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "configs" / "tiny.yaml"
+
+
+@dataclass(frozen=True)
+class Plan:
+    train_scenes: int
+    eval_scenes: int
+    shard_size: int
+    steps: int | None  # None: the config's run.steps
+    eval_mixtures: int  # for the final evaluation (distinct scenes matter for the oracle's kNN)
+    overrides: tuple[str, ...]  # extra training overrides
+
+
+FULL = Plan(train_scenes=400, eval_scenes=200, shard_size=100, steps=None, eval_mixtures=200, overrides=())
+QUICK = Plan(train_scenes=16, eval_scenes=24, shard_size=8, steps=20, eval_mixtures=24,
+             overrides=("eval.every=0", "eval.num_samples=16", "run.log_every=10", "run.save_every=20",
+                        "data.rir_reservoir=16", "speech.reservoir=32"))
+
+
+def stage(key: str, title: str, timings: dict[str, float]):
+    """Context manager printing a stage header and recording its wall time under `key`."""
+
+    class _Stage:
+        def __enter__(self):
+            print(f"\n== {title}", flush=True)
+            self.t0 = time.time()
+
+        def __exit__(self, *exc):
+            timings[key] = time.time() - self.t0
+            if exc[0] is None:
+                print(f"   ({timings[key]:.0f} s)", flush=True)
+
+    return _Stage()
+
+
+def simulate(out: Path, plan: Plan) -> dict[str, Path]:
+    from simulate import generate_dataset
+
+    return generate_dataset(out, splits={"train": plan.train_scenes, "eval": plan.eval_scenes},
+                            overrides=(f"shard_size={plan.shard_size}",), workers=1, progress=True)
+
+
+def train(run_dir: Path, shards: Path, target: str, plan: Plan) -> None:
+    """configs/tiny.yaml on synthetic speech, in a subprocess (its own threads and Accelerate state)."""
+    if run_dir.exists():
+        shutil.rmtree(run_dir)  # a fresh run each time: metrics.jsonl would otherwise mix two runs
+    cmd = [sys.executable, "-m", "training.train", "--config", str(TINY), "--shards", str(shards),
+           "--run-dir", str(run_dir), f"target={target}", "speech.source=synthetic", *plan.overrides]
+    if plan.steps is not None:
+        cmd += ["--steps", str(plan.steps)]
+    print("   $ " + " ".join(cmd[1:]), flush=True)
+    proc = subprocess.run(cmd, cwd=ROOT)
+    if proc.returncode != 0:
+        raise SystemExit(f"error: training ({target}) failed with exit code {proc.returncode}")
+
+
+def first_eval_scene(shards: Path) -> tuple[np.ndarray, dict]:
+    """The eval split's first scene -> (rir float32 [mics, sources, L], its metadata)."""
+    from simulate.shards import read_samples
+    from training.data import load_npy
+
+    first = sorted((shards / "eval").glob("eval-*.tar"))[0]
+    for key, parts in read_samples(first):
+        return load_npy(parts["rir.npy"], f"{first}:{key}"), json.loads(parts["json"])
+    raise SystemExit(f"error: {first} holds no scene")
+
+
+def render_scene(rir: np.ndarray, sr: int, seconds: float, seed: int = 7):
+    """rir [M, S, L] -> stereo mixture [T, M] of synthetic speech (one clip per source), peak 0.9."""
+    import torch
+
+    from training.mixing import mix
+    from training.speech import synthetic_speech
+
+    g = torch.Generator().manual_seed(seed)
+    speech = synthetic_speech(rir.shape[1], int(seconds * sr), sr, g)[None]  # [1, S, T]
+    wave = mix(speech, torch.from_numpy(rir)[None], normalize="peak")  # [1, M, T]
+    return wave[0].T.numpy()
+
+
+def localize_file(path: Path, run_dir: Path, plot: Path) -> dict[str, Any]:
+    from ssl_model.localize import _load_run, localize_wave, plot_half_circle, read_stereo
+
+    wave, sr = read_stereo(path)
+    model, cfg = _load_run(run_dir, "cpu")
+    result = localize_wave(wave, sr, model, cfg)
+    result["plot"] = str(plot_half_circle(result, plot, title=f"{path.name} ({run_dir.name})"))
+    return result
+
+
+def fmt(value: float | None) -> str:
+    return "    -" if value is None else f"{value:5.2f}"
+
+
+def summary_table(reports: dict[str, dict]) -> list[str]:
+    """{target: evaluate report} -> lines: binned MAE (deg) per slot, per method and target, plus ACC@5."""
+    targets = ("lateral", "azimuth")
+    any_report = next(iter(reports.values()))
+
+    def cell(target: str, method: str) -> str:
+        report = reports.get(target, any_report)
+        res = report["targets"][target]
+        if method in ("model", "gcc_phat"):
+            scores = res.get(method) if (method != "model" or target in reports) else None
+            if not scores:
+                return f"{fmt(None)} {fmt(None)} {'    -':>6}"
+            slots = scores["per_slot"]
+            return (f"{fmt(slots['slot1']['binned_mae_deg'])} {fmt(slots['slot2']['binned_mae_deg'])} "
+                    f"{100 * scores['acc5']:5.1f}%")
+        floor = res[method]
+        return f"{fmt(floor['slot1'])} {fmt(floor['slot2'])} {'    -':>6}"
+
+    header = f"{'method':<26}" + "".join(f"| {t + ' (slot1 slot2 acc5)':<25}" for t in targets)
+    lines = [header, "-" * len(header)]
+    rows = (("model (tiny, CPU)", "model"), ("GCC-PHAT", "gcc_phat"),
+            ("oracle floor (exact TDOA)", "oracle_floor_binned_mae_deg"), ("chance (median class)", "chance_binned_mae_deg"))
+    for label, method in rows:
+        lines.append(f"{label:<26}" + "".join(f"| {cell(t, method):<25}" for t in targets))
+    lines.append("binned MAE in degrees (the seed's metric: |class error| x 5) per sorted slot; acc5: share within 5 deg")
+    return lines
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m training.demo", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="demo_out", help="output folder (default demo_out/)")
+    p.add_argument("--quick", action="store_true", help="smoke version: tiny splits, a few dozen steps")
+    p.add_argument("--targets", help="comma-separated targets to train a tiny model for "
+                                     "(default lateral,azimuth; with --quick: lateral)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    args.targets = args.targets or ("lateral" if args.quick else "lateral,azimuth")
+    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    if not targets or any(t not in ("lateral", "azimuth") for t in targets):
+        print(f"error: --targets: expected lateral and/or azimuth, got {args.targets!r}", file=sys.stderr)
+        return 2
+    out = Path(args.out).resolve()
+    shards, runs = out / "shards", out / "runs"
+    timings: dict[str, float] = {}
+    t0 = time.time()
+
+    from training.evaluate import evaluate_run, summary_lines
+
+    with stage("simulate", f"1. simulate {plan.train_scenes} train + {plan.eval_scenes} eval scenes -> {shards}", timings):
+        simulate(shards, plan)
+    reports: dict[str, dict] = {}
+    for target in targets:
+        run_dir = runs / f"tiny-{target}"
+        with stage(f"train {target}", f"2. train configs/tiny.yaml, target={target} -> {run_dir}", timings):
+            train(run_dir, shards, target, plan)
+        with stage(f"evaluate {target}", f"3. evaluate {run_dir.name} on {plan.eval_mixtures} held-out mixtures", timings):
+            reports[target] = evaluate_run(run_dir, num_samples=plan.eval_mixtures, device="cpu", progress=True)
+            for line in summary_lines(reports[target]):
+                print("   " + line)
+
+    with stage("render+localize", "4. render one eval scene to a stereo wav and localize it", timings):
+        import soundfile as sf
+
+        rir, meta = first_eval_scene(shards)
+        wav = out / "scene.wav"
+        sf.write(wav, render_scene(rir, int(meta["sr"]), 3.0), int(meta["sr"]), subtype="FLOAT")
+        localized = {}
+        for target in targets:
+            run_dir = runs / f"tiny-{target}"
+            localized[target] = localize_file(wav, run_dir, out / f"localize_{target}.png")
+            truth = sorted(float(s[f"{target}_deg"]) for s in meta["sources"])
+            localized[target]["truth_deg"] = [round(a, 2) for a in truth]
+            (out / f"localize_{target}.json").write_text(json.dumps(localized[target], indent=1))
+
+    total = time.time() - t0
+    print("\n== summary" + (" (--quick: a smoke run, the numbers mean nothing)" if args.quick else ""))
+    report = next(iter(reports.values()))
+    print(f"held-out: {report['counts']['mixtures']} mixtures of {report['counts']['distinct_eval_scenes']} eval scenes "
+          f"(disjoint seeds from the {plan.train_scenes} train scenes); speech: {report['speech_source']}")
+    for line in summary_table(reports):
+        print(line)
+    print(f"\nlocalized {wav} (eval scene {meta.get('split', 'eval')}/{meta.get('index', 0)}, RT60 {meta['rt60']:.2f} s):")
+    for target, res in localized.items():
+        print(f"  {target:8s} estimate {res['angles_deg']} deg, truth {res['truth_deg']} deg  -> {res['plot']}")
+    print(f"  CLI: python -m ssl_model.localize {wav} --run {runs / ('tiny-' + targets[0])} --plot out.png")
+    print("\nplots:")
+    for target, rep in reports.items():
+        for name, path in rep["plots"].items():
+            print(f"  {target:8s} {name:18s} {path}")
+    print("\nwall time: " + ", ".join(f"{name} {sec:.0f} s" for name, sec in timings.items()) + f"; total {total:.0f} s ({total / 60:.1f} min)")
+    (out / "summary.json").write_text(json.dumps({"timings_s": timings, "total_s": total, "quick": args.quick,
+                                                  "localized": localized,
+                                                  "metrics": {t: str(runs / f"tiny-{t}" / "eval" / "metrics.json")
+                                                              for t in reports}}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
