@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from simulate.config import SimulateConfig
+from simulate.yaml_config import ConfigError
 from simulate.geometry import source_geometry
 
 # Source placement is rejection sampling in vectorized rounds; each round draws this many candidates
@@ -95,7 +96,7 @@ def _place_sources(
             lateral[rows, s] = lat[found, first[found]]
             pending = pending[~found]
         if pending.numel():
-            raise ValueError(
+            raise ConfigError(
                 f"distance_range / min_source_separation_deg: could not place source {s} in "
                 f"{pending.numel()} scene(s) after {_MAX_ROUNDS * _CANDIDATES_PER_ROUND} draws "
                 f"(e.g. room {room_dim[pending[0]].tolist()}); widen distance_range or lower the separation"
