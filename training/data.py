@@ -43,7 +43,9 @@ class DataError(RuntimeError):
 
 
 def resolve_shards(cfg: TrainConfig, split: str, pattern: str = "") -> list[str]:
-    """-> sorted shard paths of `split` (or of the explicit glob/brace `pattern`); DataError when none."""
+    """-> sorted shard paths of `split` (or of data.train_glob / data.eval_glob / `pattern`); DataError when none."""
+    if not pattern:
+        pattern = {cfg.data.train_split: cfg.data.train_glob, cfg.data.eval_split: cfg.data.eval_glob}.get(split, "")
     if pattern:
         where, key = pattern, "data.train_glob" if split == cfg.data.train_split else "data.eval_glob"
         paths = sorted({p for part in wds.shardlists.expand_urls(pattern) for p in glob.glob(part)})
@@ -514,6 +516,24 @@ def eval_speech(cfg: TrainConfig, count: int) -> torch.Tensor:
     return torch.from_numpy(np.stack(segments).astype(np.float32))
 
 
+def eval_pairing(cfg: TrainConfig) -> tuple[list[dict], torch.Tensor, torch.Generator]:
+    """-> (eval scenes in file order, scene index per eval item [N], the generator that goes on to draw gains)."""
+    paths = resolve_shards(cfg, cfg.data.eval_split)
+    scenes = read_split_in_order(paths, cfg.data.max_rir_len, cfg.data.verify_sha256)
+    if not scenes:
+        raise DataError(f"eval split {cfg.data.eval_split} under {cfg.data.shards} holds no scenes")
+    n = cfg.eval.num_samples
+    g = torch.Generator().manual_seed(hash_seed(cfg.eval.seed, 23))
+    order = torch.cat([torch.randperm(len(scenes), generator=g) for _ in range(math.ceil(n / len(scenes)))])[:n]
+    return scenes, order, g
+
+
+def eval_target_angles(cfg: TrainConfig) -> torch.Tensor:
+    """-> angles_deg [N, S] of the whole fixed eval set (every rank), sorted; e.g. for the chance floor."""
+    scenes, order, _ = eval_pairing(cfg)
+    return torch.stack([scenes[i]["angles"][TARGET_ROWS[cfg.target]] for i in order.tolist()]).sort(dim=-1).values
+
+
 def fixed_eval_set(cfg: TrainConfig, shards_dir: str | None = None, device: torch.device | str = "cpu",
                    rank: int = 0, world_size: int = 1) -> list[tuple[torch.Tensor, torch.Tensor, list[dict]]]:
     """-> this rank's eval batches [(wave [B, 2, T], angles_deg [B, 2] sorted, metadata dicts (B))].
@@ -523,13 +543,8 @@ def fixed_eval_set(cfg: TrainConfig, shards_dir: str | None = None, device: torc
     """
     if shards_dir is not None:
         cfg = _with_shards(cfg, shards_dir)
-    paths = resolve_shards(cfg, cfg.data.eval_split, cfg.data.eval_glob)
-    scenes = read_split_in_order(paths, cfg.data.max_rir_len, cfg.data.verify_sha256)
-    if not scenes:
-        raise DataError(f"eval split {cfg.data.eval_split} under {cfg.data.shards} holds no scenes")
+    scenes, order, g = eval_pairing(cfg)
     n, sources = cfg.eval.num_samples, scenes[0]["rir"].shape[1]
-    g = torch.Generator().manual_seed(hash_seed(cfg.eval.seed, 23))
-    order = torch.cat([torch.randperm(len(scenes), generator=g) for _ in range(math.ceil(n / len(scenes)))])[:n]
     speech = eval_speech(cfg, n * sources).view(n, sources, -1)
     gains, snr = draw_mix_params(n, sources, cfg.mix.gain_db, cfg.mix.noise_prob, cfg.mix.snr_db, g, torch.device("cpu"))
     noise_seed = hash_seed(cfg.eval.seed, 24)

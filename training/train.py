@@ -30,7 +30,8 @@ from simulate.yaml_config import ConfigError
 from training.checkpoint import (CONFIG, WEIGHTS, export_weights, latest_state, read_trainer_state,
                                  save_training_state)
 from training.config import TrainConfig, dump_config, load_train_config
-from training.data import DataError, TrainData, check_enough_shards, fixed_eval_set, resolve_shards
+from training.data import (DataError, TrainData, check_enough_shards, eval_target_angles, fixed_eval_set,
+                           resolve_shards)
 
 
 class TrainingError(RuntimeError):
@@ -172,6 +173,8 @@ def train(args: argparse.Namespace) -> int:
     data = TrainData(cfg, rank, world_size, device, start_step=step, log=log)
     data.fill()
     eval_batches = fixed_eval_set(cfg, device=device, rank=rank, world_size=world_size)
+    from ssl_model.oracle import chance_binned_mae
+    chance = chance_binned_mae(angles_to_classes(eval_target_angles(cfg))).mean().item()
     samples_per_step = cfg.run.batch_size * cfg.optim.accum_steps * world_size
 
     # -------------------------------------------------- the loop
@@ -235,7 +238,7 @@ def train(args: argparse.Namespace) -> int:
 
         if (cfg.eval.every and step % cfg.eval.every == 0) or step == cfg.run.steps:
             metrics = evaluate(model, eval_batches, accelerator)
-            log({"event": "eval", "step": step, "target": cfg.target, **metrics})
+            log({"event": "eval", "step": step, "target": cfg.target, "chance_binned_mae_deg": chance, **metrics})
             accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=step)
             model.train()
 
