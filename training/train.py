@@ -47,7 +47,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, help="optimizer steps (= run.steps)")
     p.add_argument("--resume", action="store_true", help="continue from the newest complete state in the run folder")
     p.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
-    return p.parse_args(argv)
+    return p.parse_intermixed_args(argv)  # overrides may come before or after the flags
 
 
 def resolve_config(args: argparse.Namespace) -> TrainConfig:

@@ -1,0 +1,105 @@
+"""End-to-end training runs on the CPU: two real ranks, SIGKILL + --resume, and tiny.yaml learning."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from simulate import generate_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN = str(ROOT / "training" / "train.py")
+TINY = str(ROOT / "configs" / "tiny.yaml")
+SMALL = ["data.num_workers=1", "data.rir_reservoir=16", "data.rir_refresh=2", "speech.reservoir=32",
+         "speech.refresh=8", "run.batch_size=8", "eval.num_samples=16", "eval.batch_size=8", "run.progress=false"]
+
+
+def env():
+    e = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore::DeprecationWarning")
+    e["PYTHONPATH"] = str(ROOT) + os.pathsep + e.get("PYTHONPATH", "")
+    return e
+
+
+def records(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    out = tmp_path_factory.mktemp("shards")
+    generate_dataset(out, splits={"train": 32, "eval": 16}, overrides=("shard_size=4", "rt60_range=[0.1,0.3]"))
+    return out
+
+
+@pytest.mark.slow
+def test_two_rank_cpu_run_finishes_with_both_ranks_at_the_same_step(shards, tmp_path):
+    run = tmp_path / "run2"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
+           TRAIN, "--config", TINY, "--shards", str(shards), "--run-dir", str(run), "--steps", "6",
+           "eval.every=3", "run.save_every=3", "run.log_every=3", *SMALL]
+    proc = subprocess.run(cmd, env={**env(), "ACCELERATE_USE_CPU": "true"}, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    recs = records(run)
+    assert recs[0]["event"] == "start" and recs[0]["world_size"] == 2
+    markers = [json.loads((run / "ranks" / f"rank-{r}.json").read_text()) for r in range(2)]
+    assert [m["rank"] for m in markers] == [0, 1]
+    assert markers[0]["pid"] != markers[1]["pid"]
+    assert markers[0]["step"] == markers[1]["step"] == 6
+    evals = [r for r in recs if r["event"] == "eval"]
+    assert [e["step"] for e in evals] == [3, 6] and all(e["count"] == 16 for e in evals)  # sums reduced once
+    assert (run / "states" / "step-00000006" / "random_states_1.pkl").is_file()
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_continues_from_the_saved_step(shards, tmp_path):
+    run = tmp_path / "run"
+    base = [sys.executable, TRAIN, "--config", TINY, "--shards", str(shards), "--run-dir", str(run),
+            "--steps", "40", "run.save_every=10", "run.log_every=5", "eval.every=0", *SMALL]
+    proc = subprocess.Popen(base, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 180
+    while not (run / "states" / "step-00000020" / "trainer_state.json").exists():
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert time.time() < deadline
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    saved = sorted(p.name for p in (run / "states").glob("step-*") if (p / "trainer_state.json").exists())
+    resumed_at = int(saved[-1].split("-")[1])
+    assert 20 <= resumed_at < 40
+    # The saved optimizer state loads without unpickling arbitrary objects.
+    opt = torch.load(run / "states" / saved[-1] / "optimizer.bin", weights_only=True)
+    assert int(next(iter(opt["state"].values()))["step"]) == resumed_at
+
+    proc = subprocess.run(base + ["--resume"], env=env(), capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    starts = [r for r in records(run) if r["event"] == "start"]
+    assert starts[-1]["step"] == resumed_at and starts[-1]["resumed_from"].endswith(saved[-1])
+    assert starts[-1]["optimizer_state_steps"] == resumed_at  # AdamW moments came back with the state
+    marker = json.loads((run / "ranks" / "rank-0.json").read_text())
+    assert marker["step"] == 40 and marker["steps_run"] == 40 - resumed_at
+    assert records(run)[-1] == {"event": "end", "step": 40, "skipped_steps": 0}
+
+
+@pytest.mark.slow
+def test_tiny_config_learns_the_lateral_angle_on_cpu(shards, tmp_path):
+    run = tmp_path / "tiny"
+    t0 = time.time()
+    proc = subprocess.run([sys.executable, TRAIN, "--config", TINY, "--shards", str(shards), "--run-dir", str(run),
+                           "--steps", "250", "eval.every=250", "eval.num_samples=64", "run.progress=false"],
+                          env=env(), capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    final = [r for r in records(run) if r["event"] == "eval"][-1]
+    print(f"tiny: {final['step']} steps in {time.time() - t0:.0f} s, lateral binned MAE "
+          f"{final['binned_mae_deg']:.1f} deg vs chance {final['chance_binned_mae_deg']:.1f} deg")
+    assert final["target"] == "lateral"
+    assert final["binned_mae_deg"] < 0.6 * final["chance_binned_mae_deg"]
+    from training.checkpoint import load_run
+    model, cfg = load_run(run)
+    assert not model.training and cfg.target == "lateral"
+    assert model(torch.zeros(1, 2, cfg.clip_samples)).shape == (1, 2, 36)
