@@ -87,11 +87,12 @@ def test_sigkill_then_resume_continues_from_the_saved_step(shards, tmp_path):
 
 
 @pytest.mark.slow
-def test_tiny_config_learns_the_lateral_angle_on_cpu(shards, tmp_path):
-    run = tmp_path / "tiny"
+def test_tiny_config_learns_the_lateral_angle_on_cpu(tmp_path):
+    shards, run = tmp_path / "shards", tmp_path / "tiny"
+    generate_dataset(shards, splits={"train": 256, "eval": 64}, overrides=("shard_size=16",))
     t0 = time.time()
     proc = subprocess.run([sys.executable, TRAIN, "--config", TINY, "--shards", str(shards), "--run-dir", str(run),
-                           "--steps", "250", "eval.every=250", "eval.num_samples=64", "run.progress=false"],
+                           "--steps", "300", "eval.every=300", "eval.num_samples=64", "run.progress=false"],
                           env=env(), capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
     final = [r for r in records(run) if r["event"] == "eval"][-1]
