@@ -114,7 +114,7 @@ def decode_posteriors(probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, 
     return classes, angles, probs
 
 
-def _load_run(run_dir: str | Path, device: torch.device) -> tuple[torch.nn.Module, Any]:
+def load_run_checked(run_dir: str | Path, device: torch.device) -> tuple[torch.nn.Module, Any]:
     from training.checkpoint import load_run
 
     run_dir = Path(run_dir)
@@ -161,8 +161,10 @@ def localize_wave(wave: np.ndarray, sr_in: int, model: torch.nn.Module, cfg: Any
     }
 
 
-def plot_half_circle(result: dict[str, Any], path: str | Path, title: str = "") -> Path:
-    """Both slots' posteriors as bars on a half-circle around the array (mic axis along 0-180 degrees)."""
+def plot_half_circle(result: dict[str, Any], path: str | Path, title: str = "",
+                     truth_deg: list[float] | None = None) -> Path:
+    """Both slots' posteriors as bars on a half-circle around the array (mic axis along 0-180 degrees);
+    `truth_deg`, when known (a simulated scene), is marked on the rim."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -185,6 +187,9 @@ def plot_half_circle(result: dict[str, Any], path: str | Path, title: str = "") 
                edgecolor=colors[slot % 2], label=f"source {slot + 1}: {angle:.1f}° (p={result['probabilities'][slot]:.2f})")
         ax.plot([np.deg2rad(angle)] * 2, [0, top], color=colors[slot % 2], lw=1.5, ls="--")
     ax.plot(np.linspace(0, np.pi, 100), np.full(100, inner), color="0.5", lw=0.8)
+    if truth_deg is not None:
+        ax.plot(np.deg2rad(truth_deg), np.full(len(truth_deg), top * 0.97), "kv", ms=8,
+                label="true: " + ", ".join(f"{a:.1f}°" for a in truth_deg))
     # The mic axis (schematic, not to scale): mic 0 at 180 degrees, mic 1 at 0 degrees (+x, from mic 0 to mic 1).
     mic_r = 0.45 * inner
     ax.plot([np.pi, 0], [mic_r, mic_r], color="k", lw=2)
@@ -196,7 +201,7 @@ def plot_half_circle(result: dict[str, Any], path: str | Path, title: str = "") 
     ax.set_thetagrids(range(0, 181, 30), [f"{d}°" for d in range(0, 181, 30)])
     ax.set_title((title or "Two-source posteriors") + f"\n{result['target']} angle from the mic axis "
                  "(0° = towards mic 1); bar length: posterior probability", fontsize=10, y=0.9)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.2), ncol=2, fontsize=8, frameon=False)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.2), ncol=3, fontsize=8, frameon=False)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
@@ -217,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         wave, sr_in = read_stereo(args.file)
-        model, cfg = _load_run(args.run, torch.device(args.device))
+        model, cfg = load_run_checked(args.run, torch.device(args.device))
         result = localize_wave(wave, sr_in, model, cfg, args.device)
         result["file"] = str(args.file)
         if args.plot:

@@ -104,13 +104,15 @@ def render_scene(rir: np.ndarray, sr: int, seconds: float, seed: int = 7):
     return wave[0].T.numpy()
 
 
-def localize_file(path: Path, run_dir: Path, plot: Path) -> dict[str, Any]:
-    from ssl_model.localize import _load_run, localize_wave, plot_half_circle, read_stereo
+def localize_file(path: Path, run_dir: Path, plot: Path, truth_deg: list[float]) -> dict[str, Any]:
+    """The localize CLI's steps on one file -> its JSON result, plus the truth and the plot path."""
+    from ssl_model.localize import load_run_checked, localize_wave, plot_half_circle, read_stereo
 
     wave, sr = read_stereo(path)
-    model, cfg = _load_run(run_dir, "cpu")
+    model, cfg = load_run_checked(run_dir, "cpu")
     result = localize_wave(wave, sr, model, cfg)
-    result["plot"] = str(plot_half_circle(result, plot, title=f"{path.name} ({run_dir.name})"))
+    result["truth_deg"] = [round(a, 2) for a in truth_deg]
+    result["plot"] = str(plot_half_circle(result, plot, title=f"{path.name} ({run_dir.name})", truth_deg=truth_deg))
     return result
 
 
@@ -191,9 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         localized = {}
         for target in targets:
             run_dir = runs / f"tiny-{target}"
-            localized[target] = localize_file(wav, run_dir, out / f"localize_{target}.png")
             truth = sorted(float(s[f"{target}_deg"]) for s in meta["sources"])
-            localized[target]["truth_deg"] = [round(a, 2) for a in truth]
+            localized[target] = localize_file(wav, run_dir, out / f"localize_{target}.png", truth)
             (out / f"localize_{target}.json").write_text(json.dumps(localized[target], indent=1))
 
     total = time.time() - t0
