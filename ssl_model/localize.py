@@ -199,8 +199,10 @@ def plot_half_circle(result: dict[str, Any], path: str | Path, title: str = "",
     ax.set_ylim(0, top)
     ax.set_yticks([])
     ax.set_thetagrids(range(0, 181, 30), [f"{d}°" for d in range(0, 181, 30)])
-    ax.set_title((title or "Two-source posteriors") + f"\n{result['target']} angle from the mic axis "
-                 "(0° = towards mic 1); bar length: posterior probability", fontsize=10, y=0.9)
+    what = ("azimuth in the horizontal plane" if result["target"] == "azimuth"
+            else "lateral angle from the mic axis")
+    ax.set_title((title or "Two-source posteriors") + f"\n{what} (0° = towards mic 1); bar length: posterior probability",
+                 fontsize=10, y=0.9)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.2), ncol=3, fontsize=8, frameon=False)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

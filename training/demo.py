@@ -1,6 +1,6 @@
 """The whole job end to end on a CPU: simulate, train the tiny model, evaluate, plot, localize one file.
 
-    python -m training.demo [--out demo_out] [--quick] [--targets lateral,azimuth]
+    python -m training.demo [--out demo_out] [--quick] [--steps N] [--targets lateral,azimuth]
 
 1. simulate small train and eval splits (seed protocol geometry and RT60, disjoint seeds) into OUT/shards;
 2. train configs/tiny.yaml on the built-in synthetic speech, one run per target, in a subprocess (OUT/runs/...);
@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -138,12 +139,12 @@ def summary_table(reports: dict[str, dict]) -> list[str]:
         floor = res[method]
         return f"{fmt(floor['slot1'])} {fmt(floor['slot2'])} {'    -':>6}"
 
-    header = f"{'method':<26}" + "".join(f"| {t + ' (slot1 slot2 acc5)':<25}" for t in targets)
+    header = f"{'method':<26}" + "".join(f"| {t + ' (slot1 slot2 acc5)':<27}" for t in targets)
     lines = [header, "-" * len(header)]
     rows = (("model (tiny, CPU)", "model"), ("GCC-PHAT", "gcc_phat"),
             ("oracle floor (exact TDOA)", "oracle_floor_binned_mae_deg"), ("chance (median class)", "chance_binned_mae_deg"))
     for label, method in rows:
-        lines.append(f"{label:<26}" + "".join(f"| {cell(t, method):<25}" for t in targets))
+        lines.append(f"{label:<26}" + "".join(f"| {cell(t, method):<27}" for t in targets))
     lines.append("binned MAE in degrees (the seed's metric: |class error| x 5) per sorted slot; acc5: share within 5 deg")
     return lines
 
@@ -152,6 +153,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m training.demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="demo_out", help="output folder (default demo_out/)")
     p.add_argument("--quick", action="store_true", help="smoke version: tiny splits, a few dozen steps")
+    p.add_argument("--steps", type=int, help="training steps per target (default: configs/tiny.yaml's run.steps)")
     p.add_argument("--targets", help="comma-separated targets to train a tiny model for "
                                      "(default lateral,azimuth; with --quick: lateral)")
     return p.parse_args(argv)
@@ -160,6 +162,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     plan = QUICK if args.quick else FULL
+    if args.steps is not None:
+        if args.steps < 1:
+            print(f"error: --steps: expected a positive integer, got {args.steps}", file=sys.stderr)
+            return 2
+        plan = dataclasses.replace(plan, steps=args.steps)
     args.targets = args.targets or ("lateral" if args.quick else "lateral,azimuth")
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     if not targets or any(t not in ("lateral", "azimuth") for t in targets):

@@ -57,7 +57,7 @@ def pred_vs_true(true_deg: np.ndarray, preds: Mapping[str, np.ndarray], path: st
         ax.set_xlabel(f"true {target} angle (deg)")
         ax.legend(loc="upper left", fontsize=8)
     axes[0].set_ylabel(f"predicted {target} angle (deg)")
-    fig.suptitle(f"Predicted vs true {target} angle on the held-out split (N={len(true_deg)} scenes)")
+    fig.suptitle(f"Predicted vs true {target} angle on the held-out split (N={len(true_deg)} mixtures)")
     return _save(fig, path)
 
 
