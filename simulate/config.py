@@ -7,7 +7,7 @@ from typing import Literal
 
 from simulate.yaml_config import ConfigError
 
-GENERATOR_VERSION = "fra-rir-torch/1"
+GENERATOR_VERSION = "fra-rir-torch/2"
 
 
 @dataclass

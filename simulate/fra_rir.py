@@ -11,14 +11,16 @@ samples); `decay: calibrated` and `uniform_directions` are options the papers do
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 from einops import rearrange
 
 from simulate.config import SimulateConfig
-from simulate.decay import calibrated_amplitude, fra_amplitude, reflection_coefficient
-from simulate.fractional_delay import delay_kernel, fft_size, render_impulses
+from simulate.decay import (calibrated_amplitude, calibrated_rate, fra_amplitude, fra_slope,
+                            reflection_coefficient)
+from simulate.fractional_delay import add_impulses, delay_kernel, farrow_terms, fft_size, mix_trains
 from simulate.highpass import highpass_response
 from simulate.scenes import Scenes
 
@@ -36,112 +38,148 @@ def rir_lengths(rt60: torch.Tensor, sr: int) -> torch.Tensor:
     return torch.ceil(rt60.double() * sr - 1e-9).long()
 
 
-def draw_images(
-    scenes: Scenes, cfg: SimulateConfig, generator: torch.Generator
-) -> dict[str, torch.Tensor]:
-    """-> the random draws of every image slot, each [B, S, N] with N = cfg.image_count_range[1].
+def draw_images(scenes: Scenes, cfg: SimulateConfig, generator: torch.Generator) -> torch.Tensor:
+    """-> uniform draws [4, I] in [0, 1), one column per image, I = S * sum(image_count).
 
-    Keys: `grid_u` (picks the distance-ratio grid point), `direction` ([B,S,N,3] unit vectors),
-    `perturb` (U(a, b)). Drawn for the whole batch up front, so chunked rendering does not change them.
+    Columns run scene by scene, then source, then image; rows pick the distance-ratio grid point,
+    the direction (two) and the reflection perturbation. Only used images get numbers, and all are
+    drawn for the whole batch up front, so chunked rendering does not change them.
     """
-    count, sources = scenes.src_pos.shape[:2]
-    shape = (4, count, sources, cfg.image_count_range[1])
+    total = scenes.src_pos.shape[1] * int(scenes.image_count.sum()) if len(scenes) else 0
     # One float32 draw for all four: 2^-24 resolution moves the ratio grid index by < 0.05.
-    grid_u, first, second, fourth = torch.rand(shape, generator=generator, device=scenes.device).unbind(0)
-    az = (first * 2 - 1) * math.pi
-    if cfg.uniform_directions:
-        z = second * 2 - 1
-        ring = torch.sqrt((1 - z * z).clamp(min=0))
-        direction = torch.stack([ring * torch.cos(az), ring * torch.sin(az), z], -1)
-    else:
-        # The papers' draw: el ~ U(-pi/2, pi/2) with z = cos(el) >= 0, denser at the poles.
-        el = (second - 0.5) * math.pi
-        direction = torch.stack([torch.sin(el) * torch.cos(az), torch.sin(el) * torch.sin(az), torch.cos(el)], -1)
-    a, b = cfg.reflection_perturb
-    perturb = a + (b - a) * fourth
-    return {"grid_u": grid_u, "direction": direction, "perturb": perturb}
+    return torch.rand((4, total), generator=generator, device=scenes.device)
 
 
 def _distance_ratios(grid_u: torch.Tensor, grid_size: torch.Tensor, top: torch.Tensor) -> torch.Tensor:
-    """grid_u [...] in [0,1), grid_size K, top (broadcast to it) -> ratios [...] float32.
+    """grid_u [I] in [0,1), grid_size K [I] and top [I] float64 -> ratios [I] float32.
 
     Grid point i in 1..K (evenly spaced on [1, top]) has probability i / (K (K+1) / 2); the inverse of
     that ramp's CDF, i (i + 1) >= u K (K + 1), picks i in closed form.
     """
-    k = grid_size.double()
-    i = torch.ceil((torch.sqrt(1 + 4 * grid_u * k * (k + 1)) - 1) / 2).clamp(min=1)
+    k = grid_size
+    i = torch.ceil((torch.sqrt(1 + 4 * grid_u.double() * k * (k + 1)) - 1) / 2).clamp_(min=1)
     i = torch.minimum(i, k)
-    step = (top.double() - 1) / (k - 1).clamp(min=1)
+    step = (top - 1) / (k - 1).clamp(min=1)
     return (1 + (i - 1) * step).float()
 
 
-def image_paths(
-    scenes: Scenes, draws: dict[str, torch.Tensor], cfg: SimulateConfig, lengths: torch.Tensor
-) -> dict[str, torch.Tensor]:
-    """-> every path that lands inside its RIR, flat [P]: delay (samples), amplitude, channel, early.
+def _directions(first: torch.Tensor, second: torch.Tensor, uniform: bool) -> tuple[torch.Tensor, ...]:
+    """first, second [I] uniform draws -> unit direction components x, y, z, each [I]."""
+    az = (first * 2 - 1) * math.pi
+    if uniform:
+        z = second * 2 - 1
+        ring = torch.sqrt((1 - z * z).clamp_(min=0))
+    else:
+        # The papers' draw: el ~ U(-pi/2, pi/2) with z = cos(el) >= 0, denser at the poles.
+        el = (second - 0.5) * math.pi
+        ring, z = torch.sin(el), torch.cos(el)
+    return ring * torch.cos(az), ring * torch.sin(az), z
 
-    channel = (b M + m) S + s; the first B*M*S entries are the direct paths, in channel order.
-    Image math is broadcast over [B, M, S, N] slots (no per-image gathers); unused slots (beyond the
-    scene's image count) and late images are removed by one final compaction.
+
+def image_paths(
+    scenes: Scenes, uniforms: torch.Tensor, cfg: SimulateConfig, lengths: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """Scenes of B, their draw_images columns [4, I], lengths [B] -> the image paths, [M, I] each.
+
+    Keys: `delay` (samples), `amplitude` (0 for images at or past the RIR length: dropped, never
+    clamped onto the last sample), `channel` long ((b M + m) S + s), `early` bool (within
+    cfg.early_window_ms of that channel's direct path); `direct_delay`, `direct_amplitude` [B, M, S].
+    Per-scene and per-source values are spread to the images by one gather; the per-path work is
+    a few elementwise passes over [M, I].
     """
     c, sr = cfg.sound_speed, cfg.sr
     mic, src = scenes.mic_pos, scenes.src_pos  # float64
     count, mics, sources = mic.shape[0], mic.shape[1], src.shape[1]
     device = mic.device
     direct = torch.linalg.vector_norm(mic[:, :, None, :] - src[:, None, :, :], dim=-1)  # [B,M,S]
+    direct_delay = (direct * (sr / c)).float()
     nearest, which = direct.min(dim=1)  # [B,S]
-    origin = torch.gather(mic, 1, which[..., None].expand(-1, -1, 3)).float()  # [B,S,3]
-    rt60 = scenes.rt60
-    ratio = _distance_ratios(
-        draws["grid_u"], torch.ceil(_GRID_DENSITY * sr * rt60).long()[:, None, None], (c * rt60[:, None] / nearest - 1)[..., None]
-    )  # [B,S,N]
-    position = origin[:, :, None, :] + (nearest.float()[..., None] * ratio)[..., None] * draws["direction"]  # [B,S,N,3]
-    gap = position[:, None] - mic.float()[:, :, None, None, :]  # [B,M,S,N,3]
-    dist = torch.sqrt((gap * gap).sum(-1) + _DISTANCE_GUARD)  # [B,M,S,N]
-    perturb = draws["perturb"][:, None]
-    ratio = ratio[:, None]
-    t60 = rt60.float()[:, None, None, None]
-    beta = reflection_coefficient(scenes.room_dim, rt60).float()[:, None, None, None]
+    origin = torch.gather(mic, 1, which[..., None].expand(-1, -1, 3))  # [B,S,3]
+    rt60 = scenes.rt60[:, None].expand(-1, sources)  # [B,S]
+    pairs = count * sources
+    pair = torch.repeat_interleave(
+        torch.arange(pairs, device=device), scenes.image_count.repeat_interleave(sources), output_size=uniforms.shape[1]
+    )  # [I]: b S + s of each image
+    # Per source: the ratio grid (float64: K (K+1) reaches 5e11) and, relative to the nearest mic
+    # (the images' origin), each mic's offset w, so |image - mic|^2 = (r rho)^2 + 2 r rho u.w + |w|^2.
+    grid = torch.ceil(_GRID_DENSITY * sr * rt60)
+    exact = torch.stack([grid, c * rt60 / nearest - 1]).view(2, pairs).index_select(1, pair)
+    offset = (origin[:, None] - mic[:, :, None]).float()  # [B,M,S,3]
+    log_beta = torch.log(reflection_coefficient(scenes.room_dim, scenes.rt60))[:, None].expand(-1, sources)
     if cfg.decay == "fra":
-        amp = fra_amplitude(dist, ratio, perturb, beta, t60, c, cfg.reflection_tau)
+        law = fra_slope(torch.exp(log_beta), rt60, c)
     else:
-        amp = calibrated_amplitude(dist, ratio, perturb, beta, t60, nearest.float()[:, None, :, None], c,
-                                   cfg.reflection_tau, cfg.reflection_perturb)
-    delay = dist * (sr / c)
-    direct_delay = (direct * (sr / c)).float()  # [B,M,S]
-    slots = delay.shape[-1]
-    used = torch.arange(slots, device=device) < scenes.image_count[:, None, None, None]
-    keep = (used & (delay < lengths.float()[:, None, None, None])).view(-1).nonzero(as_tuple=True)[0]
-    channel = keep // slots  # drop late images, never clamp them onto the last sample
-    delay, amp = delay.view(-1)[keep], amp.view(-1)[keep]
+        law = calibrated_rate(rt60, c)
+    per_source = torch.cat([
+        rearrange(offset, "b m s k -> (k m) (b s)"),
+        rearrange((offset * offset).sum(-1) + _DISTANCE_GUARD, "b m s -> m (b s)"),
+        rearrange(direct_delay, "b m s -> m (b s)"),
+        torch.stack([nearest, log_beta, law, lengths[:, None].expand(-1, sources).double()]).view(4, pairs).float(),
+    ]).index_select(1, pair)  # [5M + 4, I]
+    w = per_source[: 3 * mics].view(3, mics, -1)
+    w_sq, direct_at = per_source[3 * mics : 4 * mics], per_source[4 * mics : 5 * mics]
+    near, log_beta, law, length = per_source[5 * mics :]
+
+    ratio = _distance_ratios(uniforms[0], exact[0], exact[1])
+    x, y, z = _directions(uniforms[1], uniforms[2], cfg.uniform_directions)
+    a, b = cfg.reflection_perturb
+    perturb = a + (b - a) * uniforms[3]
+    reach = near * ratio  # distance from the nearest mic
+    dot = torch.addcmul(torch.addcmul(w[0] * x, w[1], y), w[2], z)  # [M,I]
+    dist = torch.addcmul(w_sq.add_(reach * reach), dot, 2 * reach).sqrt_()
+    ratio_tau = ratio**cfg.reflection_tau
+    if cfg.decay == "fra":
+        amp = fra_amplitude(dist, ratio_tau, perturb, law, log_beta)
+    else:
+        amp = calibrated_amplitude(dist, ratio_tau, perturb, log_beta, near, law, cfg.reflection_perturb)
+    delay = dist.mul_(sr / c)
+    late = delay >= length
+    if late.any():
+        amp.masked_fill_(late, 0.0)
+        delay.masked_fill_(late, 0.0)
     lo, hi = cfg.early_window_ms
-    offset = delay - direct_delay.view(-1)[channel]
-    early = (offset >= lo * sr / 1000) & (offset <= hi * sr / 1000)
-    return {
-        "delay": torch.cat([direct_delay.view(-1), delay]),
-        "amplitude": torch.cat([(1.0 / direct).float().view(-1), amp]),
-        "channel": torch.cat([torch.arange(count * mics * sources, device=device), channel]),
-        "early": torch.cat([torch.ones(count * mics * sources, dtype=torch.bool, device=device), early]),
-    }
+    since = delay - direct_at
+    early = (since >= lo * sr / 1000) & (since <= hi * sr / 1000)
+    first_channel = pair + (pair // sources) * ((mics - 1) * sources)  # channel of mic 0
+    channel = first_channel + torch.arange(0, mics * sources, sources, device=device)[:, None]
+    return {"delay": delay, "amplitude": amp, "channel": channel, "early": early,
+            "direct_delay": direct_delay, "direct_amplitude": (1.0 / direct).float()}
+
+
+@functools.lru_cache(maxsize=64)
+def _render_kernel(n_fft: int, order: int, sr: int, highpass_hz: float, device: str) -> torch.Tensor:
+    """-> [order+1, n_fft//2+1] complex64: the Farrow delay kernel times the high-pass, cached per FFT size."""
+    return delay_kernel(n_fft, order, highpass_response(n_fft, sr, highpass_hz, device), device)
 
 
 def _render_chunk(
-    scenes: Scenes, draws: dict[str, torch.Tensor], cfg: SimulateConfig, lengths: torch.Tensor,
-    kernel: torch.Tensor, early_kernel: torch.Tensor, early_length: int,
+    scenes: Scenes, uniforms: torch.Tensor, cfg: SimulateConfig, lengths: torch.Tensor, n_fft: int,
+    early_fft: int, early_length: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scenes sharing one FFT size -> rir [Bc, M, S, n_fft], early [Bc, M, S, early_length]."""
+    """Scenes of Bc sharing one FFT size, their draws [4, I] -> rir [Bc, M, S, n_fft], early [Bc, M, S, early_length]."""
     count, mics, sources = scenes.mic_pos.shape[0], scenes.mic_pos.shape[1], scenes.src_pos.shape[1]
-    paths = image_paths(scenes, draws, cfg, lengths)
+    device = scenes.device
+    order = cfg.fractional_delay_order
+    paths = image_paths(scenes, uniforms, cfg, lengths)
     channels = count * mics * sources
-    n_fft = 2 * (kernel.shape[1] - 1)
-    full = render_impulses(paths["delay"], paths["amplitude"], paths["channel"], channels, n_fft, kernel)
-    pick = paths["early"].nonzero(as_tuple=True)
-    first = render_impulses(
-        paths["delay"][pick], paths["amplitude"][pick], paths["channel"][pick], channels, early_length, early_kernel
-    )
-    shape = "(b m s) l -> b m s l"
-    return (rearrange(full, shape, b=count, m=mics, s=sources),
-            rearrange(first, shape, b=count, m=mics, s=sources))
+    whole, values = farrow_terms(paths["delay"].view(-1), paths["amplitude"].view(-1), order)
+    channel = paths["channel"].view(-1)
+    direct_whole, direct_values = farrow_terms(paths["direct_delay"].view(-1), paths["direct_amplitude"].view(-1), order)
+    direct_channel = torch.arange(channels, device=device)
+
+    def render(size: int, length: int, pick: torch.Tensor | None) -> torch.Tensor:
+        trains = torch.zeros(order + 1, channels * size, dtype=torch.float32, device=device)
+        add_impulses(trains, direct_channel * size + direct_whole, direct_values)
+        if pick is None:
+            add_impulses(trains, channel * size + whole, values)
+        else:
+            add_impulses(trains, channel[pick] * size + whole[pick], values.index_select(1, pick))
+        kernel = _render_kernel(size, order, cfg.sr, cfg.highpass_hz, str(device))
+        return mix_trains(trains.view(order + 1, channels, size), kernel, length).view(count, mics, sources, length)
+
+    full = render(n_fft, n_fft, None)
+    first = render(early_fft, early_length, paths["early"].view(-1).nonzero(as_tuple=True)[0])
+    return full, first
 
 
 def simulate_rirs(
@@ -172,25 +210,23 @@ def simulate_rirs(
     early_fft = fft_size(early_length + _HIGHPASS_SLACK)
     sizes = torch.tensor([fft_size(int(n) + _HIGHPASS_SLACK) for n in lengths.tolist()], device=device)
     budget = _CHUNK_SAMPLES["cuda" if device.type == "cuda" else "cpu"]
-    order = cfg.fractional_delay_order
-
-    def kernel_for(n_fft: int) -> torch.Tensor:
-        return delay_kernel(n_fft, order, highpass_response(n_fft, sr, cfg.highpass_hz, device), device)
-
-    early_kernel = kernel_for(early_fft)
+    per_scene = sources * scenes.image_count
+    scene_start = torch.cumsum(per_scene, 0) - per_scene  # first draw column of each scene
     for n_fft in sorted(set(sizes.tolist())):
-        kernel = kernel_for(n_fft)
         group = (sizes == n_fft).nonzero(as_tuple=True)[0]
         step = chunk_scenes or max(1, budget // (mics * sources * n_fft * (cfg.fractional_delay_order + 2)))
         for start in range(0, group.numel(), step):
             part = group[start : start + step]
+            columns = per_scene[part]
+            skip = torch.repeat_interleave(scene_start[part] - (torch.cumsum(columns, 0) - columns), columns)
+            take = torch.arange(skip.numel(), device=device) + skip
             scene_len = lengths[part]
             full, first = _render_chunk(
-                scenes.select(part), {k: v[part] for k, v in draws.items()}, cfg, scene_len, kernel,
-                early_kernel, early_length,
+                scenes.select(part), draws.index_select(1, take), cfg, scene_len, n_fft, early_fft, early_length
             )
-            inside = torch.arange(longest, device=device) < scene_len[:, None, None, None]
             span = min(longest, n_fft)
-            rir[part, ..., :span] = full[..., :span] * inside[..., :span]
-            early[part, ..., :early_length] = first * inside[..., :early_length]
+            full = full[..., :span].masked_fill_(torch.arange(span, device=device) >= scene_len[:, None, None, None], 0.0)
+            first = first.masked_fill_(torch.arange(early_length, device=device) >= scene_len[:, None, None, None], 0.0)
+            rir[..., :span].index_copy_(0, part, full)
+            early[..., :early_length].index_copy_(0, part, first)
     return rir, early, lengths

@@ -59,6 +59,47 @@ def delay_kernel(
     return kernel.to(torch.complex64)
 
 
+def farrow_terms(delay: torch.Tensor, amplitude: torch.Tensor, order: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """delay [P] samples, amplitude [P] -> (whole [P] long = round(delay), values [order+1, P] float32).
+
+    values[k] = amplitude * f^k with f = delay - whole in [-1/2, 1/2]: what each impulse adds to train k.
+    """
+    whole = torch.round(delay)
+    frac = (delay - whole).float()
+    values = torch.empty(order + 1, delay.numel(), dtype=torch.float32, device=delay.device)
+    values[0] = amplitude
+    for k in range(order):
+        torch.mul(values[k], frac, out=values[k + 1])
+    return whole.long(), values
+
+
+def add_impulses(trains: torch.Tensor, rows: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """trains [K+1, N] float32 (contiguous), rows [P] long in [0, N), values [K+1, P] -> trains, added in place.
+
+    Deterministic: CPU scatter_add_ on one flat dimension adds in index order on one thread; CUDA
+    index_put_ with accumulate sorts first.
+    """
+    if rows.numel() == 0:
+        return trains
+    terms, size = trains.shape
+    flat = (rows + torch.arange(0, terms * size, size, device=rows.device)[:, None]).view(-1)
+    if trains.is_cuda:
+        trains.view(-1).index_put_((flat,), values.reshape(-1), accumulate=True)
+    else:
+        trains.view(-1).scatter_add_(0, flat, values.reshape(-1))
+    return trains
+
+
+def mix_trains(trains: torch.Tensor, kernel: torch.Tensor, length: int) -> torch.Tensor:
+    """trains [K+1, C, n_fft], kernel [K+1, n_fft//2+1] -> [C, length] float32: sum_k train_k (*) g_k, circular."""
+    n_fft = trains.shape[-1]
+    spectra = torch.fft.rfft(trains, dim=-1)  # [K+1, C, bins]
+    mixed = spectra[0].mul_(kernel[0])
+    for k in range(1, kernel.shape[0]):
+        mixed.addcmul_(spectra[k], kernel[k])
+    return torch.fft.irfft(mixed, n=n_fft, dim=-1)[:, :length]
+
+
 def render_impulses(
     delay: torch.Tensor, amplitude: torch.Tensor, channel: torch.Tensor, channels: int, length: int,
     kernel: torch.Tensor,
@@ -69,22 +110,9 @@ def render_impulses(
     0 <= delay and round(delay) < n_fft. The result is the circular convolution over n_fft samples,
     so n_fft must exceed `length` by the decay time of the extra response and of the kernel's
     pre-ringing (tens of samples).
-    Deterministic: CPU index_add_ adds in index order; CUDA index_put_ with accumulate sorts first.
     """
-    device = delay.device
     order, n_fft = kernel.shape[0] - 1, 2 * (kernel.shape[1] - 1)
-    whole = torch.round(delay)
-    frac = (delay - whole).float()
-    terms = [amplitude.float()]
-    for _ in range(order):
-        terms.append(terms[-1] * frac)
-    values = torch.stack(terms, -1)  # [P, K+1]: amplitude * frac^k
-    rows = channel * n_fft + whole.long()
-    trains = torch.zeros(channels * n_fft, order + 1, dtype=torch.float32, device=device)
-    if trains.is_cuda:
-        trains.index_put_((rows,), values, accumulate=True)
-    else:
-        trains.index_add_(0, rows, values)
-    spectra = torch.fft.rfft(trains.view(channels, n_fft, order + 1).transpose(1, 2), dim=-1)  # [C, K+1, bins]
-    mixed = (spectra * kernel).sum(1)
-    return torch.fft.irfft(mixed, n=n_fft, dim=-1)[:, :length]
+    whole, values = farrow_terms(delay, amplitude, order)
+    trains = torch.zeros(order + 1, channels * n_fft, dtype=torch.float32, device=delay.device)
+    add_impulses(trains, channel * n_fft + whole, values)
+    return mix_trains(trains.view(order + 1, channels, n_fft), kernel, length)
