@@ -76,17 +76,14 @@ def farrow_terms(delay: torch.Tensor, amplitude: torch.Tensor, order: int) -> tu
 def add_impulses(trains: torch.Tensor, rows: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     """trains [K+1, N] float32 (contiguous), rows [P] long in [0, N), values [K+1, P] -> trains, added in place.
 
-    Deterministic: CPU scatter_add_ on one flat dimension adds in index order on one thread; CUDA
+    Deterministic: CPU scatter_add_ on a 1-D train adds in index order on one thread; CUDA
     index_put_ with accumulate sorts first.
     """
-    if rows.numel() == 0:
-        return trains
-    terms, size = trains.shape
-    flat = (rows + torch.arange(0, terms * size, size, device=rows.device)[:, None]).view(-1)
-    if trains.is_cuda:
-        trains.view(-1).index_put_((flat,), values.reshape(-1), accumulate=True)
-    else:
-        trains.view(-1).scatter_add_(0, flat, values.reshape(-1))
+    for train, value in zip(trains, values):
+        if train.is_cuda:
+            train.index_put_((rows,), value, accumulate=True)
+        else:
+            train.scatter_add_(0, rows, value)
     return trains
 
 
