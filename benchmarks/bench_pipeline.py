@@ -8,14 +8,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch
 
+from bench_shards import shards_or_simulated
 from training.config import load_train_config
 from training.data import TrainData
 
@@ -29,12 +30,7 @@ def main() -> None:
     p.add_argument("--json", action="store_true")
     p.add_argument("overrides", nargs="*")
     args = p.parse_args()
-    tmp = None
-    if not args.shards:
-        from simulate import generate_dataset
-        tmp = tempfile.TemporaryDirectory()
-        generate_dataset(tmp.name, splits={"train": 64, "eval": 8}, overrides=("shard_size=8",))
-        args.shards = tmp.name
+    args.shards, _tmp = shards_or_simulated(args.shards)
     cfg = load_train_config(args.config, [f"data.shards={args.shards}", *args.overrides])
     device = torch.device(args.device)
     data = TrainData(cfg, 0, 1, device)

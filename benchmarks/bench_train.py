@@ -9,17 +9,18 @@ import argparse
 import json
 import resource
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch
 
 from ssl_model import SSLModel
 from ssl_model.metrics import two_slot_cross_entropy
 from ssl_model.targets import angles_to_classes
+from bench_shards import shards_or_simulated
 from training.config import load_train_config
 from training.data import TrainData
 
@@ -35,12 +36,7 @@ def main() -> None:
     p.add_argument("--json", action="store_true")
     p.add_argument("overrides", nargs="*")
     args = p.parse_args()
-    tmp = None
-    if not args.shards:
-        from simulate import generate_dataset
-        tmp = tempfile.TemporaryDirectory()
-        generate_dataset(tmp.name, splits={"train": 64, "eval": 8}, overrides=("shard_size=8",))
-        args.shards = tmp.name
+    args.shards, _tmp = shards_or_simulated(args.shards)
     cfg = load_train_config(args.config, [f"data.shards={args.shards}", *args.overrides])
     device = torch.device(args.device)
     data = TrainData(cfg, 0, 1, device)

@@ -13,22 +13,10 @@ from safetensors.numpy import load_file
 
 from simulate import generate_dataset
 
-ROOT = Path(__file__).resolve().parents[1]
-TRAIN = str(ROOT / "training" / "train.py")
-TINY = str(ROOT / "configs" / "tiny.yaml")
+from run_helpers import ROOT, TINY, TRAIN, records, subprocess_env as env
 SMALL = ["data.num_workers=1", "data.rir_reservoir=8", "data.rir_refresh=4", "speech.reservoir=16",
          "speech.refresh=4", "run.batch_size=4", "eval.num_samples=8", "eval.batch_size=8", "run.progress=false",
          "eval.every=0", "run.log_every=5"]
-
-
-def env():
-    e = dict(os.environ, OMP_NUM_THREADS="1")
-    e["PYTHONPATH"] = str(ROOT) + os.pathsep + e.get("PYTHONPATH", "")
-    return e
-
-
-def records(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")

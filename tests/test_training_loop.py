@@ -12,21 +12,9 @@ import torch
 
 from simulate import generate_dataset
 
-ROOT = Path(__file__).resolve().parents[1]
-TRAIN = str(ROOT / "training" / "train.py")
-TINY = str(ROOT / "configs" / "tiny.yaml")
+from run_helpers import ROOT, TINY, TRAIN, records, subprocess_env as env
 SMALL = ["data.num_workers=1", "data.rir_reservoir=16", "data.rir_refresh=2", "speech.reservoir=32",
          "speech.refresh=8", "run.batch_size=8", "eval.num_samples=16", "eval.batch_size=8", "run.progress=false"]
-
-
-def env():
-    e = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore::DeprecationWarning")
-    e["PYTHONPATH"] = str(ROOT) + os.pathsep + e.get("PYTHONPATH", "")
-    return e
-
-
-def records(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")
