@@ -11,6 +11,7 @@ samples); `decay: calibrated` and `uniform_directions` are options the papers do
 """
 from __future__ import annotations
 
+import bisect
 import functools
 import math
 
@@ -41,9 +42,10 @@ def rir_lengths(rt60: torch.Tensor, sr: int) -> torch.Tensor:
 def draw_images(scenes: Scenes, cfg: SimulateConfig, generator: torch.Generator) -> torch.Tensor:
     """-> uniform draws [4, I] in [0, 1), one column per image, I = S * sum(image_count).
 
-    Columns run scene by scene, then source, then image; rows pick the distance-ratio grid point,
-    the direction (two) and the reflection perturbation. Only used images get numbers, and all are
-    drawn for the whole batch up front, so chunked rendering does not change them.
+    Rows pick the distance-ratio grid point, the direction (two) and the reflection perturbation.
+    simulate_rirs hands the columns out scene by scene (in its rendering order), then source, then
+    image. Only used images get numbers, and all are drawn for the whole batch up front, so chunked
+    rendering does not change them.
     """
     total = scenes.src_pos.shape[1] * int(scenes.image_count.sum()) if len(scenes) else 0
     # One float32 draw for all four: 2^-24 resolution moves the ratio grid index by < 0.05.
@@ -208,25 +210,25 @@ def simulate_rirs(
     farthest = (cfg.distance_range[1] + cfg.array_radius) / cfg.sound_speed * sr
     early_length = min(math.ceil(farthest + cfg.early_window_ms[1] * sr / 1000) + _EARLY_KERNEL_SLACK, longest)
     early_fft = fft_size(early_length + _HIGHPASS_SLACK)
-    sizes = torch.tensor([fft_size(int(n) + _HIGHPASS_SLACK) for n in lengths.tolist()], device=device)
+    sizes = [fft_size(n + _HIGHPASS_SLACK) for n in lengths.tolist()]
     budget = _CHUNK_SAMPLES["cuda" if device.type == "cuda" else "cpu"]
-    per_scene = sources * scenes.image_count
-    scene_start = torch.cumsum(per_scene, 0) - per_scene  # first draw column of each scene
-    for n_fft in sorted(set(sizes.tolist())):
-        group = (sizes == n_fft).nonzero(as_tuple=True)[0]
+    # Scenes render grouped by FFT size; their draw columns follow that order, so a chunk's are one slice.
+    order = sorted(range(count), key=sizes.__getitem__)
+    sizes = [sizes[b] for b in order]
+    ends = torch.cumsum(sources * scenes.image_count[order], 0).tolist()  # each scene's last draw column + 1
+    start = 0
+    while start < count:
+        n_fft = sizes[start]
         step = chunk_scenes or max(1, budget // (mics * sources * n_fft * (cfg.fractional_delay_order + 2)))
-        for start in range(0, group.numel(), step):
-            part = group[start : start + step]
-            columns = per_scene[part]
-            skip = torch.repeat_interleave(scene_start[part] - (torch.cumsum(columns, 0) - columns), columns)
-            take = torch.arange(skip.numel(), device=device) + skip
-            scene_len = lengths[part]
-            full, first = _render_chunk(
-                scenes.select(part), draws.index_select(1, take), cfg, scene_len, n_fft, early_fft, early_length
-            )
-            span = min(longest, n_fft)
-            full = full[..., :span].masked_fill_(torch.arange(span, device=device) >= scene_len[:, None, None, None], 0.0)
-            first = first.masked_fill_(torch.arange(early_length, device=device) >= scene_len[:, None, None, None], 0.0)
-            rir[..., :span].index_copy_(0, part, full)
-            early[..., :early_length].index_copy_(0, part, first)
+        stop = min(start + step, bisect.bisect_right(sizes, n_fft))
+        part = torch.tensor(order[start:stop], device=device)
+        uniforms = draws[:, (ends[start - 1] if start else 0) : ends[stop - 1]]
+        scene_len = lengths[part]
+        full, first = _render_chunk(scenes.select(part), uniforms, cfg, scene_len, n_fft, early_fft, early_length)
+        span = min(longest, n_fft)
+        full = full[..., :span].masked_fill_(torch.arange(span, device=device) >= scene_len[:, None, None, None], 0.0)
+        first = first.masked_fill_(torch.arange(early_length, device=device) >= scene_len[:, None, None, None], 0.0)
+        rir[..., :span].index_copy_(0, part, full)
+        early[..., :early_length].index_copy_(0, part, first)
+        start = stop
     return rir, early, lengths
