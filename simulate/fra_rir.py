@@ -84,8 +84,8 @@ def image_paths(
     """Scenes of B, their draw_images columns [4, I], lengths [B] -> the image paths, [M, I] each.
 
     Keys: `delay` (samples), `amplitude` (0 for images at or past the RIR length: dropped, never
-    clamped onto the last sample), `channel` long ((b M + m) S + s), `early` bool (within
-    cfg.early_window_ms of that channel's direct path); `direct_delay`, `direct_amplitude` [B, M, S].
+    clamped onto the last sample), `channel` long ((b M + m) S + s), `early` long [E] (indices into
+    the flattened [M, I] paths of those within cfg.early_window_ms of their channel's direct path); `direct_delay`, `direct_amplitude` [B, M, S].
     Per-scene and per-source values are spread to the images by one gather; the per-path work is
     a few elementwise passes over [M, I].
     """
@@ -112,15 +112,17 @@ def image_paths(
         law = fra_slope(torch.exp(log_beta), rt60, c)
     else:
         law = calibrated_rate(rt60, c)
+    lo, hi = (t * sr / 1000 for t in cfg.early_window_ms)
+    # No mic is closer to an image than reach - |w|: farther than this bound, an image is late everywhere.
+    early_reach = (direct + torch.linalg.vector_norm(offset, dim=-1)).amax(1) + hi * c / sr + 0.01  # [B,S]
     per_source = torch.cat([
         rearrange(offset, "b m s k -> (k m) (b s)"),
         rearrange((offset * offset).sum(-1) + _DISTANCE_GUARD, "b m s -> m (b s)"),
-        rearrange(direct_delay, "b m s -> m (b s)"),
-        torch.stack([nearest, log_beta, law, lengths[:, None].expand(-1, sources).double()]).view(4, pairs).float(),
-    ]).index_select(1, pair)  # [5M + 4, I]
+        torch.stack([nearest, log_beta, law, lengths[:, None].expand(-1, sources).double(), early_reach]).view(5, pairs).float(),
+    ]).index_select(1, pair)  # [4M + 5, I]
     w = per_source[: 3 * mics].view(3, mics, -1)
-    w_sq, direct_at = per_source[3 * mics : 4 * mics], per_source[4 * mics : 5 * mics]
-    near, log_beta, law, length = per_source[5 * mics :]
+    w_sq = per_source[3 * mics : 4 * mics]
+    near, log_beta, law, length, early_reach = per_source[4 * mics :]
 
     ratio = _distance_ratios(uniforms[0], exact[0], exact[1])
     x, y, z = _directions(uniforms[1], uniforms[2], cfg.uniform_directions)
@@ -139,9 +141,10 @@ def image_paths(
     if late.any():
         amp.masked_fill_(late, 0.0)
         delay.masked_fill_(late, 0.0)
-    lo, hi = cfg.early_window_ms
-    since = delay - direct_at
-    early = (since >= lo * sr / 1000) & (since <= hi * sr / 1000)
+    near_images = (reach <= early_reach).nonzero(as_tuple=True)[0]
+    since = delay[:, near_images] - rearrange(direct_delay, "b m s -> m (b s)")[:, pair[near_images]]
+    mic_index, image_index = ((since >= lo) & (since <= hi)).nonzero(as_tuple=True)
+    early = mic_index * pair.numel() + near_images[image_index]
     first_channel = pair + (pair // sources) * ((mics - 1) * sources)  # channel of mic 0
     channel = first_channel + torch.arange(0, mics * sources, sources, device=device)[:, None]
     return {"delay": delay, "amplitude": amp, "channel": channel, "early": early,
@@ -180,7 +183,7 @@ def _render_chunk(
         return mix_trains(trains.view(order + 1, channels, size), kernel, length).view(count, mics, sources, length)
 
     full = render(n_fft, n_fft, None)
-    first = render(early_fft, early_length, paths["early"].view(-1).nonzero(as_tuple=True)[0])
+    first = render(early_fft, early_length, paths["early"])
     return full, first
 
 
