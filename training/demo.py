@@ -2,7 +2,7 @@
 
     python -m training.demo [--out demo_out] [--quick] [--steps N] [--targets lateral,azimuth]
 
-1. simulate small train and eval splits (seed protocol geometry and RT60, disjoint seeds) into OUT/shards;
+1. simulate the seed protocol's splits (3000 train, 200 eval scenes, disjoint seeds) into OUT/shards;
 2. train configs/tiny.yaml on the built-in synthetic speech, one run per target, in a subprocess (OUT/runs/...);
 3. evaluate each run on the held-out split (metrics.json and plots in OUT/runs/<run>/eval);
 4. render a stereo wav from one eval scene (synthetic speech convolved with the scene's RIRs) and localize it;
@@ -38,7 +38,7 @@ class Plan:
     overrides: tuple[str, ...]  # extra training overrides
 
 
-FULL = Plan(train_scenes=400, eval_scenes=200, shard_size=100, steps=None, eval_mixtures=200, overrides=())
+FULL = Plan(train_scenes=3000, eval_scenes=200, shard_size=100, steps=None, eval_mixtures=200, overrides=())
 QUICK = Plan(train_scenes=16, eval_scenes=24, shard_size=8, steps=20, eval_mixtures=24,
              overrides=("eval.every=0", "eval.num_samples=16", "run.log_every=10", "run.save_every=20",
                         "data.rir_reservoir=16", "speech.reservoir=32"))
