@@ -87,7 +87,8 @@ def test_tiny_config_learns_the_lateral_angle_on_cpu(tmp_path):
     print(f"tiny: {final['step']} steps in {time.time() - t0:.0f} s, lateral binned MAE "
           f"{final['binned_mae_deg']:.1f} deg vs chance {final['chance_binned_mae_deg']:.1f} deg")
     assert final["target"] == "lateral"
-    assert final["binned_mae_deg"] < 0.7 * final["chance_binned_mae_deg"]  # measured: 22.9 vs 35.7 (0.64x)
+    # measured on the 2-core CI-like machine with 1.31 s clips: 14.9 vs 35.7 deg (0.42x chance)
+    assert final["binned_mae_deg"] < 0.55 * final["chance_binned_mae_deg"]
     from training.checkpoint import load_run
     model, cfg = load_run(run)
     assert not model.training and cfg.target == "lateral"
