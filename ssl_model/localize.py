@@ -124,6 +124,8 @@ def load_run_checked(run_dir: str | Path, device: torch.device) -> tuple[torch.n
         model, cfg = load_run(run_dir, device)
     except FileNotFoundError as err:
         raise LocalizeError(f"{run_dir}: not a finished run ({err})") from None
+    except ValueError as err:  # CheckpointError (weights not loadable as safetensors) or ConfigError
+        raise LocalizeError(str(err)) from None
     model.eval()
     return model, cfg
 

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
 from training.config import TrainConfig, load_train_config
@@ -30,10 +32,28 @@ def export_weights(model: torch.nn.Module, path: str | Path) -> None:
     os.replace(tmp, path)
 
 
+class CheckpointError(ValueError):
+    """A weights file or saved state is not what it should be; nothing in it was executed."""
+
+
 def load_weights(model: torch.nn.Module, path: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """safetensors file -> model (strict: every key must match)."""
-    missing, unexpected = load_model(model, str(path), strict=True, device=str(device))
+    """safetensors file -> model (strict: every key must match). Raises CheckpointError naming the file."""
+    try:
+        load_model(model, str(path), strict=True, device=str(device))
+    except (SafetensorError, RuntimeError, OSError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(f"{path}: not a safetensors file holding this model's weights ({reason})") from None
     return model
+
+
+def load_state(accelerator, state_dir: Path) -> None:
+    """Accelerate state folder -> model, optimizer and RNG states; its loads are weights_only (no code runs)."""
+    try:
+        accelerator.load_state(str(state_dir))
+    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(f"{state_dir}: cannot load this saved state without executing code or it is damaged "
+                              f"({reason})") from None
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, TrainConfig]:

@@ -27,8 +27,8 @@ if __package__ in (None, ""):  # run as a script path: make the repository root 
 import torch
 
 from simulate.yaml_config import ConfigError
-from training.checkpoint import (CONFIG, WEIGHTS, export_weights, latest_state, read_trainer_state,
-                                 save_training_state)
+from training.checkpoint import (CONFIG, WEIGHTS, CheckpointError, export_weights, latest_state, load_state,
+                                 read_trainer_state, save_training_state)
 from training.config import TrainConfig, dump_config, load_train_config
 from training.data import (DataError, TrainData, check_enough_shards, eval_target_angles, fixed_eval_set,
                            resolve_shards)
@@ -107,7 +107,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         return train(args)
-    except (ConfigError, DataError, TrainingError, FileNotFoundError) as err:
+    except (ConfigError, DataError, TrainingError, CheckpointError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
@@ -160,7 +160,7 @@ def train(args: argparse.Namespace) -> int:
 
     step, skipped, first_state = 0, 0, {}
     if resume_from is not None:
-        accelerator.load_state(str(resume_from))  # model, optimizer, RNG states (weights_only loads)
+        load_state(accelerator, resume_from)  # model, optimizer, RNG states (weights_only loads)
         first_state = read_trainer_state(resume_from)
         step, skipped = int(first_state["step"]), int(first_state.get("skipped_steps", 0))
     optimizer_steps = [int(s["step"]) for s in optimizer.optimizer.state.values() if "step" in s][:1]
