@@ -136,3 +136,11 @@ def test_config_validation_names_keys():
         load_train_config(TINY, ["mix.gain_db=[3,-3]"])
     cfg = load_train_config(None)
     assert cfg.target == "azimuth" and cfg.speech.clip_seconds == 3.0 and cfg.data.shards == "shards"
+
+
+def test_an_incomplete_split_trains_but_says_so(tmp_path):
+    out = tmp_path / "partial"
+    generate_dataset(out, splits={"train": 6, "eval": 2}, overrides=("shard_size=2", "rt60_range=[0.1,0.2]"),
+                     shards=[0])
+    with pytest.warns(UserWarning, match=r"incomplete split, 1 of 3 shards written \(2 of 6 scenes\)"):
+        assert len(resolve_shards(tiny(out), "train")) == 1

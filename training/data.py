@@ -57,7 +57,21 @@ def resolve_shards(cfg: TrainConfig, split: str, pattern: str = "") -> list[str]
         hint = " (its manifest.json lists no shards: an empty split)" if manifest.is_file() else ""
         raise DataError(f"no {split} shards match {where} ({key}={cfg.data.shards if not pattern else pattern})"
                         f"{hint}; write them with `python -m simulate --out {cfg.data.shards}`")
+    if not pattern:
+        warn_if_incomplete(Path(cfg.data.shards) / split / "manifest.json")
     return paths
+
+
+def warn_if_incomplete(manifest_path: Path) -> None:
+    """A split whose manifest says shards are still missing trains on what is there, but says so."""
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, ValueError):
+        return
+    if isinstance(manifest, dict) and manifest.get("complete") is False:
+        warnings.warn(f"{manifest_path}: incomplete split, {manifest.get('present_shards')} of "
+                      f"{manifest.get('num_shards')} shards written ({manifest.get('present_count')} of "
+                      f"{manifest.get('count')} scenes); rerun `python -m simulate` to finish it", stacklevel=2)
 
 
 def shard_hashes(paths: list[str]) -> dict[str, str]:
