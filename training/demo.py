@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import shutil
@@ -44,20 +45,16 @@ QUICK = Plan(train_scenes=16, eval_scenes=24, shard_size=8, steps=20, eval_mixtu
                         "data.rir_reservoir=16", "speech.reservoir=32"))
 
 
+@contextlib.contextmanager
 def stage(key: str, title: str, timings: dict[str, float]):
-    """Context manager printing a stage header and recording its wall time under `key`."""
-
-    class _Stage:
-        def __enter__(self):
-            print(f"\n== {title}", flush=True)
-            self.t0 = time.time()
-
-        def __exit__(self, *exc):
-            timings[key] = time.time() - self.t0
-            if exc[0] is None:
-                print(f"   ({timings[key]:.0f} s)", flush=True)
-
-    return _Stage()
+    """Print a stage header, run the block, record its wall time under `key` (printed when it succeeds)."""
+    print(f"\n== {title}", flush=True)
+    t0 = time.time()
+    try:
+        yield
+    finally:
+        timings[key] = time.time() - t0
+    print(f"   ({timings[key]:.0f} s)", flush=True)
 
 
 def simulate(out: Path, plan: Plan) -> dict[str, Path]:
