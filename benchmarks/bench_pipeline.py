@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch
 
-from bench_shards import shards_or_simulated
+from shard_fixture import shards_or_simulated
 from training.config import load_train_config
 from training.data import TrainData
 

@@ -20,7 +20,7 @@ import torch
 from ssl_model import SSLModel
 from ssl_model.metrics import two_slot_cross_entropy
 from ssl_model.targets import angles_to_classes
-from bench_shards import shards_or_simulated
+from shard_fixture import shards_or_simulated
 from training.config import load_train_config
 from training.data import TrainData
 

@@ -1,4 +1,4 @@
-"""The simulation config: the seed protocol as defaults (DESIGN.md, "Seed protocol")."""
+"""The simulation config: the seed protocol as defaults (docs/protocol.md)."""
 from __future__ import annotations
 
 import math
@@ -54,6 +54,14 @@ class SimulateConfig:
         lo, hi = self.rt60_range
         need(0 < lo <= hi, "rt60_range", f"must satisfy 0 < min <= max, got {list(self.rt60_range)}")
         need(hi <= 5.0, "rt60_range", f"max must be <= 5 s, got {hi}")
+        # FRA's k_max = (log10(c T60) - 3) / log10(beta) turns negative once c T60 exceeds 1000 m: the
+        # reflection count then falls with distance and amplitudes decay only as 1/d.
+        if self.decay == "fra" and self.sound_speed * hi >= 1000.0:
+            need(False, "rt60_range",
+                 f"max {hi} s is too long for decay: fra, which holds only while c * T60 < 1000 m "
+                 f"(T60 < {1000.0 / self.sound_speed:.2f} s at sound_speed={self.sound_speed:g}); above it FRA-RIR's "
+                 f"reflection count k_max turns negative and reflections fall only as 1/d. Use decay: calibrated "
+                 f"for longer reverberation")
         need(self.num_sources >= 1, "num_sources", f"must be >= 1, got {self.num_sources}")
         need(len(self.mic_positions) >= 2, "mic_positions", "needs at least two microphones")
         need(self.wall_margin >= 0, "wall_margin", f"must be >= 0, got {self.wall_margin}")

@@ -1,7 +1,7 @@
 """FRA-RIR's reflection laws: image amplitude from distance, distance ratio and the random perturbation.
 
 FRA-RIR: Luo and Yu, "Fast Random Approximation of Multi-channel Room Impulse Response",
-Interspeech 2023 / arXiv 2304.08052 (v2 with Gu). Formulas as in DESIGN.md; the code is ours.
+Interspeech 2023 / arXiv 2304.08052 (v2 with Gu). Formulas in docs/fra_rir.md; the code is ours.
 Each law is split into per-image factors (computed once per image) and a per-path step (once per
 image and mic), so the renderer's work per path is a handful of elementwise passes.
 """

@@ -3,7 +3,7 @@
 Fast Random Approximation of RIRs after Luo and Yu, "Fast Random Approximation of Multi-channel Room
 Impulse Response" (Interspeech 2023) and Luo and Gu, arXiv 2304.08052 (v2). The statistical model
 (image count, linearly rising image-distance ratios, random directions, distance-driven reflection
-counts, beta^k / d amplitudes) follows DESIGN.md. Differences from the authors' renderer, on purpose:
+counts, beta^k / d amplitudes) follows docs/fra_rir.md. Differences from the authors' renderer, on purpose:
 images are placed at the output rate with band-limited fractional delays (simulate.fractional_delay)
 instead of rounding up at 64x and resampling; images later than the RIR length are dropped, not clamped onto its last
 sample; the direct path uses the exact distance (the +1e-3 guard would move a 0.2 m path by 0.12

@@ -17,7 +17,7 @@ from simulate.render import render_shard, shard_name
 from simulate.seeds import config_hash, shard_count, shard_span
 from simulate.shards import (atomic_write, remove_stale_temps, shard_is_current, sidecar_path, tar_bytes,
                              write_sidecar)
-from simulate.options import resolve_config
+from simulate.options import local_output_dir, resolve_config
 from simulate.yaml_config import ConfigError, config_to_dict
 
 
@@ -135,7 +135,7 @@ def generate_dataset(out_dir, cfg: SimulateConfig | None = None, splits: dict[st
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("device: cuda was asked for but torch finds no CUDA device")
     wanted = None if shards is None else {int(k) for k in shards}
-    out = Path(out_dir)
+    out = local_output_dir(out_dir)
     largest = max((shard_count(n, cfg.shard_size) for n in cfg.splits.values()), default=0)
     if wanted and max(wanted) >= largest:
         raise ConfigError(f"--shards: shard {max(wanted)} does not exist; the largest split has {largest} shards")

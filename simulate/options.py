@@ -1,6 +1,8 @@
 """Resolving what to write (config, splits, shard numbers) from flags and overrides; no torch import."""
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Iterable
 
 from simulate.config import SimulateConfig
@@ -39,3 +41,14 @@ def parse_shards(text: str) -> list[int]:
     if not shards or min(shards) < 0:
         raise ConfigError(f"--shards: expected shard numbers >= 0, got {text!r}")
     return shards
+
+
+def local_output_dir(out: str | Path) -> Path:
+    """--out -> Path; a URL (s3://, gs://, http://, pipe:, ...) is a ConfigError that says how to get shards there."""
+    text = str(out)
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", text) or text.startswith("pipe:"):
+        raise ConfigError(
+            f"--out {text}: python -m simulate writes to a local or mounted folder, not to a URL; write the shards "
+            f"locally, then copy them, e.g. `aws s3 cp --recursive shards/ s3://bucket/shards/` or "
+            f"`gsutil -m cp -r shards gs://bucket/`, and train from there (README, 'Shards on object storage')")
+    return Path(out)

@@ -39,7 +39,7 @@ def render_batch(cfg: SimulateConfig, count: int, generator: torch.Generator,
 
 
 def scene_meta(batch: dict[str, Any], b: int, cfg: SimulateConfig) -> dict[str, Any]:
-    """Scene b of a rendered batch -> the sample's JSON metadata (DESIGN.md data contract)."""
+    """Scene b of a rendered batch -> the sample's JSON metadata (the data contract in shards/README.md)."""
     sources = [{name: float(batch[name][b, s]) for name in SOURCE_FIELDS}
                for s in range(batch["src_pos"].shape[1])]
     return {

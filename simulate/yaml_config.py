@@ -158,12 +158,22 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Iterabl
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level")
         data = loaded
-    data = deep_merge(data, parse_overrides(overrides))
+    overrides = list(overrides)
     try:
-        return _build(cls, data)
+        tree = parse_overrides(overrides)
     except ConfigError as err:
-        where = f"{path}: " if path is not None else ""
-        raise ConfigError(f"{where}{err}") from None
+        raise ConfigError(f"command line: {err}") from None
+    try:
+        return _build(cls, deep_merge(data, tree))
+    except ConfigError as err:
+        # Blame the file only when the file alone is at fault; otherwise the command line broke it.
+        blame = "command line"
+        if path is not None:
+            try:
+                _build(cls, data)
+            except ConfigError as alone:
+                blame = str(path) if str(alone) == str(err) or not overrides else blame
+        raise ConfigError(f"{blame}: {err}") from None
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:

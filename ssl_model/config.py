@@ -1,4 +1,4 @@
-"""Model config: a dataclass whose defaults are the seed's sizes (DESIGN.md, "Model"), plus presets."""
+"""Model config: a dataclass whose defaults are the seed's sizes (docs/protocol.md), plus presets."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace

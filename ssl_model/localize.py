@@ -114,6 +114,19 @@ def decode_posteriors(probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, 
     return classes, angles, probs
 
 
+def torch_device(name: str) -> torch.device:
+    """--device value -> torch.device; LocalizeError for a malformed name or a CUDA device that is not there."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise LocalizeError(f"--device {name}: not a torch device name (cpu, cuda, cuda:1, ...)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise LocalizeError(f"--device {name}: torch finds no CUDA device on this machine; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise LocalizeError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
 def load_run_checked(run_dir: str | Path, device: torch.device) -> tuple[torch.nn.Module, Any]:
     from training.checkpoint import load_run
 
@@ -225,9 +238,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        device = torch_device(args.device)
         wave, sr_in = read_stereo(args.file)
-        model, cfg = load_run_checked(args.run, torch.device(args.device))
-        result = localize_wave(wave, sr_in, model, cfg, args.device)
+        model, cfg = load_run_checked(args.run, device)
+        result = localize_wave(wave, sr_in, model, cfg, device)
         result["file"] = str(args.file)
         if args.plot:
             result["plot"] = str(plot_half_circle(result, args.plot, title=f"{Path(args.file).name}"))

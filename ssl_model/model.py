@@ -1,4 +1,4 @@
-"""SSLModel: two-mic waveform -> logits for two sorted direction slots (DESIGN.md, "Model"; the seed's tree)."""
+"""SSLModel: two-mic waveform -> logits for two sorted direction slots (the seed's module tree, docs/protocol.md)."""
 from __future__ import annotations
 
 import torch

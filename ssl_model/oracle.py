@@ -1,4 +1,4 @@
-"""Reference floors for binned MAE: the azimuth oracle (DESIGN.md fact 2) and the best constant prediction.
+"""Reference floors for binned MAE: the azimuth oracle (docs/protocol.md, fact 2) and the best constant prediction.
 
 A two-mic array observes each source's direct-path TDOA, which fixes the lateral angle (up to near-field
 terms) but not the elevation, so azimuth = |atan2(dy, dx)| is only known up to a distribution. The oracle

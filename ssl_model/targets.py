@@ -1,7 +1,7 @@
 """Class targets and decoding: 5-degree bins over 0..180 degrees, two slots sorted ascending.
 
 `azimuth` (the seed's target, |atan2(dy, dx)|) and `lateral` (angle between the source direction and the
-+x array axis, mic 0 -> mic 1; the identifiable one, DESIGN.md fact 2) share the same binning.
++x array axis, mic 0 -> mic 1; the identifiable one, docs/protocol.md, fact 2) share the same binning.
 The seed's floor(angle / 5) gives class 36 at exactly 180 degrees; here 180 falls in the last class.
 """
 from __future__ import annotations

@@ -175,7 +175,7 @@ def _t20_ratio_by_band(decay: str, count: int, seed: int) -> dict[tuple[float, f
 
 def test_fra_decay_reproduces_the_models_t20_ratios():
     # Measured with this renderer, 450 scenes: median T20 / RT60 = 1.88, 2.14, 2.35 per band
-    # (DESIGN.md: ~1.8x, 2.1x, 2.2x with the authors' renderer).
+    # (docs/fra_rir.md: ~1.8x, 2.1x, 2.2x with the authors' renderer).
     expected = {(0.1, 0.3): 1.88, (0.3, 0.5): 2.14, (0.5, 0.7): 2.35}
     for band, ratio in _t20_ratio_by_band("fra", 120, seed=21).items():
         assert abs(ratio.median().item() / expected[band] - 1) < 0.08, (band, ratio.median().item())

@@ -86,6 +86,17 @@ def test_cli_subprocess_has_no_traceback(run_dir, tmp_path):
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ")
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+@pytest.mark.parametrize("device, words", [("cuda", "no CUDA device"), ("cuda:0", "no CUDA device"),
+                                           ("gpu7", "not a torch device name")])
+def test_a_device_that_is_not_there_is_named(device, words, run_dir, tmp_path, capsys):
+    path = tmp_path / "ok.wav"
+    sf.write(path, stereo(1.5, 16000), 16000)
+    assert main([str(path), "--run", str(run_dir), "--device", device]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: --device {device}: ") and words in err[0]
+
+
 def test_missing_run_folder(tmp_path, capsys):
     path = tmp_path / "ok.wav"
     sf.write(path, stereo(1.5, 16000), 16000)

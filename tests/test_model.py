@@ -11,7 +11,7 @@ from ssl_model.conformer import relative_position_bias
 from ssl_model.features import STFT, ipd_cos_sin
 from ssl_model.metrics import two_slot_cross_entropy
 
-# Printed by the seed recipe (../shared/seed/dual-mic-SSL-recipe.md, "Model Architecture"), verbatim.
+# Printed by the seed recipe (docs/protocol.md, "The seed recipe in brief"), verbatim.
 SEED_TREE = """\
 SSLModel(
   (stft): STFT(

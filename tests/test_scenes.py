@@ -105,12 +105,21 @@ def test_yaml_is_the_seed_protocol():
         ({"image_count_range": [10, 5]}, "image_count_range"),
         ({"fractional_delay_order": 0}, "fractional_delay_order"),
         ({"decay": "sabine"}, "decay"),
+        ({"rt60_range": [0.5, 3.0]}, "decay: fra, which holds only while c \\* T60 < 1000 m"),
         ({"no_such_key": 1}, "no_such_key"),
     ],
 )
 def test_bad_config_fails_naming_the_key(data, key):
     with pytest.raises(ConfigError, match=key):
         build_config(SimulateConfig, data)
+
+
+def test_fra_decay_is_capped_where_its_reflection_law_breaks_down():
+    # c T60 = 340 * 2.9 = 986 m: still valid; 3.0 s is refused for fra and allowed for calibrated.
+    build_config(SimulateConfig, {"rt60_range": [0.5, 2.9]})
+    build_config(SimulateConfig, {"rt60_range": [0.5, 3.0], "decay": "calibrated"})
+    with pytest.raises(ConfigError, match="rt60_range: max 3.0 s is too long for decay: fra.*2.94 s"):
+        build_config(SimulateConfig, {"rt60_range": [0.5, 3.0]})
 
 
 def test_unplaceable_sources_fail_naming_distance_range():

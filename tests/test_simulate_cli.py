@@ -138,6 +138,7 @@ def test_cli_writes_and_verifies(tmp_path):
     (["--shards", "a,b"], "--shards"),
     (["--splits", "eval=4", "--shards", "1,7"], "--shards"),
     (["--config", "missing.yaml"], "missing.yaml"),
+    (["rt60_range=[0.5,4.0]"], "decay: fra"),
 ])
 def test_cli_bad_input_fails_in_one_line_before_any_work(tmp_path, args, key):
     run = cli("--out", str(tmp_path / "out"), "--no-progress", *args)
@@ -145,6 +146,14 @@ def test_cli_bad_input_fails_in_one_line_before_any_work(tmp_path, args, key):
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and key in lines[0], run.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("url", ["s3://bucket/x", "gs://bucket/shards", "https://host/shards", "pipe:cat"])
+def test_cli_refuses_a_url_as_output(tmp_path, url):
+    run = cli("--out", url, "--no-progress", "--splits", "train=2", cwd=tmp_path)
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode == 2 and len(lines) == 1 and "not to a URL" in lines[0] and "aws s3 cp" in lines[0]
+    assert list(tmp_path.iterdir()) == []  # no local folder named `s3:` or `https:`
 
 
 def test_ranks_write_disjoint_shards_and_the_last_one_completes_the_manifest(dataset, tmp_path):

@@ -53,3 +53,23 @@ def test_bad_values_name_the_key(override, words):
     assert "\n" not in message
     for word in words:
         assert word in message
+
+
+def test_errors_name_the_file_or_the_command_line(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("count: 5\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(Outer, path, ["inner.rate=-1"])
+    assert str(err.value).startswith("command line: ") and str(path) not in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        load_config(Outer, path, ["cuont=1"])
+    assert str(err.value).startswith("command line: unknown key 'cuont'")
+    with pytest.raises(ConfigError) as err:
+        load_config(Outer, path, ["no-equals-sign"])
+    assert str(err.value).startswith("command line: ")
+    path.write_text("count: 5\ninner:\n  rate: -2\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(Outer, path, ["dims=[3, 4]"])
+    assert str(err.value).startswith(f"{path}: ") and "inner.rate" in str(err.value)
+    # An override that repairs the file's value is fine.
+    assert load_config(Outer, path, ["inner.rate=1"]).inner.rate == 1.0

@@ -1,6 +1,6 @@
 """The training config: one nested dataclass, loaded from YAML with `key.sub=value` overrides.
 
-Defaults are the seed protocol (DESIGN.md): 3 s clips, no gain change, no noise, azimuth target,
+Defaults are the seed protocol (docs/protocol.md): 3 s clips, no gain change, no noise, azimuth target,
 the seed-size model. `configs/tiny.yaml` shrinks everything for a CPU demo.
 """
 from __future__ import annotations
@@ -130,7 +130,10 @@ class RunConfig:
     log_every: int = 50
     save_every: int = 1000  # Accelerate save_state every N steps (and at the end)
     keep_states: int = 2  # newest states kept on disk
-    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
+    # Under `accelerate launch`, accelerate's precision (its flag, else its config file, else "no") is used and
+    # this key is ignored; started without it (python, torchrun): auto = bf16 on CUDA, fp32 on the CPU.
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
+    log_with: str = "tensorboard"  # comma-separated accelerate trackers (tensorboard, wandb, mlflow, ...), or none
     compile: bool = False  # torch.compile the model (GPU)
     max_skip_share: float = 0.1  # stop when more than this share of steps had NaN/Inf (after 20 steps)
     progress: bool = True  # tqdm bar on the main process

@@ -1,4 +1,4 @@
-"""Shard streaming and device reservoirs (DESIGN.md, "GPU-streaming training").
+"""Shard streaming and device reservoirs (README, "Train": the data path).
 
 DataLoader workers run a WebDataset pipeline that only reads and decodes shards:
 
@@ -29,6 +29,7 @@ from webdataset.tariterators import group_by_keys, tar_file_iterator
 
 from training.config import TrainConfig
 from training.mixing import draw_mix_params, mix
+from training.reservoirs import SceneReservoir, SpeechReservoir
 from training.speech import decode_audio, fit_length, list_audio_files, read_audio_file, synthetic_speech
 
 TARGET_ROWS = {"azimuth": 0, "lateral": 1}  # row of the scene `angles` tensor [2, S]
@@ -323,61 +324,6 @@ def make_loader(pipeline: wds.DataPipeline, num_workers: int) -> torch.utils.dat
     """Workers decode; batch_size=None passes single samples through; never through accelerator.prepare."""
     return torch.utils.data.DataLoader(pipeline, batch_size=None, num_workers=num_workers,
                                        persistent_workers=num_workers > 0, prefetch_factor=4 if num_workers else None)
-
-
-class SceneReservoir:
-    """RIR scenes on the device: rir [N, M, S, L_max] (zero-padded), angles [N, 2, S] (azimuth, lateral)."""
-
-    def __init__(self, capacity: int, mics: int, sources: int, max_len: int, device: torch.device):
-        self.rir = torch.zeros(capacity, mics, sources, max_len, device=device)
-        self.angles = torch.zeros(capacity, 2, sources, device=device)
-        self.capacity, self.count, self.device = capacity, 0, device
-
-    def put(self, scenes: list[dict], rng: random.Random) -> None:
-        """Write scenes into empty slots first, then over random ones."""
-        if not scenes:
-            return
-        rir = torch.zeros(len(scenes), *self.rir.shape[1:])
-        for i, scene in enumerate(scenes):
-            r = scene["rir"]
-            rir[i, : r.shape[0], : r.shape[1], : r.shape[2]] = r
-        angles = torch.stack([s["angles"] for s in scenes])
-        slots = []
-        for _ in scenes:
-            slots.append(self.count if self.count < self.capacity else rng.randrange(self.capacity))
-            self.count = min(self.count + 1, self.capacity)
-        index = torch.tensor(slots, device=self.device)
-        self.rir[index] = rir.to(self.device, non_blocking=True)
-        self.angles[index] = angles.to(self.device, non_blocking=True)
-
-    def sample(self, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> rir [B, M, S, L_max], angles [B, 2, S] drawn with replacement."""
-        index = torch.randint(self.count, (batch,), generator=generator, device=generator.device).to(self.device)
-        return self.rir[index], self.angles[index]
-
-
-class SpeechReservoir:
-    """Speech segments on the device: audio [N, T]."""
-
-    def __init__(self, capacity: int, samples: int, device: torch.device):
-        self.audio = torch.zeros(capacity, samples, device=device)
-        self.capacity, self.count, self.device = capacity, 0, device
-
-    def put(self, audio: torch.Tensor, rng: random.Random) -> None:
-        """audio [K, T] (any device) -> into empty slots first, then over random ones."""
-        slots = []
-        for _ in range(audio.shape[0]):
-            slots.append(self.count if self.count < self.capacity else rng.randrange(self.capacity))
-            self.count = min(self.count + 1, self.capacity)
-        self.audio[torch.tensor(slots, device=self.device)] = audio.to(self.device, non_blocking=True)
-
-    def sample(self, batch: int, sources: int, generator: torch.Generator) -> torch.Tensor:
-        """-> speech [B, S, T]; the sources of one mixture are distinct segments when the reservoir allows."""
-        scores = torch.rand(batch, self.count, generator=generator, device=generator.device)
-        index = scores.topk(min(sources, self.count), dim=1).indices
-        if index.shape[1] < sources:
-            index = index.repeat(1, math.ceil(sources / index.shape[1]))[:, :sources]
-        return self.audio[index.to(self.device)]
 
 
 class TrainData:

@@ -28,7 +28,7 @@ GCC_NOTE = ("GCC-PHAT estimates lateral angles from the two strongest TDOA peaks
             "numbers are read as azimuths of sources at the array's height (elevation 0).")
 ORACLE_NOTE = ("oracle: knows each source's exact direct-path TDOA and the eval prior, predicts the Bayes-optimal "
                "(median) class per sorted slot (ssl_model.oracle). oracle_floor_binned_mae_deg is its expected "
-               "binned MAE (the floor, DESIGN.md fact 2); it is ~0 on the lateral target, which the TDOA fixes.")
+               "binned MAE (the floor, docs/protocol.md, fact 2); it is ~0 on the lateral target, which the TDOA fixes.")
 
 
 class EvaluateError(RuntimeError):

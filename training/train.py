@@ -17,16 +17,26 @@ import contextlib
 import json
 import math
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Mapping
 
 if __package__ in (None, ""):  # run as a script path: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
+from accelerate import Accelerator
+from accelerate.tracking import get_available_trackers
+from accelerate.utils import LoggerType, ProjectConfiguration, set_seed
+from tqdm.auto import tqdm
 
-from simulate.yaml_config import ConfigError
+from simulate.yaml_config import ConfigError, config_to_dict
+from ssl_model import SSLModel
+from ssl_model.metrics import metric_sums, metrics_from_sums, two_slot_cross_entropy
+from ssl_model.oracle import chance_binned_mae
+from ssl_model.targets import angles_to_classes, decode
 from training.checkpoint import (CONFIG, WEIGHTS, CheckpointError, export_weights, latest_state, load_state,
                                  read_trainer_state, save_training_state)
 from training.config import TrainConfig, dump_config, load_train_config
@@ -60,8 +70,11 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
         overrides.append(f"run.steps={args.steps}")
     path = args.config
     if path is None and args.resume:
-        saved = Path(args.run_dir or TrainConfig().run.dir) / CONFIG
-        path = saved if saved.is_file() else None
+        run_dir = Path(args.run_dir or TrainConfig().run.dir)
+        path = run_dir / CONFIG
+        if not path.is_file():
+            raise ConfigError(f"--resume: {run_dir} holds no run (no {CONFIG}); nothing to resume, "
+                              f"start without --resume")
     cfg = load_train_config(path, overrides)
     if cfg.clip_samples < cfg.model.min_samples():
         raise ConfigError(f"speech.clip_seconds: {cfg.speech.clip_seconds} s is shorter than the model's "
@@ -69,6 +82,63 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     if cfg.model.sr != cfg.sr:
         raise ConfigError(f"model.sr: must equal sr={cfg.sr}, got {cfg.model.sr}")
     return cfg
+
+
+def resolve_mixed_precision(cfg: TrainConfig, env: Mapping[str, str], cuda: bool) -> tuple[str, str]:
+    """-> (precision, who chose it). `accelerate launch` always exports its choice (its --mixed_precision flag,
+    else its config file, else "no"), and a precision asked of accelerate wins; without it, run.mixed_precision
+    decides, auto meaning bf16 on CUDA and fp32 on the CPU."""
+    launched = env.get("ACCELERATE_MIXED_PRECISION")
+    if launched:
+        return launched, "accelerate launch"
+    if cfg.run.mixed_precision != "auto":
+        return cfg.run.mixed_precision, "run.mixed_precision"
+    on_cpu = env.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true")
+    return ("bf16" if cuda and not on_cpu else "no"), "run.mixed_precision=auto"
+
+
+def all_gpus_command(argv: list[str], env: Mapping[str, str], gpus: int) -> list[str] | None:
+    """The command that reruns this script once per GPU under torch.distributed.run, or None.
+
+    `accelerate launch --config_file accelerate_config.yaml` starts one process (a config file cannot say
+    "every GPU": accelerate wants num_processes as a number); on a node with several visible GPUs that
+    process hands over to torchrun, one process per GPU. Accelerate's choices travel in the environment.
+    """
+    launched_alone = "ACCELERATE_MIXED_PRECISION" in env and "LOCAL_RANK" not in env and "RANK" not in env
+    if gpus < 2 or not launched_alone or env.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true"):
+        return None
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
+            str(Path(__file__).resolve()), *argv]
+
+
+def trackers(cfg: TrainConfig) -> list[str]:
+    """run.log_with -> accelerate tracker names; ConfigError for an unknown or uninstalled one."""
+    names = [n.strip() for n in cfg.run.log_with.split(",") if n.strip() and n.strip() != "none"]
+    known = [t for t in LoggerType.list() if t != "all"]
+    installed = [str(t) for t in get_available_trackers()]
+    for name in names:
+        if name not in known:
+            raise ConfigError(f"run.log_with: unknown tracker {name!r}; accelerate supports {', '.join(known)} "
+                              f"(comma-separated), or none")
+        if name not in installed:
+            raise ConfigError(f"run.log_with: {name} is not installed here (pip install {name}); installed: "
+                              f"{', '.join(installed) or 'none'}")
+    return names
+
+
+def flat_config(cfg: TrainConfig) -> dict[str, int | float | str | bool]:
+    """Config -> {'optim.lr': ..., ...} of scalars (lists as strings), the form trackers take as hyperparameters."""
+    flat = {}
+
+    def walk(prefix: str, value) -> None:
+        if isinstance(value, dict):
+            for key, sub in value.items():
+                walk(f"{prefix}{key}.", sub)
+        else:
+            flat[prefix[:-1]] = value if isinstance(value, (int, float, str, bool)) else str(value)
+
+    walk("", config_to_dict(cfg))
+    return flat
 
 
 def learning_rate(step: int, cfg: TrainConfig) -> float:
@@ -87,9 +157,6 @@ def learning_rate(step: int, cfg: TrainConfig) -> float:
 @torch.no_grad()
 def evaluate(model, batches, accelerator) -> dict[str, float]:
     """Score this rank's fixed eval batches; the metric sums are reduced across ranks once."""
-    from ssl_model.metrics import metric_sums, metrics_from_sums
-    from ssl_model.targets import angles_to_classes, decode
-
     net = accelerator.unwrap_model(model)  # no DDP: ranks hold different batch counts, no collective inside
     was_training = net.training
     net.eval()
@@ -104,7 +171,13 @@ def evaluate(model, batches, accelerator) -> dict[str, float]:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
+    relaunch = all_gpus_command(argv, os.environ, torch.cuda.device_count())
+    if relaunch is not None:
+        print(f"accelerate launch started one process; starting one per GPU: {' '.join(relaunch[1:5])} ...",
+              file=sys.stderr, flush=True)
+        return subprocess.call(relaunch)
     try:
         return train(args)
     except (ConfigError, DataError, TrainingError, CheckpointError, FileNotFoundError) as err:
@@ -120,25 +193,27 @@ def train(args: argparse.Namespace) -> int:
     world_size_env = int(os.environ.get("WORLD_SIZE", "1"))
     check_enough_shards(train_shards, world_size_env, cfg.data.num_workers, "train")
     run_dir = Path(cfg.run.dir)
-    resume_from = latest_state(run_dir) if args.resume else None
+    resume_from = None
+    if args.resume:
+        resume_from = latest_state(run_dir)
+        if resume_from is None:
+            raise CheckpointError(f"--resume: {run_dir} holds no saved state (states/step-*/); nothing to resume, "
+                                  f"start without --resume")
+    log_with = trackers(cfg)
+    mixed_precision, precision_from = resolve_mixed_precision(cfg, os.environ, torch.cuda.is_available())
+    if precision_from == "accelerate launch" and cfg.run.mixed_precision not in ("auto", mixed_precision):
+        print(f"warning: run.mixed_precision={cfg.run.mixed_precision} ignored: accelerate launch asked for "
+              f"{mixed_precision} (pass --mixed_precision to accelerate launch to change it)", file=sys.stderr)
 
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-
-    from ssl_model import SSLModel
-    from ssl_model.metrics import two_slot_cross_entropy
-    from ssl_model.targets import angles_to_classes
-
-    mixed_precision = cfg.run.mixed_precision
-    if mixed_precision == "auto":
-        mixed_precision = "bf16" if torch.cuda.is_available() and os.environ.get("ACCELERATE_USE_CPU", "").lower() not in ("1", "true") else "no"
-    accelerator = Accelerator(mixed_precision=mixed_precision, log_with="tensorboard", project_dir=str(run_dir))
+    accelerator = Accelerator(mixed_precision=mixed_precision, log_with=log_with or None,
+                              project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "tb")))
     device, rank, world_size = accelerator.device, accelerator.process_index, accelerator.num_processes
     main_process = accelerator.is_main_process
     if main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, run_dir / CONFIG)
-        accelerator.init_trackers("tb")
+        # TensorBoard writes under RUN/tb; wandb names the run after its folder.
+        accelerator.init_trackers("dual-mic-ssl", config=flat_config(cfg), init_kwargs={"wandb": {"name": run_dir.name}})
     metrics_file = open(run_dir / "metrics.jsonl", "a") if main_process else None
 
     def log(record: dict) -> None:
@@ -165,7 +240,7 @@ def train(args: argparse.Namespace) -> int:
         step, skipped = int(first_state["step"]), int(first_state.get("skipped_steps", 0))
     optimizer_steps = [int(s["step"]) for s in optimizer.optimizer.state.values() if "step" in s][:1]
     log({"event": "start", "step": step, "world_size": world_size, "device": str(device),
-         "mixed_precision": mixed_precision, "resumed_from": str(resume_from) if resume_from else None,
+         "mixed_precision": mixed_precision, "mixed_precision_from": precision_from, "resumed_from": str(resume_from) if resume_from else None,
          "optimizer_state_steps": optimizer_steps[0] if optimizer_steps else 0,
          "parameters": sum(p.numel() for p in model.parameters()), "target": cfg.target})
 
@@ -173,13 +248,10 @@ def train(args: argparse.Namespace) -> int:
     data = TrainData(cfg, rank, world_size, device, start_step=step, log=log)
     data.fill()
     eval_batches = fixed_eval_set(cfg, device=device, rank=rank, world_size=world_size)
-    from ssl_model.oracle import chance_binned_mae
     chance = chance_binned_mae(angles_to_classes(eval_target_angles(cfg))).mean().item()
     samples_per_step = cfg.run.batch_size * cfg.optim.accum_steps * world_size
 
     # -------------------------------------------------- the loop
-    from tqdm.auto import tqdm
-
     bar = tqdm(total=cfg.run.steps, initial=step, disable=not (main_process and cfg.run.progress), unit="step")
     loss_sum = torch.zeros((), device=device)
     loss_count, window_skipped, t_window, steps_run = 0, 0, time.time(), 0

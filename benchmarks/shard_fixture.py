@@ -1,4 +1,4 @@
-"""Shard folder for the data-path and training benchmarks: the given one, or a small simulated one."""
+"""Not a benchmark: the shard folder bench_pipeline and bench_train read (the given one, or a small simulated one)."""
 from __future__ import annotations
 
 import tempfile

@@ -1,0 +1,91 @@
+"""Launching training: both `accelerate launch` forms through the shipped config, the precision rule,
+one process per GPU, trackers, and --resume without a saved state."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from simulate import generate_dataset
+from simulate.yaml_config import ConfigError
+from training.config import load_train_config
+from training.train import all_gpus_command, resolve_mixed_precision, trackers
+
+from run_helpers import ROOT, TINY, TRAIN, records, subprocess_env
+
+STEPS2 = ["--steps", "2", "data.num_workers=1", "data.rir_reservoir=8", "data.rir_refresh=2", "speech.reservoir=16",
+          "speech.refresh=4", "run.batch_size=4", "eval.num_samples=4", "eval.batch_size=4", "run.progress=false"]
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    out = tmp_path_factory.mktemp("shards")
+    generate_dataset(out, splits={"train": 8, "eval": 4}, overrides=("shard_size=2", "rt60_range=[0.1,0.2]"))
+    return out
+
+
+@pytest.mark.parametrize("env, cuda, want", [
+    ({"ACCELERATE_MIXED_PRECISION": "no"}, True, ("no", "accelerate launch")),
+    ({"ACCELERATE_MIXED_PRECISION": "bf16"}, False, ("bf16", "accelerate launch")),
+    ({}, True, ("bf16", "run.mixed_precision=auto")),
+    ({}, False, ("no", "run.mixed_precision=auto")),
+    ({"ACCELERATE_USE_CPU": "true"}, True, ("no", "run.mixed_precision=auto")),
+])
+def test_a_precision_asked_of_accelerate_wins(env, cuda, want):
+    assert resolve_mixed_precision(load_train_config(TINY), env, cuda) == want
+    explicit = load_train_config(TINY, ["run.mixed_precision=fp16"])
+    got = resolve_mixed_precision(explicit, env, cuda)
+    assert got == (want if "ACCELERATE_MIXED_PRECISION" in env else ("fp16", "run.mixed_precision"))
+
+
+def test_one_process_per_gpu_only_where_accelerate_started_one_on_several_gpus():
+    alone = {"ACCELERATE_MIXED_PRECISION": "bf16", "ACCELERATE_USE_CPU": "False"}
+    cmd = all_gpus_command(["--config", "c.yaml", "x=1"], alone, 4)
+    assert cmd[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4"]
+    assert cmd[5].endswith("training/train.py") and cmd[6:] == ["--config", "c.yaml", "x=1"]
+    assert all_gpus_command([], alone, 1) is None  # one GPU: stay
+    assert all_gpus_command([], {}, 8) is None  # plain python: one process, as asked
+    assert all_gpus_command([], {**alone, "LOCAL_RANK": "0"}, 8) is None  # already one of several
+    assert all_gpus_command([], {**alone, "ACCELERATE_USE_CPU": "true"}, 8) is None
+
+
+def test_trackers_are_checked_by_name_and_installation():
+    assert trackers(load_train_config(TINY)) == ["tensorboard"]
+    assert trackers(load_train_config(TINY, ["run.log_with=none"])) == []
+    with pytest.raises(ConfigError, match="run.log_with: unknown tracker 'tensorbored'"):
+        trackers(load_train_config(TINY, ["run.log_with=tensorbored"]))
+
+
+def test_resume_without_a_saved_state_refuses_and_creates_nothing(tmp_path, shards):
+    for run in (tmp_path / "never", tmp_path / "empty"):
+        if run.name == "empty":
+            run.mkdir()
+            (run / "config.yaml").write_text(Path(TINY).read_text())  # a run folder, but no saved state
+        before = sorted(tmp_path.rglob("*"))
+        proc = subprocess.run([sys.executable, TRAIN, "--run-dir", str(run), "--shards", str(shards), "--resume"],
+                              env=subprocess_env(), capture_output=True, text=True, timeout=120)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: --resume: "), proc.stderr
+        assert "nothing to resume" in lines[0]
+        assert sorted(tmp_path.rglob("*")) == before
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("form", ["plain", "config_file"])
+def test_both_launch_forms_run_on_the_cpu(form, shards, tmp_path):
+    run = tmp_path / "run"
+    launch = [sys.executable, "-m", "accelerate.commands.launch"]
+    if form == "config_file":
+        launch += ["--config_file", str(ROOT / "accelerate_config.yaml")]
+    # An empty HF_HOME: no default accelerate config of this machine's user leaks in.
+    env = {**subprocess_env(), "HF_HOME": str(tmp_path / "hf")}
+    proc = subprocess.run([*launch, TRAIN, "--config", TINY, "--shards", str(shards), "--run-dir", str(run), *STEPS2],
+                          env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    start, end = records(run)[0], records(run)[-1]
+    assert start["world_size"] == 1 and start["mixed_precision_from"] == "accelerate launch"
+    # The shipped file asks for bf16 and gets it; the plain form gets accelerate's default, fp32.
+    assert start["mixed_precision"] == ("bf16" if form == "config_file" else "no")
+    assert end == {"event": "end", "step": 2, "skipped_steps": 0}
+    assert list((run / "tb").rglob("events.out.tfevents.*"))
