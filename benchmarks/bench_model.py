@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -50,8 +51,6 @@ def count_flops(size: str, seconds: float, sr: int = 16000) -> dict[str, float]:
     each layer's backward costs two forwards (input and weight gradients), except the STFT, whose input is data
     (weight gradient only, and nothing when it is frozen).
     """
-    from torch.utils.flop_counter import FlopCounterMode
-
     model = SSLModel.from_preset(size)
     wave = torch.randn(1, 2, int(seconds * sr))
     with torch.no_grad(), FlopCounterMode(display=False, depth=2) as counter:

@@ -22,7 +22,7 @@ from ssl_model.metrics import two_slot_cross_entropy
 from ssl_model.targets import angles_to_classes
 from shard_fixture import shards_or_simulated
 from training.config import load_train_config
-from training.data import TrainData
+from training.batches import TrainData
 
 
 def main() -> None:

@@ -7,10 +7,11 @@ import sys
 import time
 from pathlib import Path
 
-from simulate.cluster import resolve_rank
+from configs import ConfigError, load_config
+from shards.manifest import load_manifest
 from simulate.config import SimulateConfig
-from simulate.options import parse_shards, parse_splits, resolve_config
-from simulate.yaml_config import ConfigError, load_config
+from simulate.options import local_output_dir, parse_shards, parse_splits, resolve_config
+from simulate.verify import verify
 
 
 def generate_main(argv: list[str]) -> int:
@@ -35,10 +36,9 @@ def generate_main(argv: list[str]) -> int:
     splits = parse_splits(args.splits) if args.splits is not None else None
     shards = parse_shards(args.shards) if args.shards is not None else None
     cfg = resolve_config(load_config(SimulateConfig, args.config, args.overrides), splits, ())
-    resolve_rank(args.rank, args.world_size)
-    # torch is imported only now, so bad input fails fast.
+    local_output_dir(args.out)
+    # torch is imported only now, so bad input fails fast (a genuinely heavy import).
     from simulate.generate import generate_dataset
-    from simulate.manifest import load_manifest
 
     workers = args.workers if args.workers is not None else ((os.cpu_count() or 1) if args.device == "cpu" else 1)
     if workers < 1:
@@ -62,8 +62,6 @@ def verify_main(argv: list[str]) -> int:
                                      description="Check shards against manifests; exit 1 naming a bad shard.")
     parser.add_argument("dir", help="output folder (holding split folders) or one split folder")
     args = parser.parse_args(argv)
-    from simulate.verify import verify
-
     problems, summaries = verify(Path(args.dir))
     for line in summaries:
         print(f"ok: {line}")
@@ -74,18 +72,20 @@ def verify_main(argv: list[str]) -> int:
 
 def speech_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m simulate speech",
-                                     description="Pack flac/wav files (LibriSpeech layout works) into speech shards.")
-    parser.add_argument("--audio-dir", required=True, help="folder of .flac/.wav files, any depth")
+                                     description="Pack wav/flac/ogg files (any rate and channel count; LibriSpeech "
+                                                 "layout works) into mono FLAC speech shards.")
+    parser.add_argument("--audio-dir", required=True, help="folder of .wav/.flac/.ogg files, any depth")
     parser.add_argument("--out", required=True, help="output folder for speech-{k:06d}.tar and manifest.json")
     parser.add_argument("--shard-size", type=int, default=256, help="files per shard (default 256)")
+    parser.add_argument("--sr", type=int, default=16000, help="sample rate of the packed audio (default 16000)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    from simulate.manifest import load_manifest
-    from simulate.speech import pack_speech
+    from simulate.speech import pack_speech  # torchaudio: heavy
 
-    path = pack_speech(Path(args.audio_dir), Path(args.out), args.shard_size, progress=not args.no_progress)
+    path = pack_speech(Path(args.audio_dir), local_output_dir(args.out), args.shard_size, args.sr,
+                       progress=not args.no_progress)
     manifest = load_manifest(path)
-    print(f"{manifest['count']} files ({manifest['hours']} h, {manifest['speakers']} speakers) in "
+    print(f"{manifest['count']} files ({manifest['hours']} h at {manifest['sr']} Hz, {manifest['speakers']} speakers) in "
           f"{manifest['num_shards']} shards under {path.parent}; {len(manifest['skipped'])} skipped")
     return 0
 

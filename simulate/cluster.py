@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from typing import Mapping
 
-from simulate.yaml_config import ConfigError
+from configs import ConfigError
 
 # Checked in this order; the first pair present wins. A job array task is one rank; torchrun's
 # variables beat SLURM_PROCID/SLURM_NTASKS, which every SLURM job sets (to 0/1 under torchrun).

@@ -5,7 +5,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-from simulate.yaml_config import ConfigError
+from configs import need
 
 GENERATOR_VERSION = "fra-rir-torch/2"
 
@@ -46,10 +46,6 @@ class SimulateConfig:
         return max(math.sqrt(x * x + y * y + z * z) for x, y, z in self.mic_positions)
 
     def validate(self) -> None:
-        def need(ok: bool, key: str, message: str) -> None:
-            if not ok:
-                raise ConfigError(f"{key}: {message}")
-
         need(self.sr >= 1000, "sr", f"must be >= 1000 Hz, got {self.sr}")
         lo, hi = self.rt60_range
         need(0 < lo <= hi, "rt60_range", f"must satisfy 0 < min <= max, got {list(self.rt60_range)}")

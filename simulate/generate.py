@@ -1,6 +1,8 @@
 """generate_dataset: plan the shards this rank owns, write the missing ones in parallel, merge manifests."""
 from __future__ import annotations
 
+import hashlib
+import json
 import multiprocessing
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -10,15 +12,21 @@ from typing import Any, Iterable, Iterator
 import torch
 from tqdm import tqdm
 
+from configs import ConfigError, config_to_dict
+from shards.files import atomic_write, remove_stale_temps, shard_is_current, tar_bytes, write_sidecar
+from shards.layout import MANIFEST, shard_count, shard_name, shard_span
+from shards.manifest import load_manifest, merge_manifest
 from simulate.cluster import owns, resolve_rank
 from simulate.config import GENERATOR_VERSION, SimulateConfig
-from simulate.manifest import MANIFEST, load_manifest, merge_manifest
-from simulate.render import render_shard, shard_name
-from simulate.seeds import config_hash, shard_count, shard_span
-from simulate.shards import (atomic_write, remove_stale_temps, shard_is_current, sidecar_path, tar_bytes,
-                             write_sidecar)
 from simulate.options import local_output_dir, resolve_config
-from simulate.yaml_config import ConfigError, config_to_dict
+from simulate.render import render_shard
+
+
+def config_hash(config: dict[str, Any], split: str) -> str:
+    """Fingerprint of everything that shapes a split's shard content (the split counts excluded)."""
+    shaping = {key: value for key, value in config.items() if key != "splits"}
+    text = json.dumps({"config": shaping, "split": split, "generator": GENERATOR_VERSION}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -59,8 +67,6 @@ def ensure_shard(job: ShardJob) -> tuple[dict[str, Any], bool]:
     record = shard_is_current(job.path, expected)
     if record is not None:
         return record, False
-    remove_stale_temps(job.path)
-    remove_stale_temps(sidecar_path(job.path))
     with single_thread(job.device):
         members = render_shard(job.cfg, job.split, job.k, job.first, job.count, job.device)
     atomic_write(job.path, tar_bytes(members))
@@ -144,6 +150,7 @@ def generate_dataset(out_dir, cfg: SimulateConfig | None = None, splits: dict[st
     jobs = [job for _, split_jobs in plans.values() for job in split_jobs]
     for split in plans:
         (out / split).mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(out / split)  # what killed writers left; a live writer's files are kept
     # Verified shards are skipped here, so a finished set costs one hash pass and no worker start-up.
     missing = [job for job in jobs if shard_is_current(job.path, job.sidecar_fields()) is None]
     if progress:

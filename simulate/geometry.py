@@ -4,6 +4,14 @@ from __future__ import annotations
 import torch
 
 
+def lateral_deg(v: torch.Tensor) -> torch.Tensor:
+    """Vectors [..., 3] from the array centre -> angle to the +x (mic 0 -> mic 1) axis [...] in degrees, 0..180.
+
+    atan2 of (off-axis, on-axis) is exact near 0 and 180, where acos of a dot product is not.
+    """
+    return torch.rad2deg(torch.atan2(torch.hypot(v[..., 1], v[..., 2]), v[..., 0]))
+
+
 def source_geometry(
     src_pos: torch.Tensor, mic_pos: torch.Tensor, array_pos: torch.Tensor, sound_speed: float = 340.0
 ) -> dict[str, torch.Tensor]:
@@ -13,8 +21,7 @@ def source_geometry(
     horizontal = torch.hypot(dx, dy)
     distance = torch.linalg.vector_norm(v, dim=-1)
     azimuth = torch.rad2deg(torch.atan2(dy, dx).abs())
-    # Angle to the +x (mic 0 -> mic 1) axis; atan2 of (off-axis, on-axis) is exact near 0 and 180.
-    lateral = torch.rad2deg(torch.atan2(torch.hypot(dy, dz), dx))
+    lateral = lateral_deg(v)
     elevation = torch.rad2deg(torch.atan2(dz, horizontal))
     to_mic = torch.linalg.vector_norm(src_pos[:, :, None, :] - mic_pos[:, None, :, :], dim=-1)  # [B,S,M]
     tdoa = (to_mic[..., 1] - to_mic[..., 0]) / sound_speed

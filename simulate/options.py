@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Iterable
 
 from simulate.config import SimulateConfig
-from simulate.yaml_config import ConfigError, build_config, config_to_dict, deep_merge, parse_overrides
+from configs import ConfigError, build_config, config_to_dict, deep_merge, parse_overrides
 
 
 def resolve_config(cfg: SimulateConfig | None, splits: dict[str, int] | None,

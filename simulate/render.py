@@ -5,30 +5,17 @@ from typing import Any
 
 import torch
 
+from shards.layout import sample_key, shard_seed
+from shards.samples import SOURCE_KEYS, json_bytes, npy_bytes
 from simulate.config import GENERATOR_VERSION, SimulateConfig
-from simulate.seeds import shard_seed
-from simulate.shards import json_bytes, npy_bytes
-
-SOURCE_FIELDS = ("azimuth_deg", "lateral_deg", "elevation_deg", "distance_m", "tdoa_s")
-
-
-def sample_key(split: str, index: int) -> str:
-    """(split, sample index) -> WebDataset key `{split}-{index:09d}`."""
-    return f"{split}-{index:09d}"
-
-
-def shard_name(split: str, k: int) -> str:
-    """(split, k) -> `{split}-{k:06d}.tar`."""
-    return f"{split}-{k:06d}.tar"
+from simulate.fra_rir import simulate_rirs
+from simulate.geometry import source_geometry
+from simulate.scenes import sample_scenes
 
 
 def render_batch(cfg: SimulateConfig, count: int, generator: torch.Generator,
                  device: str) -> dict[str, Any]:
     """count scenes -> CPU dict: rir/early float32 [B,M,S,Lmax], lengths [B], scene and geometry tensors."""
-    from simulate.fra_rir import simulate_rirs
-    from simulate.geometry import source_geometry
-    from simulate.scenes import sample_scenes
-
     scenes = sample_scenes(cfg, count, generator, device=device)
     rir, early, lengths = simulate_rirs(scenes, cfg, generator)
     geometry = source_geometry(scenes.src_pos, scenes.mic_pos, scenes.array_pos, cfg.sound_speed)
@@ -40,7 +27,7 @@ def render_batch(cfg: SimulateConfig, count: int, generator: torch.Generator,
 
 def scene_meta(batch: dict[str, Any], b: int, cfg: SimulateConfig) -> dict[str, Any]:
     """Scene b of a rendered batch -> the sample's JSON metadata (the data contract in shards/README.md)."""
-    sources = [{name: float(batch[name][b, s]) for name in SOURCE_FIELDS}
+    sources = [{name: float(batch[name][b, s]) for name in SOURCE_KEYS}
                for s in range(batch["src_pos"].shape[1])]
     return {
         "sr": cfg.sr,

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
+from configs import ConfigError
 from simulate.config import SimulateConfig
-from simulate.yaml_config import ConfigError
-from simulate.geometry import source_geometry
+from simulate.geometry import lateral_deg, source_geometry
 
 # Source placement is rejection sampling in vectorized rounds; each round draws this many candidates
 # per unplaced source. Candidates come from the box where the room margin and the distance ball
@@ -84,7 +84,7 @@ def _place_sources(
                 cand[..., 2] = centre[..., 2].expand(cand.shape[:2])
             v = cand - centre
             dist = torch.linalg.vector_norm(v, dim=-1)
-            lat = torch.rad2deg(torch.atan2(torch.hypot(v[..., 1], v[..., 2]), v[..., 0]))
+            lat = lateral_deg(v)
             ok = (dist >= dmin) & (dist <= dmax)
             if s > 0 and cfg.min_source_separation_deg > 0:
                 gap = (lat[:, :, None] - lateral[pending, None, :s]).abs()

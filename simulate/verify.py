@@ -2,19 +2,15 @@
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import numpy as np
+import soundfile
 
-from simulate.manifest import MANIFEST, load_manifest
-from simulate.shards import ShardError, read_samples, sha256_file
-
-RIR_MEMBERS = {"rir.npy", "early.npy", "json"}
-META_KEYS = ("sr", "rt60", "room_dim", "mic_pos", "src_pos", "array_pos", "sources", "seed", "generator_version")
-SOURCE_KEYS = ("azimuth_deg", "lateral_deg", "elevation_deg", "distance_m", "tdoa_s")
-SPEECH_KEYS = ("duration", "sr", "speaker")
+from shards.files import ShardError, iter_samples, sha256_bytes
+from shards.layout import MANIFEST, SPEECH, sample_key
+from shards.manifest import load_manifest
+from shards.samples import decode_rir, speech_member
 
 
 def find_manifests(root: Path) -> list[Path]:
@@ -25,64 +21,18 @@ def find_manifests(root: Path) -> list[Path]:
     return sorted(root.rglob(MANIFEST))
 
 
-def load_npy(data: bytes, where: str) -> np.ndarray:
-    """.npy bytes -> float32 array; ShardError unless it loads without pickle as float32."""
-    try:
-        array = np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
-        raise ShardError(f"{where}: not a loadable .npy ({err})") from None
-    if array.dtype != np.float32:
-        raise ShardError(f"{where}: dtype {array.dtype}, expected float32")
-    return array
-
-
-def load_json(data: bytes, where: str) -> dict[str, Any]:
-    """json member bytes -> dict; ShardError naming the member otherwise."""
-    try:
-        meta = json.loads(data)
-    except ValueError as err:
-        raise ShardError(f"{where}: not valid JSON ({err})") from None
-    if not isinstance(meta, dict):
-        raise ShardError(f"{where}: expected a JSON object")
-    return meta
-
-
 def check_rir_sample(key: str, parts: dict[str, bytes], where: str) -> dict[str, Any]:
     """One RIR sample's members -> its metadata; ShardError naming the key on any mismatch."""
-    if set(parts) != RIR_MEMBERS:
-        raise ShardError(f"{where}: sample {key} has members {sorted(parts)}, expected {sorted(RIR_MEMBERS)}")
-    meta = load_json(parts["json"], f"{where}: {key}.json")
-    missing = [name for name in META_KEYS if name not in meta]
-    if missing:
-        raise ShardError(f"{where}: sample {key} json lacks {missing}")
-    rir = load_npy(parts["rir.npy"], f"{where}: {key}.rir.npy")
-    early = load_npy(parts["early.npy"], f"{where}: {key}.early.npy")
-    mics, sources = len(meta["mic_pos"]), len(meta["src_pos"])
-    if rir.ndim != 3 or rir.shape[:2] != (mics, sources) or rir.shape[2] < 1:
-        raise ShardError(f"{where}: {key}.rir.npy shape {rir.shape}, expected ({mics}, {sources}, L)")
-    if early.shape != rir.shape:
-        raise ShardError(f"{where}: {key}.early.npy shape {early.shape} differs from rir {rir.shape}")
-    if not np.isfinite(rir).all() or not np.isfinite(early).all():
-        raise ShardError(f"{where}: {key} holds NaN or Inf")
-    if len(meta["sources"]) != sources or any(k not in s for s in meta["sources"] for k in SOURCE_KEYS):
-        raise ShardError(f"{where}: sample {key} json 'sources' must hold {sources} objects with {SOURCE_KEYS}")
-    return meta
+    return decode_rir(key, parts, where).meta
 
 
 def check_speech_sample(key: str, parts: dict[str, bytes], where: str) -> dict[str, Any]:
     """One speech sample's members -> its metadata; the audio header must read with soundfile."""
-    import soundfile
-
-    audio = [ext for ext in parts if ext in ("flac", "wav")]
-    if set(parts) != {"json", *audio} or len(audio) != 1:
-        raise ShardError(f"{where}: sample {key} has members {sorted(parts)}, expected json and flac or wav")
-    meta = load_json(parts["json"], f"{where}: {key}.json")
-    if any(name not in meta for name in SPEECH_KEYS):
-        raise ShardError(f"{where}: sample {key} json lacks one of {SPEECH_KEYS}")
+    ext, meta = speech_member(key, parts, where)
     try:
-        info = soundfile.info(io.BytesIO(parts[audio[0]]))
+        info = soundfile.info(io.BytesIO(parts[ext]))
     except (RuntimeError, soundfile.LibsndfileError) as err:
-        raise ShardError(f"{where}: {key}.{audio[0]} does not decode ({err})") from None
+        raise ShardError(f"{where}: {key}.{ext} does not decode ({err})") from None
     if info.samplerate != meta["sr"]:
         raise ShardError(f"{where}: {key} sr {info.samplerate} differs from json {meta['sr']}")
     return meta
@@ -93,14 +43,14 @@ def check_shard(path: Path, record: dict[str, Any], prefix: str,
     """Shard file vs its manifest record (bytes, sha256, count, keys `{prefix}-{index:09d}`) -> sample metadata."""
     if not path.is_file():
         raise ShardError(f"{path}: missing")
-    size = path.stat().st_size
-    if size != record.get("bytes"):
-        raise ShardError(f"{path}: {size} bytes, manifest says {record.get('bytes')} (truncated or replaced)")
-    if sha256_file(path) != record.get("sha256"):
+    data = path.read_bytes()
+    if len(data) != record.get("bytes"):
+        raise ShardError(f"{path}: {len(data)} bytes, manifest says {record.get('bytes')} (truncated or replaced)")
+    if sha256_bytes(data) != record.get("sha256"):
         raise ShardError(f"{path}: sha256 differs from the manifest (corrupted)")
     count = 0
-    for key, parts in read_samples(path):
-        expected = f"{prefix}-{record.get('first_index', 0) + count:09d}"
+    for key, parts in iter_samples(data, str(path)):
+        expected = sample_key(prefix, record.get("first_index", 0) + count)
         if key != expected:
             raise ShardError(f"{path}: sample key {key!r} where {expected!r} was expected")
         yield check_sample(key, parts, str(path))
@@ -124,7 +74,7 @@ def verify_split(manifest_path: Path) -> tuple[dict[str, Any], dict[tuple, str]]
         raise ShardError(f"{manifest_path}: incomplete ({present}/{total} shards); rerun the writer")
     kind = manifest.get("kind", "rir")
     check_sample = check_rir_sample if kind == "rir" else check_speech_sample
-    prefix = manifest["split"] if kind == "rir" else "speech"
+    prefix = manifest["split"] if kind == "rir" else SPEECH
     listed = {record["name"] for record in manifest["shards"]}
     stray = sorted(p.name for p in directory.glob("*.tar") if p.name not in listed)
     if stray:

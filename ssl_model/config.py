@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from simulate.yaml_config import ConfigError
+from configs import ConfigError, need
 
 
 @dataclass
@@ -30,10 +30,6 @@ class ModelConfig:
     ipd_eps: float = 1e-8  # |X0 X1*| floor when normalizing the cross-spectrum to (cos, sin)
 
     def validate(self) -> None:
-        def need(ok: bool, key: str, message: str) -> None:
-            if not ok:
-                raise ConfigError(f"{key}: {message}")
-
         need(self.sr > 0, "sr", f"must be > 0, got {self.sr}")
         need(self.n_fft >= 4 and self.n_fft % 2 == 0, "n_fft", f"must be an even number >= 4, got {self.n_fft}")
         need(0 < self.hop <= self.n_fft, "hop", f"must be in (0, n_fft={self.n_fft}], got {self.hop}")

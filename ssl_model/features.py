@@ -1,4 +1,5 @@
-"""Front end: a convolutional STFT with trainable Hann-windowed DFT kernels and the inter-mic phase difference."""
+"""Front end: input level normalization, a convolutional STFT with trainable Hann-windowed DFT kernels, and the
+inter-mic phase difference."""
 from __future__ import annotations
 
 import math
@@ -6,6 +7,20 @@ import math
 import torch
 from einops import rearrange
 from torch import nn
+
+
+def normalize_wave(wave: torch.Tensor, mode: str = "peak", eps: float = 1e-8) -> torch.Tensor:
+    """wave [B, M, T] -> same shape, peak (max |x| = 0.9) or RMS (0.1) over both channels of each mixture.
+
+    Training mixtures and every window `localize` scores go through this, so a model sees one level.
+    """
+    if mode == "none":
+        return wave
+    if mode == "peak":
+        return wave * (0.9 / wave.abs().amax(dim=(1, 2), keepdim=True).clamp_min(eps))
+    if mode == "rms":
+        return wave * (0.1 / wave.pow(2).mean(dim=(1, 2), keepdim=True).sqrt().clamp_min(eps))
+    raise ValueError(f"normalize must be 'peak', 'rms' or 'none', got {mode!r}")
 
 
 def dft_kernels(n_fft: int) -> tuple[torch.Tensor, torch.Tensor]:

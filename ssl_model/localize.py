@@ -1,19 +1,20 @@
-"""Localize the two sources of a stereo recording with a trained run.
+"""Localize the two sources of stereo recordings with a trained model.
 
-    python -m ssl_model.localize FILE --run DIR [--plot out.png] [--device cpu]
+    python -m ssl_model.localize FILE [FILE ...] [--run DIR | --model FILE.safetensors] [--plot out.png] [--device cpu]
 
-Reads a stereo wav/flac at any sample rate (soundfile), resamples it to the model's rate (torchaudio),
-cuts it into windows of the training clip length (half-overlapping, the last one aligned to the end;
-a recording shorter than one window is zero-padded, as training clips are), normalizes each window as the
-training mixtures were, averages the per-window posteriors and decodes two sorted angles. Prints one JSON
-object. Bad input ends with a one-line `error: ...` on stderr and exit code 2, never a traceback.
-Weights are read from safetensors (no code is executed on load).
+Without --run or --model it uses the pretrained model shipped in ssl_model/pretrained/. The model is
+loaded once; each file (wav, flac or ogg, stereo: channel 0 = mic 0, channel 1 = mic 1, any sample rate)
+is resampled to the model's rate, cut into windows of the training clip length (half-overlapping, the last
+one aligned to the end; a recording shorter than one window is zero-padded, as training clips are),
+normalized as the training mixtures were; the per-window posteriors are averaged and decoded into two
+sorted angles. One JSON object per file, one per line. A bad file ends in a one-line `error: ...` on
+stderr (the other files still run) and exit code 2, never a traceback. Weights are read from safetensors:
+no code is executed on load.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from shards.audio import decode_audio, resample
+from ssl_model.export import CheckpointError, LocalizerSpec, load_localizer
+from ssl_model.features import normalize_wave
+from ssl_model.targets import decode_posteriors
+
 MIN_SECONDS = 1.0
 EXIT_BAD_INPUT = 2
+PRETRAINED = Path(__file__).resolve().parent / "pretrained" / "model.safetensors"
+WEIGHTS = "model.safetensors"
 
 
 class LocalizeError(Exception):
@@ -31,8 +39,6 @@ class LocalizeError(Exception):
 
 def read_stereo(path: str | Path) -> tuple[np.ndarray, int]:
     """audio file -> (wave float32 [2, T], sample rate); raises LocalizeError for anything but finite stereo audio."""
-    import soundfile as sf
-
     path = Path(path)
     if not path.exists():
         raise LocalizeError(f"{path}: no such file")
@@ -41,35 +47,19 @@ def read_stereo(path: str | Path) -> tuple[np.ndarray, int]:
     if path.stat().st_size == 0:
         raise LocalizeError(f"{path}: empty file (0 bytes)")
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)  # [T, C]
-    except (sf.LibsndfileError, RuntimeError, ValueError) as err:
-        reason = getattr(err, "error_string", "") or str(err) or type(err).__name__
-        raise LocalizeError(f"{path}: not a readable audio file (expected stereo wav or flac; {reason})") from None
-    frames, channels = data.shape
+        data, sr = decode_audio(path, str(path), mono=False)  # [C, T]
+    except ValueError as err:
+        raise LocalizeError(f"{err} (expected stereo wav, flac or ogg)") from None
+    channels, frames = data.shape
     if channels != 2:
         kind = "mono" if channels == 1 else f"{channels}-channel"
         raise LocalizeError(f"{path}: {kind} audio; expected stereo (2 channels: mic 0 left, mic 1 right)")
-    if frames == 0:
-        raise LocalizeError(f"{path}: no audio samples")
-    bad = int((~np.isfinite(data)).sum())
-    if bad:
-        raise LocalizeError(f"{path}: {bad} of {data.size} samples are NaN or infinite")
     seconds = frames / sr
     if seconds < MIN_SECONDS:
         raise LocalizeError(f"{path}: {seconds:.3f} s of audio is too short; need at least {MIN_SECONDS:g} s")
     if not np.any(data):
         raise LocalizeError(f"{path}: silent (every sample is zero)")
-    return np.ascontiguousarray(data.T), int(sr)
-
-
-def resample(wave: torch.Tensor, sr_in: int, sr_out: int) -> torch.Tensor:
-    """wave [C, T] at sr_in -> [C, T * sr_out / sr_in] at sr_out (torchaudio's windowed sinc)."""
-    if sr_in == sr_out:
-        return wave
-    import torchaudio.functional as AF
-
-    g = math.gcd(sr_in, sr_out)
-    return AF.resample(wave, sr_in // g, sr_out // g)
+    return data, int(sr)
 
 
 def window_starts(num_samples: int, window: int) -> list[int]:
@@ -94,24 +84,11 @@ def cut_windows(wave: torch.Tensor, window: int) -> tuple[torch.Tensor, list[int
 @torch.no_grad()
 def window_posteriors(model: torch.nn.Module, windows: torch.Tensor, normalize: str, chunk: int = 16) -> torch.Tensor:
     """windows [W, 2, T] -> posteriors [W, slots, classes] (softmax per slot)."""
-    from training.mixing import normalize_wave
-
     out = []
     for i in range(0, windows.shape[0], chunk):
         batch = normalize_wave(windows[i:i + chunk], normalize)
         out.append(model(batch).float().softmax(dim=-1))
     return torch.cat(out)
-
-
-def decode_posteriors(probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """probs [B, S, C] -> (classes [B, S], angles_deg [B, S], probs [B, S, C]) with slots sorted by angle."""
-    from ssl_model.targets import decode
-
-    classes, angles = decode(probs.clamp_min(1e-12).log())
-    angles, order = angles.sort(dim=-1)
-    classes = classes.gather(-1, order)
-    probs = probs.gather(1, order[..., None].expand_as(probs))
-    return classes, angles, probs
 
 
 def torch_device(name: str) -> torch.device:
@@ -127,41 +104,45 @@ def torch_device(name: str) -> torch.device:
     return device
 
 
-def load_run_checked(run_dir: str | Path, device: torch.device) -> tuple[torch.nn.Module, Any]:
-    from training.checkpoint import load_run
+def weights_path(run: str | None, model: str | None) -> Path:
+    """--run DIR / --model FILE / neither (the shipped pretrained model) -> the weights file to load."""
+    if run is not None:
+        run_dir = Path(run)
+        if not run_dir.is_dir():
+            raise LocalizeError(f"{run_dir}: run folder not found")
+        path = run_dir / WEIGHTS
+        if not path.is_file():
+            raise LocalizeError(f"{run_dir}: not a finished run ({path} not found)")
+        return path
+    path = Path(model) if model is not None else PRETRAINED
+    if not path.is_file():
+        raise LocalizeError(f"{path}: no such weights file" + ("" if model else "; pass --run DIR or --model FILE"))
+    return path
 
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise LocalizeError(f"{run_dir}: run folder not found")
+
+def load_model_checked(path: Path, device: torch.device) -> tuple[torch.nn.Module, LocalizerSpec]:
     try:
-        model, cfg = load_run(run_dir, device)
-    except FileNotFoundError as err:
-        raise LocalizeError(f"{run_dir}: not a finished run ({err})") from None
-    except ValueError as err:  # CheckpointError (weights not loadable as safetensors) or ConfigError
+        return load_localizer(path, device)
+    except CheckpointError as err:
         raise LocalizeError(str(err)) from None
-    model.eval()
-    return model, cfg
 
 
-def localize_wave(wave: np.ndarray, sr_in: int, model: torch.nn.Module, cfg: Any,
+def localize_wave(wave: np.ndarray, sr_in: int, model: torch.nn.Module, spec: LocalizerSpec,
                   device: torch.device | str = "cpu") -> dict[str, Any]:
     """wave [2, T] at sr_in -> result dict (angles_deg, target, probabilities, posteriors, windows)."""
-    sr = int(cfg.sr)
-    window = int(cfg.clip_samples)
+    sr, window = spec.sr, spec.clip_samples
     x = resample(torch.from_numpy(np.asarray(wave, np.float32)), sr_in, sr).to(device)
     windows, starts = cut_windows(x, window)
-    probs = window_posteriors(model, windows, cfg.mix.normalize)  # [W, S, C]
+    probs = window_posteriors(model, windows, spec.normalize)  # [W, S, C]
     win_classes, win_angles, _ = decode_posteriors(probs)
     classes, angles, mean = decode_posteriors(probs.mean(dim=0, keepdim=True))
-    num_classes = mean.shape[-1]
-    bin_deg = 180.0 / num_classes
     chosen = mean[0].gather(-1, classes[0][:, None])[:, 0]
     return {
         "angles_deg": [round(float(a), 2) for a in angles[0]],
-        "target": cfg.target,
+        "target": spec.target,
         "classes": [int(c) for c in classes[0]],
         "probabilities": [round(float(p), 4) for p in chosen],
-        "bin_deg": bin_deg,
+        "bin_deg": 180.0 / mean.shape[-1],
         "posteriors": [[round(float(p), 5) for p in slot] for slot in mean[0]],
         "windows": [
             {"start_s": round(s / sr, 3), "end_s": round(min(s + window, x.shape[-1]) / sr, 3),
@@ -228,31 +209,47 @@ def plot_half_circle(result: dict[str, Any], path: str | Path, title: str = "",
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m ssl_model.localize", description=__doc__.split("\n\n")[0])
-    parser.add_argument("file", help="stereo wav or flac (channel 0 = mic 0, channel 1 = mic 1), >= 1 s")
-    parser.add_argument("--run", required=True, help="run folder holding config.yaml and model.safetensors")
-    parser.add_argument("--plot", help="write the posteriors on a half-circle to this PNG")
+    parser.add_argument("files", nargs="+", metavar="FILE",
+                        help="stereo wav, flac or ogg (channel 0 = mic 0, channel 1 = mic 1), >= 1 s")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--run", help="run folder holding model.safetensors (training/train.py output)")
+    which.add_argument("--model", help="a weights file (default: the shipped ssl_model/pretrained/model.safetensors)")
+    parser.add_argument("--plot", help="PNG of the posteriors on a half-circle (with several files: a folder, "
+                                       "one FILE-stem.png each)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     return parser.parse_args(argv)
+
+
+def plot_path(plot: str, file: Path, many: bool) -> Path:
+    return Path(plot) / f"{file.stem}.png" if many else Path(plot)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         device = torch_device(args.device)
-        wave, sr_in = read_stereo(args.file)
-        model, cfg = load_run_checked(args.run, device)
-        result = localize_wave(wave, sr_in, model, cfg, device)
-        result["file"] = str(args.file)
-        if args.plot:
-            result["plot"] = str(plot_half_circle(result, args.plot, title=f"{Path(args.file).name}"))
+        model, spec = load_model_checked(weights_path(args.run, args.model), device)
     except LocalizeError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (ValueError, OSError) as err:  # config errors, unreadable run files, a bad --plot path
-        print(f"error: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    print(json.dumps(result))
-    return 0
+    failed = 0
+    for file in map(Path, args.files):
+        try:
+            wave, sr_in = read_stereo(file)
+            result = {"file": str(file), **localize_wave(wave, sr_in, model, spec, device)}
+            if args.plot:
+                target = plot_path(args.plot, file, len(args.files) > 1)
+                result["plot"] = str(plot_half_circle(result, target, title=file.name))
+        except LocalizeError as err:
+            print(f"error: {err}", file=sys.stderr)
+            failed += 1
+            continue
+        except (ValueError, OSError) as err:  # a bad --plot path, an input the model cannot take
+            print(f"error: {file}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}", file=sys.stderr)
+            failed += 1
+            continue
+        print(json.dumps(result), flush=True)
+    return EXIT_BAD_INPUT if failed else 0
 
 
 if __name__ == "__main__":

@@ -1,6 +1,9 @@
 """Loss and localization metrics: the seed's sorted two-slot cross-entropy and binned MAE per slot, plus
 continuous MAE, accuracy within 5 and 10 degrees, breakdowns by scene factors, and the azimuth oracle floor.
 
+Metrics take angles in degrees, whatever class count a model was trained with: binned MAE is always the
+seed's, |floor(pred / 5) - floor(true / 5)| * 5 (180 degrees in the last bin).
+
 Metric sums are one float64 tensor [slots, 5] (count, binned abs error, abs error, within 5, within 10), so
 data-parallel ranks can all_reduce a single tensor before `metrics_from_sums`.
 """
@@ -12,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ssl_model.oracle import chance_binned_mae, oracle_floor_binned_mae  # noqa: F401  (re-exported)
-from ssl_model.targets import BIN_DEG
+from ssl_model.targets import BIN_DEG, NUM_CLASSES, angle_to_class
 
 SUM_FIELDS = ("count", "binned_abs", "abs", "within5", "within10")
 METRICS = ("binned_mae_deg", "mae_deg", "acc5", "acc10")
@@ -35,10 +38,10 @@ def two_slot_cross_entropy(logits: torch.Tensor, classes: torch.Tensor, label_sm
     return per_item.view(classes.shape).mean(dim=0).sum()
 
 
-def metric_sums(pred_cls: torch.Tensor, true_cls: torch.Tensor, pred_deg: torch.Tensor, true_deg: torch.Tensor,
-                weight: torch.Tensor | None = None, bin_deg: float = BIN_DEG) -> torch.Tensor:
-    """[B, S] each (weight optional [B, S] or [B], 0/1 mask) -> float64 sums [S, 5] in SUM_FIELDS order."""
-    binned = (pred_cls.double() - true_cls.double()).abs() * bin_deg
+def metric_sums(pred_deg: torch.Tensor, true_deg: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """pred and true angles [B, S] in degrees (weight optional [B, S] or [B], 0/1 mask) -> float64 sums [S, 5]
+    in SUM_FIELDS order."""
+    binned = (angle_to_class(pred_deg, NUM_CLASSES) - angle_to_class(true_deg, NUM_CLASSES)).abs().double() * BIN_DEG
     error = (pred_deg.double() - true_deg.double()).abs()
     if weight is None:
         weight = torch.ones_like(error)
@@ -79,15 +82,14 @@ def bin_index(values: torch.Tensor, edges: Sequence[float]) -> torch.Tensor:
     return torch.bucketize(values.double().contiguous(), inner, right=True)
 
 
-def localization_metrics(pred_deg: torch.Tensor, true_deg: torch.Tensor, pred_cls: torch.Tensor,
-                         true_cls: torch.Tensor, factors: Mapping[str, torch.Tensor] | None = None,
+def localization_metrics(pred_deg: torch.Tensor, true_deg: torch.Tensor, factors: Mapping[str, torch.Tensor] | None = None,
                          bins: Mapping[str, Sequence[float]] | None = None) -> dict:
     """[N, S] each, factors {name: [N] or [N, S]} -> {metric: value, ..., 'by_<factor>': {bin label: metrics}}.
 
     A per-sample factor [N] (rt60, separation) puts both slots of a sample in one bin; a per-source factor
     [N, S] (distance, elevation: |elevation| is used) bins each slot by its own source.
     """
-    result: dict = metrics_from_sums(metric_sums(pred_cls, true_cls, pred_deg, true_deg))
+    result: dict = metrics_from_sums(metric_sums(pred_deg, true_deg))
     bins = {**DEFAULT_BINS, **(bins or {})}
     for name, values in (factors or {}).items():
         if name not in bins:
@@ -101,7 +103,7 @@ def localization_metrics(pred_deg: torch.Tensor, true_deg: torch.Tensor, pred_cl
         breakdown = {}
         for b, label in enumerate(bin_labels(bins[name])):
             mask = index == b
-            sums = metric_sums(pred_cls, true_cls, pred_deg, true_deg, weight=mask)
+            sums = metric_sums(pred_deg, true_deg, weight=mask)
             breakdown[label] = metrics_from_sums(sums)
         result[f"by_{name}"] = breakdown
     return result

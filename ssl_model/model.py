@@ -5,7 +5,7 @@ import torch
 from einops import rearrange, repeat
 from torch import nn
 
-from ssl_model.config import PRESETS, ModelConfig, preset
+from ssl_model.config import ModelConfig, preset
 from ssl_model.conformer import Conformer
 from ssl_model.features import STFT, ipd_cos_sin
 
@@ -66,10 +66,6 @@ class SSLModel(nn.Module):
     def from_preset(cls, name: str, **overrides) -> "SSLModel":
         """SSLModel.from_preset('tiny', dropout=0.1): a preset from ssl_model.config.PRESETS with overrides."""
         return cls(preset(name, **overrides))
-
-    @staticmethod
-    def presets() -> list[str]:
-        return sorted(PRESETS)
 
     def check_length(self, num_samples: int) -> int:
         """Number of time patches for `num_samples`; raises ValueError outside the learned position table."""

@@ -75,13 +75,30 @@ def order_statistic_cdfs(cdfs: torch.Tensor) -> torch.Tensor:
     return at_least[:, 1:]  # P(k-th smallest <= c) = P(count >= k), k = 1..S
 
 
+def slot_medians(posteriors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """per-source posteriors [N, S, C] -> (each sorted slot's median class long [N, S], its CDF [N, S, C]).
+
+    The median minimizes the expected absolute class error: the Bayes prediction for binned MAE.
+    """
+    slot_cdf = order_statistic_cdfs(posteriors.cumsum(-1).clamp(0, 1))
+    median = (slot_cdf < 0.5 - 1e-12).sum(-1).clamp_max(posteriors.shape[-1] - 1)  # first class reaching 1/2
+    return median, slot_cdf
+
+
 def bayes_slot_risk(posteriors: torch.Tensor, bin_deg: float) -> torch.Tensor:
     """per-source posteriors [N, S, C] -> expected binned abs error [N, S] (degrees) of the median slot predictions."""
-    slot_cdf = order_statistic_cdfs(posteriors.cumsum(-1).clamp(0, 1))
+    median, slot_cdf = slot_medians(posteriors)
     pmf = torch.diff(slot_cdf, dim=-1, prepend=torch.zeros_like(slot_cdf[..., :1])).clamp_min(0)
-    median = (slot_cdf < 0.5 - 1e-12).sum(-1, keepdim=True)  # first class whose CDF reaches 1/2
     classes = torch.arange(posteriors.shape[-1], dtype=posteriors.dtype)
-    return (pmf * (classes - median).abs()).sum(-1) * bin_deg
+    return (pmf * (classes - median.unsqueeze(-1)).abs()).sum(-1) * bin_deg
+
+
+def oracle_slot_classes(tdoa: torch.Tensor, angles_deg: torch.Tensor, neighbours: int = 20,
+                        num_classes: int = NUM_CLASSES) -> torch.Tensor:
+    """tdoa [N, S], angles_deg [N, S] of distinct scenes -> the oracle's slot predictions, classes long [N, S]."""
+    classes = angle_to_class(angles_deg, num_classes)
+    posteriors = neighbour_posteriors(tdoa.flatten(), classes.flatten(), neighbours, num_classes)
+    return slot_medians(posteriors.view(*tdoa.shape, num_classes))[0]
 
 
 def oracle_floor_binned_mae(metadata: Sequence[dict[str, Any]] | None = None, *, tdoa: torch.Tensor | None = None,

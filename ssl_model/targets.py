@@ -1,8 +1,10 @@
-"""Class targets and decoding: 5-degree bins over 0..180 degrees, two slots sorted ascending.
+"""Class targets and decoding: `num_classes` bins over 0..180 degrees (the seed's 36 of 5 degrees by
+default; `model.num_classes` sets it), two slots sorted ascending.
 
 `azimuth` (the seed's target, |atan2(dy, dx)|) and `lateral` (angle between the source direction and the
 +x array axis, mic 0 -> mic 1; the identifiable one, docs/protocol.md, fact 2) share the same binning.
 The seed's floor(angle / 5) gives class 36 at exactly 180 degrees; here 180 falls in the last class.
+Every prediction (training's eval, `evaluate`, `localize`) is read from posteriors by `decode_posteriors`.
 """
 from __future__ import annotations
 
@@ -51,11 +53,27 @@ def decode(logits: torch.Tensor, window: int = 1, sort: bool = False) -> tuple[t
     weights = local.softmax(dim=-1)
     angles = (weights * class_centers(neighbours, num_classes)).sum(-1)
     low = classes.float() * bin_deg
-    angles = torch.minimum(torch.maximum(angles, low), low + bin_deg)
+    # Inside [low, high) of bin k, so floor(angle / bin) is k again (the metrics rebin decoded angles).
+    high = torch.nextafter(low + bin_deg, low)
+    angles = torch.minimum(torch.maximum(angles, low), high)
     if sort:
-        angles, order = angles.sort(dim=-1)
-        classes = classes.gather(-1, order)
+        angles, classes = sort_slots(angles, classes)
     return classes, angles
+
+
+def sort_slots(angles: torch.Tensor, *others: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """angles [B, S], others [B, S, ...] -> (angles sorted ascending per row, each of `others` in that order)."""
+    angles, order = angles.sort(dim=-1)
+    moved = [o.gather(1, order.view(*order.shape, *([1] * (o.dim() - 2))).expand_as(o)) for o in others]
+    return (angles, *moved)
+
+
+def decode_posteriors(probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """posteriors [B, S, C] (softmax per slot) -> (classes long [B, S], angles_deg [B, S], posteriors [B, S, C]),
+    slots sorted by angle. decode() of log-posteriors equals decode() of the logits they came from."""
+    classes, angles = decode(probs.float().clamp_min(1e-12).log())
+    angles, classes, probs = sort_slots(angles, classes, probs)
+    return classes, angles, probs
 
 
 def source_angles(metadata: Sequence[dict[str, Any]], target: Target = "azimuth") -> torch.Tensor:

@@ -38,7 +38,7 @@ def tiny_run(tmp_path_factory):
     cfg = load_train_config(ROOT / "configs" / "tiny.yaml",
                             [f"run.dir={run}", f"data.shards={shards}", "eval.num_samples=48", "eval.batch_size=16"])
     torch.manual_seed(0)
-    export_weights(SSLModel(cfg.model), run / WEIGHTS)
+    export_weights(SSLModel(cfg.model), cfg, run / WEIGHTS)
     dump_config(cfg, run / CONFIG)
     lines = [{"event": "start", "step": 0}]
     for step in range(10, 101, 10):

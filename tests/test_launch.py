@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from simulate import generate_dataset
-from simulate.yaml_config import ConfigError
+from configs import ConfigError
 from training.config import load_train_config
 from training.train import all_gpus_command, resolve_mixed_precision, trackers
 

@@ -26,7 +26,7 @@ def run_dir(tmp_path_factory) -> Path:
     # 1 s windows, so the window arithmetic below is easy to check by hand.
     cfg = load_train_config(ROOT / "configs" / "tiny.yaml", [f"run.dir={run}", "speech.clip_seconds=1.0"])
     torch.manual_seed(0)
-    export_weights(SSLModel(cfg.model), run / WEIGHTS)
+    export_weights(SSLModel(cfg.model), cfg, run / WEIGHTS)
     dump_config(cfg, run / CONFIG)
     return run
 

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from ssl_model.metrics import (chance_binned_mae, localization_metrics, metric_sums, metrics_from_sums,
                                oracle_floor_binned_mae, two_slot_cross_entropy)
-from ssl_model.targets import angles_to_classes
+from ssl_model.targets import angle_to_class, angles_to_classes
 
 
 def test_two_slot_cross_entropy_is_the_seeds_sum():
@@ -23,14 +23,15 @@ def test_two_slot_cross_entropy_is_the_seeds_sum():
     assert two_slot_cross_entropy(perfect, classes).item() < 1e-6
 
 
-PRED_CLS = torch.tensor([[1, 5], [2, 2], [10, 30]])
+PRED_CLS = torch.tensor([[1, 5], [2, 2], [10, 30]])  # the 5-degree bins of PRED_DEG and TRUE_DEG, by hand
 TRUE_CLS = torch.tensor([[1, 7], [4, 2], [10, 29]])
 PRED_DEG = torch.tensor([[7.0, 27.0], [12.0, 12.0], [52.0, 152.0]])
 TRUE_DEG = torch.tensor([[8.0, 37.5], [22.0, 11.0], [51.0, 147.0]])
 
 
 def test_metric_values_by_hand():
-    m = metrics_from_sums(metric_sums(PRED_CLS, TRUE_CLS, PRED_DEG, TRUE_DEG))
+    assert torch.equal(angle_to_class(PRED_DEG), PRED_CLS) and torch.equal(angle_to_class(TRUE_DEG), TRUE_CLS)
+    m = metrics_from_sums(metric_sums(PRED_DEG, TRUE_DEG))
     assert m["count"] == 3
     assert m["binned_mae_deg_slot1"] == pytest.approx((0 + 2 + 0) * 5 / 3)
     assert m["binned_mae_deg_slot2"] == pytest.approx((2 + 0 + 1) * 5 / 3)
@@ -42,9 +43,9 @@ def test_metric_values_by_hand():
 
 
 def test_sums_add_across_shards():
-    whole = metric_sums(PRED_CLS, TRUE_CLS, PRED_DEG, TRUE_DEG)
-    parts = metric_sums(PRED_CLS[:1], TRUE_CLS[:1], PRED_DEG[:1], TRUE_DEG[:1]) + metric_sums(
-        PRED_CLS[1:], TRUE_CLS[1:], PRED_DEG[1:], TRUE_DEG[1:])
+    whole = metric_sums(PRED_DEG, TRUE_DEG)
+    parts = metric_sums(PRED_DEG[:1], TRUE_DEG[:1]) + metric_sums(
+        PRED_DEG[1:], TRUE_DEG[1:])
     assert whole.dtype == torch.float64 and whole.shape == (2, 5)
     torch.testing.assert_close(whole, parts)
 
@@ -56,7 +57,7 @@ def test_breakdowns():
         "elevation": torch.tensor([[-5.0, 50.0], [15.0, -15.0], [0.0, 3.0]]),
         "separation": torch.tensor([30.0, 0.0, 100.0]),
     }
-    m = localization_metrics(PRED_DEG, TRUE_DEG, PRED_CLS, TRUE_CLS, factors)
+    m = localization_metrics(PRED_DEG, TRUE_DEG, factors)
     assert m["binned_mae_deg_slot1"] == pytest.approx(10 / 3)
     assert set(m["by_rt60"]) == {"0.1-0.3", "0.3-0.5", "0.5-0.7"}
     assert m["by_rt60"]["0.3-0.5"]["count"] == 1 and m["by_rt60"]["0.3-0.5"]["binned_mae_deg_slot1"] == 10.0
@@ -67,7 +68,7 @@ def test_breakdowns():
     total = sum(b["count"] for b in m["by_separation"].values())
     assert total == 3  # nothing dropped
     with pytest.raises(ValueError, match="no bin edges"):
-        localization_metrics(PRED_DEG, TRUE_DEG, PRED_CLS, TRUE_CLS, {"snr": torch.zeros(3)})
+        localization_metrics(PRED_DEG, TRUE_DEG, {"snr": torch.zeros(3)})
 
 
 def test_chance_floor():

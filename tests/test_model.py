@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from simulate.yaml_config import ConfigError, build_config
+from configs import ConfigError, build_config
 from ssl_model import PRESETS, ModelConfig, SSLModel
 from ssl_model.conformer import relative_position_bias
 from ssl_model.features import STFT, ipd_cos_sin

@@ -10,7 +10,7 @@ import torch
 from simulate.config import SimulateConfig
 from simulate.geometry import source_geometry
 from simulate.scenes import Scenes, sample_scenes
-from simulate.yaml_config import ConfigError, build_config, load_config
+from configs import ConfigError, build_config, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,11 +8,13 @@ import tarfile
 import numpy as np
 import pytest
 
+from configs import ConfigError
+from shards.files import (FIXED_MTIME, ShardError, atomic_write, read_samples, remove_stale_temps, shard_is_current,
+                          tar_bytes, temp_path, write_sidecar)
+from shards.layout import shard_count, shard_seed, shard_span, sidecar_path, sidecar_url
+from shards.samples import npy_bytes
 from simulate.cluster import owns, resolve_rank
-from simulate.seeds import config_hash, shard_count, shard_seed, shard_span
-from simulate.shards import (FIXED_MTIME, ShardError, atomic_write, npy_bytes, read_samples, remove_stale_temps,
-                             shard_is_current, sidecar_path, tar_bytes, temp_path, write_sidecar)
-from simulate.yaml_config import ConfigError
+from simulate.generate import config_hash
 
 
 def members(seed=0):
@@ -60,7 +62,7 @@ def test_atomic_write_leaves_no_temp_and_stale_temps_are_removed(tmp_path):
     (tmp_path / f"x.tar.tmp-{host}-{dead.pid}").write_bytes(b"half")  # what a killed writer leaves
     alive = tmp_path / f"x.tar.tmp-{host}-{os.getppid()}"  # a live writer's file is left alone
     alive.write_bytes(b"in progress")
-    remove_stale_temps(path)
+    remove_stale_temps(tmp_path)
     atomic_write(path, b"whole")
     assert path.read_bytes() == b"whole"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["x.tar", alive.name])

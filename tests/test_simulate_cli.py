@@ -10,7 +10,8 @@ import pytest
 
 from simulate import generate_dataset
 from simulate.config import GENERATOR_VERSION
-from simulate.shards import read_samples, sidecar_path
+from shards.files import read_samples
+from shards.layout import sidecar_path
 from simulate.verify import verify
 
 SMALL = ("shard_size=2", "rt60_range=[0.1,0.2]", "image_count_range=[64,128]")
@@ -103,7 +104,7 @@ def test_splits_draw_from_disjoint_streams_and_seed_matters(dataset, tmp_path):
 
 
 def test_other_config_in_same_folder_is_refused(dataset, tmp_path):
-    from simulate.yaml_config import ConfigError
+    from configs import ConfigError
     generate_dataset(tmp_path, splits={"eval": 2}, overrides=SMALL)
     with pytest.raises(ConfigError, match="different config"):
         generate_dataset(tmp_path, splits={"eval": 2}, overrides=(*SMALL, "seed=5"))

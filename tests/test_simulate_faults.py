@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -47,37 +46,30 @@ def clean(tmp_path_factory):
     return files(out)
 
 
-def kill_when(out, sidecars, workers):
-    """Start a run, SIGKILL its whole process group once `sidecars` shards are finished -> seconds waited."""
-    proc = subprocess.Popen(command(out, "--workers", str(workers)), cwd=ROOT, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    start = time.monotonic()
-    try:
-        while len(list(out.glob("*/*-*.json"))) < sidecars:
-            assert proc.poll() is None, "the run ended before it could be killed; make the test run longer"
-            assert time.monotonic() - start < 60
-            time.sleep(0.005)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    return time.monotonic() - start
+def killed_at(out, shard, workers):
+    """Run with the writer's test hook set: it SIGKILLs its own process group with `shard` half written."""
+    proc = subprocess.run(command(out, "--workers", str(workers)), cwd=ROOT, start_new_session=True,
+                          env={**os.environ, "SSL_TEST_KILL_AT": f"shard:{shard}"}, capture_output=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert list(out.glob(f"*/{shard}.tmp-*")), "the hook fires after the temporary file is written"
 
 
 def test_sigkill_mid_run_then_rerun_is_bit_identical(clean, tmp_path):
     out = tmp_path / "shards"
-    for sidecars, workers in ((2, 2), (12, 2), (22, 1)):
-        kill_when(out, sidecars, workers)
+    for shard, workers in (("train-000002.tar", 2), ("train-000011.tar", 2), ("eval-000001.tar", 1)):
+        killed_at(out, shard, workers)
         # Whatever carries a finished name is whole: every .tar and sidecar equals the clean run's bytes.
         present = files(out)
         for name, data in present.items():
             if not name.endswith("manifest.json"):
                 assert data == clean[name], f"{name} looks finished but differs from a clean run"
+        assert f"{shard.split('-')[0]}/{shard}" not in present
         assert len(present) < len(clean)
         assert verify(out).returncode != 0  # a killed run is never taken for a finished one
     run(out, "--workers", "2")
     assert verify(out).returncode == 0
     assert files(out) == clean
-    assert not list(out.rglob("*.tmp-*"))
+    assert not list(out.rglob("*.tmp-*"))  # the dead writers' leftovers are gone
 
 
 def test_two_ranks_at_once_merge_into_one_manifest(clean, tmp_path):

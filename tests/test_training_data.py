@@ -11,10 +11,12 @@ import pytest
 import torch
 
 from simulate import generate_dataset
-from simulate.yaml_config import ConfigError
+from configs import ConfigError
 from training.config import load_train_config
-from training.data import (DataError, SceneReservoir, SpeechReservoir, TrainData, check_enough_shards,
-                           fixed_eval_set, read_split_in_order, resolve_shards)
+from training.batches import TrainData
+from training.eval_set import fixed_eval_set, read_split_in_order
+from training.reservoirs import SceneReservoir, SpeechReservoir
+from training.sources import DataError, check_enough_shards, resolve_shards
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "tiny.yaml"
@@ -81,9 +83,9 @@ def test_reservoirs_replace_after_full():
 
 def test_fixed_eval_set_is_identical_across_world_sizes(shards):
     cfg = tiny(shards, "eval.num_samples=20", "eval.batch_size=6")
-    whole = fixed_eval_set(cfg)
-    again = fixed_eval_set(cfg)
-    parts = [fixed_eval_set(cfg, rank=r, world_size=3) for r in range(3)]
+    whole = fixed_eval_set(cfg).batches
+    again = fixed_eval_set(cfg).batches
+    parts = [fixed_eval_set(cfg, rank=r, world_size=3).batches for r in range(3)]
     assert [b[0].shape[0] for b in whole] == [6, 6, 6, 2]
     merged = {}
     for r, batches in enumerate(parts):

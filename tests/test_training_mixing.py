@@ -4,7 +4,9 @@ import pytest
 import scipy.signal
 import torch
 
-from training.mixing import convolve_sources, draw_mix_params, fft_size, mix, normalize_wave
+from simulate.fractional_delay import fft_size
+from ssl_model.features import normalize_wave
+from training.mixing import convolve_sources, draw_mix_params, mix
 from training.speech import synthetic_speech
 
 

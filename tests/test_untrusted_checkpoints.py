@@ -32,7 +32,7 @@ def run_dir(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     cfg = load_train_config(TINY, [f"run.dir={run}"])
-    export_weights(SSLModel(cfg.model), run / WEIGHTS)
+    export_weights(SSLModel(cfg.model), cfg, run / WEIGHTS)
     dump_config(cfg, run / CONFIG)
     return run
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from simulate import generate_dataset
-from simulate.manifest import merge_manifest
-from simulate.shards import atomic_write, read_samples, tar_bytes, write_sidecar
+from shards.files import atomic_write, read_samples, tar_bytes, write_sidecar
+from shards.manifest import merge_manifest
 from simulate.verify import verify
 
 SMALL = ("shard_size=2", "rt60_range=[0.1,0.2]", "image_count_range=[64,128]")

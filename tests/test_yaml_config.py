@@ -3,7 +3,7 @@ from typing import Literal, Optional
 
 import pytest
 
-from simulate.yaml_config import ConfigError, config_to_dict, load_config, parse_overrides
+from configs import ConfigError, config_to_dict, load_config, parse_overrides
 
 
 @dataclass

@@ -1,7 +1,8 @@
-"""Run folders: exported safetensors weights, Accelerate states (atomic, newest kept), `load_run`.
+"""Run folders: exported weights, Accelerate states (atomic, newest kept), `load_run`.
 
-Nothing here unpickles: weights are safetensors; Accelerate loads its optimizer and RNG files with
-`torch.load(weights_only=True)`; our own trainer state is JSON.
+Nothing here unpickles: weights are safetensors with their usage in the metadata (ssl_model.export);
+Accelerate loads its optimizer and RNG files with `torch.load(weights_only=True)`; our own trainer state is
+JSON.
 """
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_model, save_model
 
+from shards.files import kill_point
+from ssl_model import SSLModel
+from ssl_model.export import CheckpointError, LocalizerSpec, load_localizer, save_localizer
 from training.config import TrainConfig, load_train_config
 
 WEIGHTS = "model.safetensors"
@@ -24,26 +26,15 @@ STATES = "states"
 TRAINER_STATE = "trainer_state.json"  # written last inside a state folder: its presence marks it complete
 
 
-def export_weights(model: torch.nn.Module, path: str | Path) -> None:
-    """Model -> safetensors file, written to a temporary name and renamed (never half-written)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    save_model(model, str(tmp), metadata={"format": "pt"})
-    os.replace(tmp, path)
+def localizer_spec(cfg: TrainConfig) -> LocalizerSpec:
+    """What a model trained under `cfg` expects of its input."""
+    return LocalizerSpec(model=cfg.model, sr=cfg.sr, clip_samples=cfg.clip_samples, normalize=cfg.mix.normalize,
+                         target=cfg.target, mic_spacing=cfg.data.mic_spacing)
 
 
-class CheckpointError(ValueError):
-    """A weights file or saved state is not what it should be; nothing in it was executed."""
-
-
-def load_weights(model: torch.nn.Module, path: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """safetensors file -> model (strict: every key must match). Raises CheckpointError naming the file."""
-    try:
-        load_model(model, str(path), strict=True, device=str(device))
-    except (SafetensorError, RuntimeError, OSError) as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise CheckpointError(f"{path}: not a safetensors file holding this model's weights ({reason})") from None
-    return model
+def export_weights(model: torch.nn.Module, cfg: TrainConfig, path: str | Path) -> Path:
+    """Model -> safetensors file with its LocalizerSpec, written atomically."""
+    return save_localizer(model, localizer_spec(cfg), path)
 
 
 def load_state(accelerator, state_dir: Path) -> None:
@@ -56,18 +47,15 @@ def load_state(accelerator, state_dir: Path) -> None:
                               f"({reason})") from None
 
 
-def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, TrainConfig]:
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[SSLModel, TrainConfig]:
     """run folder -> (SSLModel in eval mode on `device`, its resolved TrainConfig)."""
-    from ssl_model import SSLModel
-
     run_dir = Path(run_dir)
     for name in (CONFIG, WEIGHTS):
         if not (run_dir / name).is_file():
             raise FileNotFoundError(f"{run_dir / name} not found: is {run_dir} a training run folder?")
     cfg = load_train_config(run_dir / CONFIG)
-    model = SSLModel(cfg.model)
-    load_weights(model, run_dir / WEIGHTS, device)
-    return model.to(device).eval(), cfg
+    model, _ = load_localizer(run_dir / WEIGHTS, device)
+    return model, cfg
 
 
 def state_dirs(run_dir: str | Path) -> list[Path]:
@@ -101,6 +89,7 @@ def save_training_state(accelerator, run_dir: str | Path, step: int, trainer_sta
         tmp.mkdir(parents=True, exist_ok=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp), safe_serialization=True)
+    kill_point(f"save:{step}")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         (tmp / TRAINER_STATE).write_text(json.dumps({**trainer_state, "step": step}, indent=1))

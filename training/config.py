@@ -9,48 +9,47 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from simulate.yaml_config import ConfigError, dump_config, load_config
+from configs import ConfigError, dump_config, load_config, need
 from ssl_model.config import ModelConfig
-
-
-def _need(ok: bool, key: str, message: str) -> None:
-    if not ok:
-        raise ConfigError(f"{key}: {message}")
 
 
 @dataclass
 class DataConfig:
-    shards: str = "shards"  # root holding {train_split}/ and {eval_split}/ shard folders
+    shards: str = "shards"  # root (local folder or URL) holding {train_split}/ and {eval_split}/ shard folders
     train_split: str = "train"
     eval_split: str = "eval"
-    train_glob: str = ""  # explicit shard glob or brace pattern for training (overrides shards/train_split)
+    # Explicit shard lists (override shards/train_split): a local glob, or any WebDataset URL with braces,
+    # e.g. `pipe:aws s3 cp s3://bucket/train-{000000..000029}.tar -` or `https://host/train-{000000..000029}.tar`.
+    train_glob: str = ""
     eval_glob: str = ""
     num_workers: int = 2  # DataLoader workers per rank; they only read and decode shards
     shuffle_buffer: int = 64  # samples, inside each worker
     rir_reservoir: int = 256  # RIR scenes kept on the training device, per rank
     rir_refresh: int = 8  # scenes replaced in the reservoir every step
     max_rir_len: int = 12000  # samples; longer RIRs are cropped (ceil(sr * 0.7 s) = 11200 for the seed)
-    verify_sha256: bool = True  # check each shard against its sidecar/manifest hash when opened
+    mic_spacing: float = 0.1  # metres from mic 0 to mic 1 of the array the model is for; shards must match
+    verify_sha256: bool = True  # check each shard against its sidecar's sha256 where the sidecar is reachable
     max_fail_share: float = 0.2  # stop when more than this share of opened shards failed
     min_shards_for_share: int = 5  # ... once at least this many shards were opened
 
     def validate(self) -> None:
-        _need(self.num_workers >= 0, "data.num_workers", f"must be >= 0, got {self.num_workers}")
-        _need(self.shuffle_buffer >= 1, "data.shuffle_buffer", f"must be >= 1, got {self.shuffle_buffer}")
-        _need(self.rir_reservoir >= 1, "data.rir_reservoir", f"must be >= 1, got {self.rir_reservoir}")
-        _need(0 <= self.rir_refresh <= self.rir_reservoir, "data.rir_refresh",
+        need(self.num_workers >= 0, "data.num_workers", f"must be >= 0, got {self.num_workers}")
+        need(self.shuffle_buffer >= 1, "data.shuffle_buffer", f"must be >= 1, got {self.shuffle_buffer}")
+        need(self.rir_reservoir >= 1, "data.rir_reservoir", f"must be >= 1, got {self.rir_reservoir}")
+        need(0 <= self.rir_refresh <= self.rir_reservoir, "data.rir_refresh",
               f"must be in [0, data.rir_reservoir={self.rir_reservoir}], got {self.rir_refresh}")
-        _need(self.max_rir_len >= 16, "data.max_rir_len", f"must be >= 16 samples, got {self.max_rir_len}")
-        _need(0.0 <= self.max_fail_share <= 1.0, "data.max_fail_share",
+        need(self.max_rir_len >= 16, "data.max_rir_len", f"must be >= 16 samples, got {self.max_rir_len}")
+        need(self.mic_spacing > 0, "data.mic_spacing", f"must be > 0 m, got {self.mic_spacing}")
+        need(0.0 <= self.max_fail_share <= 1.0, "data.max_fail_share",
               f"must be in [0, 1], got {self.max_fail_share}")
-        _need(self.min_shards_for_share >= 1, "data.min_shards_for_share",
+        need(self.min_shards_for_share >= 1, "data.min_shards_for_share",
               f"must be >= 1, got {self.min_shards_for_share}")
 
 
 @dataclass
 class SpeechConfig:
     source: Literal["synthetic", "shards", "folder"] = "synthetic"
-    train_path: str = ""  # speech shard folder/glob (source=shards) or audio folder (source=folder)
+    train_path: str = ""  # speech shard folder, glob or URL pattern (source=shards), or audio folder (source=folder)
     eval_path: str = ""  # same for the eval set; empty with synthetic
     clip_seconds: float = 3.0  # seed: 3 s, zero-padded or cropped
     reservoir: int = 512  # speech segments kept on the device, per rank
@@ -58,14 +57,14 @@ class SpeechConfig:
     f0_range: tuple[float, float] = (80.0, 300.0)  # synthetic generator pitch range, Hz
 
     def validate(self) -> None:
-        _need(0.1 <= self.clip_seconds <= 60, "speech.clip_seconds", f"must be in [0.1, 60], got {self.clip_seconds}")
-        _need(self.reservoir >= 2, "speech.reservoir", f"must be >= 2, got {self.reservoir}")
-        _need(0 <= self.refresh <= self.reservoir, "speech.refresh",
+        need(0.1 <= self.clip_seconds <= 60, "speech.clip_seconds", f"must be in [0.1, 60], got {self.clip_seconds}")
+        need(self.reservoir >= 2, "speech.reservoir", f"must be >= 2, got {self.reservoir}")
+        need(0 <= self.refresh <= self.reservoir, "speech.refresh",
               f"must be in [0, speech.reservoir={self.reservoir}], got {self.refresh}")
         lo, hi = self.f0_range
-        _need(20 <= lo <= hi <= 1000, "speech.f0_range", f"must satisfy 20 <= min <= max <= 1000, got {[lo, hi]}")
+        need(20 <= lo <= hi <= 1000, "speech.f0_range", f"must satisfy 20 <= min <= max <= 1000, got {[lo, hi]}")
         if self.source != "synthetic":
-            _need(bool(self.train_path), "speech.train_path", f"required with speech.source={self.source}")
+            need(bool(self.train_path), "speech.train_path", f"required with speech.source={self.source}")
 
 
 @dataclass
@@ -76,9 +75,9 @@ class MixConfig:
     normalize: Literal["peak", "rms", "none"] = "peak"
 
     def validate(self) -> None:
-        _need(self.gain_db[0] <= self.gain_db[1], "mix.gain_db", f"must satisfy lo <= hi, got {list(self.gain_db)}")
-        _need(0.0 <= self.noise_prob <= 1.0, "mix.noise_prob", f"must be in [0, 1], got {self.noise_prob}")
-        _need(self.snr_db[0] <= self.snr_db[1], "mix.snr_db", f"must satisfy lo <= hi, got {list(self.snr_db)}")
+        need(self.gain_db[0] <= self.gain_db[1], "mix.gain_db", f"must satisfy lo <= hi, got {list(self.gain_db)}")
+        need(0.0 <= self.noise_prob <= 1.0, "mix.noise_prob", f"must be in [0, 1], got {self.noise_prob}")
+        need(self.snr_db[0] <= self.snr_db[1], "mix.snr_db", f"must satisfy lo <= hi, got {list(self.snr_db)}")
 
 
 @dataclass
@@ -96,16 +95,16 @@ class OptimConfig:
     label_smoothing: float = 0.0
 
     def validate(self) -> None:
-        _need(self.lr > 0, "optim.lr", f"must be > 0, got {self.lr}")
-        _need(0 <= self.min_lr_ratio <= 1, "optim.min_lr_ratio", f"must be in [0, 1], got {self.min_lr_ratio}")
-        _need(self.warmup_steps >= 0, "optim.warmup_steps", f"must be >= 0, got {self.warmup_steps}")
-        _need(self.step_size >= 1, "optim.step_size", f"must be >= 1, got {self.step_size}")
-        _need(0 < self.gamma <= 1, "optim.gamma", f"must be in (0, 1], got {self.gamma}")
-        _need(self.weight_decay >= 0, "optim.weight_decay", f"must be >= 0, got {self.weight_decay}")
-        _need(all(0 <= b < 1 for b in self.betas), "optim.betas", f"must be in [0, 1), got {list(self.betas)}")
-        _need(self.grad_clip >= 0, "optim.grad_clip", f"must be >= 0, got {self.grad_clip}")
-        _need(self.accum_steps >= 1, "optim.accum_steps", f"must be >= 1, got {self.accum_steps}")
-        _need(0 <= self.label_smoothing < 1, "optim.label_smoothing", f"must be in [0, 1), got {self.label_smoothing}")
+        need(self.lr > 0, "optim.lr", f"must be > 0, got {self.lr}")
+        need(0 <= self.min_lr_ratio <= 1, "optim.min_lr_ratio", f"must be in [0, 1], got {self.min_lr_ratio}")
+        need(self.warmup_steps >= 0, "optim.warmup_steps", f"must be >= 0, got {self.warmup_steps}")
+        need(self.step_size >= 1, "optim.step_size", f"must be >= 1, got {self.step_size}")
+        need(0 < self.gamma <= 1, "optim.gamma", f"must be in (0, 1], got {self.gamma}")
+        need(self.weight_decay >= 0, "optim.weight_decay", f"must be >= 0, got {self.weight_decay}")
+        need(all(0 <= b < 1 for b in self.betas), "optim.betas", f"must be in [0, 1), got {list(self.betas)}")
+        need(self.grad_clip >= 0, "optim.grad_clip", f"must be >= 0, got {self.grad_clip}")
+        need(self.accum_steps >= 1, "optim.accum_steps", f"must be >= 1, got {self.accum_steps}")
+        need(0 <= self.label_smoothing < 1, "optim.label_smoothing", f"must be in [0, 1), got {self.label_smoothing}")
 
 
 @dataclass
@@ -116,9 +115,9 @@ class EvalConfig:
     seed: int = 1234  # the eval pairing and speech depend on this only, never on world size
 
     def validate(self) -> None:
-        _need(self.every >= 0, "eval.every", f"must be >= 0, got {self.every}")
-        _need(self.num_samples >= 1, "eval.num_samples", f"must be >= 1, got {self.num_samples}")
-        _need(self.batch_size >= 1, "eval.batch_size", f"must be >= 1, got {self.batch_size}")
+        need(self.every >= 0, "eval.every", f"must be >= 0, got {self.every}")
+        need(self.num_samples >= 1, "eval.num_samples", f"must be >= 1, got {self.num_samples}")
+        need(self.batch_size >= 1, "eval.batch_size", f"must be >= 1, got {self.batch_size}")
 
 
 @dataclass
@@ -139,13 +138,13 @@ class RunConfig:
     progress: bool = True  # tqdm bar on the main process
 
     def validate(self) -> None:
-        _need(self.steps >= 1, "run.steps", f"must be >= 1, got {self.steps}")
-        _need(self.batch_size >= 1, "run.batch_size", f"must be >= 1, got {self.batch_size}")
-        _need(self.seed >= 0, "run.seed", f"must be >= 0, got {self.seed}")
-        _need(self.log_every >= 1, "run.log_every", f"must be >= 1, got {self.log_every}")
-        _need(self.save_every >= 1, "run.save_every", f"must be >= 1, got {self.save_every}")
-        _need(self.keep_states >= 1, "run.keep_states", f"must be >= 1, got {self.keep_states}")
-        _need(0 <= self.max_skip_share <= 1, "run.max_skip_share", f"must be in [0, 1], got {self.max_skip_share}")
+        need(self.steps >= 1, "run.steps", f"must be >= 1, got {self.steps}")
+        need(self.batch_size >= 1, "run.batch_size", f"must be >= 1, got {self.batch_size}")
+        need(self.seed >= 0, "run.seed", f"must be >= 0, got {self.seed}")
+        need(self.log_every >= 1, "run.log_every", f"must be >= 1, got {self.log_every}")
+        need(self.save_every >= 1, "run.save_every", f"must be >= 1, got {self.save_every}")
+        need(self.keep_states >= 1, "run.keep_states", f"must be >= 1, got {self.keep_states}")
+        need(0 <= self.max_skip_share <= 1, "run.max_skip_share", f"must be in [0, 1], got {self.max_skip_share}")
 
 
 @dataclass
@@ -165,7 +164,7 @@ class TrainConfig:
         return int(round(self.speech.clip_seconds * self.sr))
 
     def validate(self) -> None:
-        _need(self.sr >= 1000, "sr", f"must be >= 1000 Hz, got {self.sr}")
+        need(self.sr >= 1000, "sr", f"must be >= 1000 Hz, got {self.sr}")
 
 
 def load_train_config(path: str | Path | None = None, overrides=()) -> TrainConfig:

@@ -24,6 +24,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soundfile as sf
+import torch
+
+from shards.files import read_samples
+from shards.layout import shard_name
+from shards.samples import decode_rir
+from simulate import generate_dataset
+from ssl_model.localize import load_model_checked, localize_wave, plot_half_circle, read_stereo
+from training.checkpoint import WEIGHTS
+from training.evaluate import evaluate_run, summary_lines
+from training.mixing import mix
+from training.speech import synthetic_speech
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "tiny.yaml"
@@ -58,8 +70,6 @@ def stage(key: str, title: str, timings: dict[str, float]):
 
 
 def simulate(out: Path, plan: Plan) -> dict[str, Path]:
-    from simulate import generate_dataset
-
     return generate_dataset(out, splits={"train": plan.train_scenes, "eval": plan.eval_scenes},
                             overrides=(f"shard_size={plan.shard_size}",), workers=1, progress=True)
 
@@ -80,22 +90,15 @@ def train(run_dir: Path, shards: Path, target: str, plan: Plan) -> None:
 
 def first_eval_scene(shards: Path) -> tuple[np.ndarray, dict]:
     """The eval split's first scene -> (rir float32 [mics, sources, L], its metadata)."""
-    from simulate.shards import read_samples
-    from training.data import load_npy
-
-    first = sorted((shards / "eval").glob("eval-*.tar"))[0]
+    first = shards / "eval" / shard_name("eval", 0)
     for key, parts in read_samples(first):
-        return load_npy(parts["rir.npy"], f"{first}:{key}"), json.loads(parts["json"])
+        scene = decode_rir(key, parts, str(first))
+        return scene.rir, scene.meta
     raise SystemExit(f"error: {first} holds no scene")
 
 
-def render_scene(rir: np.ndarray, sr: int, seconds: float, seed: int = 7):
+def render_scene(rir: np.ndarray, sr: int, seconds: float, seed: int = 7) -> np.ndarray:
     """rir [M, S, L] -> stereo mixture [T, M] of synthetic speech (one clip per source), peak 0.9."""
-    import torch
-
-    from training.mixing import mix
-    from training.speech import synthetic_speech
-
     g = torch.Generator().manual_seed(seed)
     speech = synthetic_speech(rir.shape[1], int(seconds * sr), sr, g)[None]  # [1, S, T]
     wave = mix(speech, torch.from_numpy(rir)[None], normalize="peak")  # [1, M, T]
@@ -104,11 +107,9 @@ def render_scene(rir: np.ndarray, sr: int, seconds: float, seed: int = 7):
 
 def localize_file(path: Path, run_dir: Path, plot: Path, truth_deg: list[float]) -> dict[str, Any]:
     """The localize CLI's steps on one file -> its JSON result, plus the truth and the plot path."""
-    from ssl_model.localize import load_run_checked, localize_wave, plot_half_circle, read_stereo
-
     wave, sr = read_stereo(path)
-    model, cfg = load_run_checked(run_dir, "cpu")
-    result = localize_wave(wave, sr, model, cfg)
+    model, spec = load_model_checked(run_dir / WEIGHTS, torch.device("cpu"))
+    result = localize_wave(wave, sr, model, spec)
     result["truth_deg"] = [round(a, 2) for a in truth_deg]
     result["plot"] = str(plot_half_circle(result, plot, title=f"{path.name} ({run_dir.name})", truth_deg=truth_deg))
     return result
@@ -174,8 +175,6 @@ def main(argv: list[str] | None = None) -> int:
     timings: dict[str, float] = {}
     t0 = time.time()
 
-    from training.evaluate import evaluate_run, summary_lines
-
     with stage("simulate", f"1. simulate {plan.train_scenes} train + {plan.eval_scenes} eval scenes -> {shards}", timings):
         simulate(shards, plan)
     reports: dict[str, dict] = {}
@@ -189,8 +188,6 @@ def main(argv: list[str] | None = None) -> int:
                 print("   " + line)
 
     with stage("render+localize", "4. render one eval scene to a stereo wav and localize it", timings):
-        import soundfile as sf
-
         rir, meta = first_eval_scene(shards)
         wav = out / "scene.wav"
         sf.write(wav, render_scene(rir, int(meta["sr"]), 3.0), int(meta["sr"]), subtype="FLOAT")

@@ -2,7 +2,7 @@
 
     python -m training.evaluate --run DIR [--shards DIR] [--speech SOURCE] [--num-samples N] [--device cpu]
 
-Uses the same fixed, seeded eval set as training (training.data.fixed_eval_set). Writes DIR/eval/metrics.json
+Uses the same fixed, seeded eval set as training (training.eval_set.fixed_eval_set). Writes DIR/eval/metrics.json
 and PNG plots beside it. The model is scored on the target it was trained on; GCC-PHAT (a lateral-angle
 estimate, read as the azimuth of a source at the array's height) and the oracle (exact TDOAs, Bayes-optimal
 slots; ssl_model.oracle) are scored on both targets.
@@ -19,6 +19,21 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
+
+from configs import ConfigError
+from shards.files import sha256_file
+from shards.samples import sound_speed
+from ssl_model.baselines import gcc_phat
+from ssl_model.localize import LocalizeError, torch_device
+from ssl_model.metrics import localization_metrics
+from ssl_model.oracle import chance_binned_mae, oracle_floor_binned_mae, oracle_slot_classes
+from ssl_model.targets import (BIN_DEG, NUM_CLASSES, angle_to_class, angles_to_classes, class_centers, decode_posteriors,
+                               metadata_factors, source_angles)
+from training import plots
+from training.checkpoint import load_run
+from training.eval_set import fixed_eval_set, with_shards
+from training.sources import DataError
 
 TARGETS = ("lateral", "azimuth")
 METRIC_NAMES = ("binned_mae_deg", "mae_deg", "acc5", "acc10")
@@ -48,14 +63,9 @@ def reshape_metrics(flat: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def score(pred_deg: torch.Tensor, pred_cls: torch.Tensor, true_deg: torch.Tensor,
-          factors: dict[str, torch.Tensor]) -> dict[str, Any]:
+def score(pred_deg: torch.Tensor, true_deg: torch.Tensor, factors: dict[str, torch.Tensor]) -> dict[str, Any]:
     """[N, S] predictions and sorted truth (degrees), factors {name: [N] or [N, S]} -> metrics dict."""
-    from ssl_model.metrics import localization_metrics
-    from ssl_model.targets import angles_to_classes
-
-    true_cls = angles_to_classes(true_deg)
-    return reshape_metrics(localization_metrics(pred_deg.double(), true_deg.double(), pred_cls, true_cls, factors))
+    return reshape_metrics(localization_metrics(pred_deg.double(), true_deg.double(), factors))
 
 
 def per_slot(values: torch.Tensor) -> dict[str, float]:
@@ -80,16 +90,10 @@ def oracle_predictions(metadata: Sequence[dict], target: str, neighbours: int = 
 
     The oracle's p(class | tdoa) is estimated over distinct scenes: a repeated RIR would be its own neighbour.
     """
-    from ssl_model.oracle import neighbour_posteriors, order_statistic_cdfs
-    from ssl_model.targets import NUM_CLASSES, angle_to_class, class_centers
-
     metadata, index = unique_scenes(metadata)
     tdoa = torch.tensor([[float(s["tdoa_s"]) for s in m["sources"]] for m in metadata], dtype=torch.float64)
     angles = torch.tensor([[float(s[f"{target}_deg"]) for s in m["sources"]] for m in metadata], dtype=torch.float64)
-    classes = angle_to_class(angles)
-    posteriors = neighbour_posteriors(tdoa.flatten(), classes.flatten(), neighbours, NUM_CLASSES).view(*tdoa.shape, -1)
-    slot_cdf = order_statistic_cdfs(posteriors.cumsum(-1).clamp(0, 1))
-    median = (slot_cdf < 0.5 - 1e-12).sum(-1).clamp_max(NUM_CLASSES - 1)[index]  # [N, S], ascending in the slot
+    median = oracle_slot_classes(tdoa, angles, neighbours)[index]  # [N, S], ascending in the slot
     return median, class_centers(median).double()
 
 
@@ -103,27 +107,17 @@ def mic_distance(metadata: Sequence[dict]) -> float:
 
 
 @torch.no_grad()
-def model_predictions(model: torch.nn.Module, batches: list, progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """eval batches -> (classes [N, S], angles_deg [N, S]) decoded and sorted as training's eval does."""
-    from tqdm.auto import tqdm
-
-    from ssl_model.targets import decode
-
-    classes, angles = [], []
+def model_predictions(model: torch.nn.Module, batches: list, progress: bool) -> torch.Tensor:
+    """eval batches -> the model's angles_deg [N, S], decoded and sorted as training's eval does."""
+    angles = []
     for wave, _, _ in tqdm(batches, desc="model", unit="batch", disable=not progress):
-        c, a = decode(model(wave).float(), sort=True)
-        classes.append(c.cpu())
-        angles.append(a.cpu())
-    return torch.cat(classes), torch.cat(angles).double()
+        angles.append(decode_posteriors(model(wave).float().softmax(dim=-1))[1].cpu())
+    return torch.cat(angles).double()
 
 
-def gcc_predictions(batches: list, sr: int, distance: float, progress: bool) -> torch.Tensor:
+def gcc_predictions(batches: list, sr: int, distance: float, speed: float, progress: bool) -> torch.Tensor:
     """eval batches -> GCC-PHAT lateral angles [N, S], sorted."""
-    from tqdm.auto import tqdm
-
-    from ssl_model.baselines import gcc_phat
-
-    out = [gcc_phat(wave.cpu(), sr=sr, mic_distance=distance)
+    out = [gcc_phat(wave.cpu(), sr=sr, mic_distance=distance, sound_speed=speed)
            for wave, _, _ in tqdm(batches, desc="GCC-PHAT", unit="batch", disable=not progress)]
     return torch.cat(out).double()
 
@@ -151,9 +145,6 @@ def training_records(metrics_file: Path) -> list[dict]:
 def write_plots(out: Path, target: str, truth: dict, preds: dict, classes: dict, factors: dict,
                 metrics_file: Path) -> dict[str, str]:
     """Every figure of the report -> {name: path}. truth/preds/classes: per target, per method, [N, S] arrays."""
-    from ssl_model.targets import BIN_DEG, NUM_CLASSES
-    from training import plots
-
     paths: dict[str, Path] = {}
     t = truth[target]
     mine = preds[target]
@@ -172,8 +163,6 @@ def write_plots(out: Path, target: str, truth: dict, preds: dict, classes: dict,
 
 
 def truth_classes(true_deg: np.ndarray) -> np.ndarray:
-    from ssl_model.targets import angles_to_classes
-
     return angles_to_classes(torch.as_tensor(true_deg)).numpy()
 
 
@@ -183,7 +172,7 @@ def truth_classes(true_deg: np.ndarray) -> np.ndarray:
 def with_data_sources(cfg, shards: str | None, speech: str | None, num_samples: int | None):
     """TrainConfig with the eval shards root, the eval speech source and the eval set size overridden."""
     if shards:
-        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, shards=str(shards), train_glob="", eval_glob=""))
+        cfg = with_shards(cfg, shards)
     if speech:
         if speech == "synthetic":
             new = dataclasses.replace(cfg.speech, source="synthetic", eval_path="")
@@ -207,9 +196,7 @@ def speech_description(cfg) -> str:
 
 
 def eval_manifest(cfg) -> dict[str, Any]:
-    """The eval split's manifest path and the sha256 of its bytes (None when the eval data is a glob)."""
-    from simulate.shards import sha256_file
-
+    """The eval split's manifest path and the sha256 of its bytes (None when the eval data is a glob or a URL)."""
     path = Path(cfg.data.shards) / cfg.data.eval_split / "manifest.json"
     if cfg.data.eval_glob or not path.is_file():
         return {"path": None, "sha256": None, "eval_glob": cfg.data.eval_glob or None}
@@ -220,11 +207,6 @@ def evaluate_run(run_dir: str | Path, shards: str | None = None, speech: str | N
                  num_samples: int | None = None, device: str = "cpu", progress: bool = True,
                  out_dir: str | Path | None = None) -> dict[str, Any]:
     """Score a run folder; writes {out_dir or run/eval}/metrics.json and the plots -> the metrics dict."""
-    from ssl_model.oracle import chance_binned_mae, oracle_floor_binned_mae
-    from ssl_model.targets import angle_to_class, metadata_factors, source_angles
-    from training.checkpoint import load_run
-    from training.data import fixed_eval_set
-
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir is not None else run_dir / "eval"
     try:
@@ -232,7 +214,7 @@ def evaluate_run(run_dir: str | Path, shards: str | None = None, speech: str | N
     except FileNotFoundError as err:
         raise EvaluateError(str(err)) from None
     cfg = with_data_sources(cfg, shards, speech, num_samples)
-    batches = fixed_eval_set(cfg, device=device)
+    batches = fixed_eval_set(cfg, device=device).batches
     metadata = [m for _, _, metas in batches for m in metas]
     if len(metadata) < 2:
         raise EvaluateError(f"the eval set holds {len(metadata)} scene(s); need at least 2 (eval.num_samples)")
@@ -240,8 +222,9 @@ def evaluate_run(run_dir: str | Path, shards: str | None = None, speech: str | N
     scenes, _ = unique_scenes(metadata)
     if len(scenes) < 2:
         raise EvaluateError(f"the eval split holds {len(scenes)} distinct scene(s); the oracle needs at least 2")
-    model_cls, model_deg = model_predictions(model, batches, progress)
-    gcc_deg = gcc_predictions(batches, cfg.sr, mic_distance(metadata), progress).clamp(0, 180)
+    model_deg = model_predictions(model, batches, progress)
+    model_cls = angle_to_class(model_deg)
+    gcc_deg = gcc_predictions(batches, cfg.sr, mic_distance(metadata), sound_speed(metadata[0]), progress).clamp(0, 180)
 
     results: dict[str, Any] = {}
     truth, preds, classes_of = {}, {}, {}
@@ -256,12 +239,12 @@ def evaluate_run(run_dir: str | Path, shards: str | None = None, speech: str | N
             factors_model = {k: v.numpy() for k, v in factors.items()}
         entry: dict[str, Any] = {}
         if tgt == cfg.target:
-            entry["model"] = score(model_deg, model_cls, true_deg, factors)
+            entry["model"] = score(model_deg, true_deg, factors)
         else:
             entry["model"] = None
             entry["model_note"] = f"the model was trained on the {cfg.target} target and is scored on that one only"
-        entry["gcc_phat"] = score(gcc_deg, angle_to_class(gcc_deg), true_deg, factors)
-        entry["oracle_tdoa"] = score(oracle_deg, oracle_cls, true_deg, factors)
+        entry["gcc_phat"] = score(gcc_deg, true_deg, factors)
+        entry["oracle_tdoa"] = score(oracle_deg, true_deg, factors)
         entry["oracle_floor_binned_mae_deg"] = per_slot(oracle_floor_binned_mae(scenes, target=tgt))
         entry["chance_binned_mae_deg"] = per_slot(chance_binned_mae(angle_to_class(true_deg)))
         results[tgt] = entry
@@ -329,14 +312,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from simulate.yaml_config import ConfigError
-    from training.data import DataError
-
     args = parse_args(argv)
     try:
-        report = evaluate_run(args.run, args.shards, args.speech, args.num_samples, args.device,
+        device = str(torch_device(args.device))
+        report = evaluate_run(args.run, args.shards, args.speech, args.num_samples, device,
                               progress=not args.no_progress, out_dir=args.out)
-    except (EvaluateError, DataError, ConfigError, FileNotFoundError) as err:
+    except (EvaluateError, DataError, ConfigError, LocalizeError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     for line in summary_lines(report):

@@ -7,21 +7,8 @@ from __future__ import annotations
 
 import torch
 
-
-def fft_size(n: int) -> int:
-    """Smallest 2^a * 3^b * 5^c >= n (sizes pocketfft and cuFFT handle fast)."""
-    best = 1 << max(n - 1, 0).bit_length()
-    p5 = 1
-    while p5 < best:
-        p35 = p5
-        while p35 < best:
-            size = p35
-            while size < n:
-                size *= 2
-            best = min(best, size)
-            p35 *= 3
-        p5 *= 5
-    return best
+from simulate.fractional_delay import fft_size
+from ssl_model.features import normalize_wave
 
 
 def convolve_sources(speech: torch.Tensor, rir: torch.Tensor, out_len: int | None = None) -> torch.Tensor:
@@ -58,17 +45,6 @@ def mix(
         scale = torch.sqrt(signal_power / noise_power * 10.0 ** (-torch.nan_to_num(snr_db) / 10.0))
         wave = wave + torch.where(use, scale, torch.zeros_like(scale))[:, None, None] * noise
     return normalize_wave(wave, normalize)
-
-
-def normalize_wave(wave: torch.Tensor, mode: str = "peak", eps: float = 1e-8) -> torch.Tensor:
-    """wave [B, M, T] -> same shape, peak (max |x| = 0.9) or RMS (0.1) over both channels of each mixture."""
-    if mode == "none":
-        return wave
-    if mode == "peak":
-        return wave * (0.9 / wave.abs().amax(dim=(1, 2), keepdim=True).clamp_min(eps))
-    if mode == "rms":
-        return wave * (0.1 / wave.pow(2).mean(dim=(1, 2), keepdim=True).sqrt().clamp_min(eps))
-    raise ValueError(f"normalize must be 'peak', 'rms' or 'none', got {mode!r}")
 
 
 def draw_mix_params(

@@ -1,23 +1,16 @@
-"""Speech sources: a synthetic speech-like generator (on the device), speech shards, audio folders.
+"""The synthetic speech-like source (on the device, no files): the default of the demo and the tests.
 
-The generator builds clips from blocks of 50-200 ms, each voiced (a sawtooth glottal source with a
-drifting pitch, shaped by three formants), unvoiced (noise shaped by a fricative high-pass) or a pause,
+Real speech comes from speech shards or audio folders instead (shards.audio, training.streams).
+The generator builds clips from blocks of 50-200 ms, each voiced (a sawtooth glottal source with a drifting pitch, shaped by three formants), unvoiced (noise shaped by a fricative high-pass) or a pause,
 in the STFT domain so it runs batched on any device. It is broadband and non-stationary, which is what
 a localizer trained on it needs; it is not intelligible speech.
 """
 from __future__ import annotations
 
-import io
 import math
-import random
-from pathlib import Path
 
-import numpy as np
-import soundfile as sf
 import torch
 import torch.nn.functional as F
-
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 
 
 def _uniform(shape, lo, hi, generator, device):
@@ -88,32 +81,3 @@ def synthetic_speech(
     clip = torch.istft(spec, n_fft, hop, window=window, length=samples)
     clip = clip + 1e-4 * torch.randn(n, samples, generator=g, device=device)  # room-tone floor in pauses
     return clip * (0.1 / clip.pow(2).mean(dim=1, keepdim=True).sqrt().clamp_min(1e-8))
-
-
-def fit_length(audio: np.ndarray, samples: int, rng: random.Random) -> np.ndarray:
-    """audio [N] -> [samples]: a random crop when longer, zero-padded at the end when shorter."""
-    if len(audio) >= samples:
-        start = rng.randrange(len(audio) - samples + 1)
-        return audio[start:start + samples]
-    return np.pad(audio, (0, samples - len(audio)))
-
-
-def decode_audio(data: bytes, name: str, sr: int) -> np.ndarray:
-    """flac/wav bytes -> mono float32 [N]; raises ValueError naming `name` on a wrong rate or bad file."""
-    audio, file_sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    if file_sr != sr:
-        raise ValueError(f"{name}: sample rate {file_sr} Hz, expected {sr} Hz")
-    if audio.shape[0] == 0:
-        raise ValueError(f"{name}: empty audio")
-    return audio[:, 0]
-
-
-def list_audio_files(folder: str | Path) -> list[Path]:
-    """All .wav/.flac/.ogg files under `folder`, sorted (stable across ranks and runs)."""
-    root = Path(folder)
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
-
-
-def read_audio_file(path: str | Path, sr: int) -> np.ndarray:
-    """An audio file -> mono float32 [N] at `sr` (soundfile; no resampling: a wrong rate is an error)."""
-    return decode_audio(Path(path).read_bytes(), str(path), sr)

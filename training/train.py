@@ -32,16 +32,18 @@ from accelerate.tracking import get_available_trackers
 from accelerate.utils import LoggerType, ProjectConfiguration, set_seed
 from tqdm.auto import tqdm
 
-from simulate.yaml_config import ConfigError, config_to_dict
+from configs import ConfigError, config_to_dict
 from ssl_model import SSLModel
+from shards.files import kill_point
 from ssl_model.metrics import metric_sums, metrics_from_sums, two_slot_cross_entropy
 from ssl_model.oracle import chance_binned_mae
-from ssl_model.targets import angles_to_classes, decode
+from ssl_model.targets import angles_to_classes, decode_posteriors
 from training.checkpoint import (CONFIG, WEIGHTS, CheckpointError, export_weights, latest_state, load_state,
                                  read_trainer_state, save_training_state)
 from training.config import TrainConfig, dump_config, load_train_config
-from training.data import (DataError, TrainData, check_enough_shards, eval_target_angles, fixed_eval_set,
-                           resolve_shards)
+from training.batches import TrainData
+from training.eval_set import fixed_eval_set
+from training.sources import DataError, check_sources
 
 
 class TrainingError(RuntimeError):
@@ -160,12 +162,12 @@ def evaluate(model, batches, accelerator) -> dict[str, float]:
     net = accelerator.unwrap_model(model)  # no DDP: ranks hold different batch counts, no collective inside
     was_training = net.training
     net.eval()
-    sums = torch.zeros(2, 5, dtype=torch.float64, device=accelerator.device)
+    sums = torch.zeros(net.config.num_slots, 5, dtype=torch.float64, device=accelerator.device)
     for wave, angles, _ in batches:
         with accelerator.autocast():
             logits = net(wave)
-        pred_cls, pred_deg = decode(logits.float(), sort=True)
-        sums = sums + metric_sums(pred_cls, angles_to_classes(angles), pred_deg, angles).to(sums.device)
+        _, pred_deg, _ = decode_posteriors(logits.float().softmax(dim=-1))
+        sums = sums + metric_sums(pred_deg, angles).to(sums.device)
     net.train(was_training)
     return metrics_from_sums(accelerator.reduce(sums, reduction="sum"))
 
@@ -188,10 +190,7 @@ def main(argv=None) -> int:
 def train(args: argparse.Namespace) -> int:
     # -------------------------------------------------- config and shards, before any model is built
     cfg = resolve_config(args)
-    train_shards = resolve_shards(cfg, cfg.data.train_split, cfg.data.train_glob)
-    resolve_shards(cfg, cfg.data.eval_split, cfg.data.eval_glob)
-    world_size_env = int(os.environ.get("WORLD_SIZE", "1"))
-    check_enough_shards(train_shards, world_size_env, cfg.data.num_workers, "train")
+    check_sources(cfg, int(os.environ.get("WORLD_SIZE", "1")))
     run_dir = Path(cfg.run.dir)
     resume_from = None
     if args.resume:
@@ -247,8 +246,8 @@ def train(args: argparse.Namespace) -> int:
     # -------------------------------------------------- data: device reservoirs and the fixed eval set
     data = TrainData(cfg, rank, world_size, device, start_step=step, log=log)
     data.fill()
-    eval_batches = fixed_eval_set(cfg, device=device, rank=rank, world_size=world_size)
-    chance = chance_binned_mae(angles_to_classes(eval_target_angles(cfg))).mean().item()
+    eval_set = fixed_eval_set(cfg, device=device, rank=rank, world_size=world_size)
+    chance = chance_binned_mae(angles_to_classes(eval_set.angles)).mean().item()
     samples_per_step = cfg.run.batch_size * cfg.optim.accum_steps * world_size
 
     # -------------------------------------------------- the loop
@@ -266,7 +265,7 @@ def train(args: argparse.Namespace) -> int:
             wave, angles = data.batch(step, micro)  # fp32, mixed on the device outside autocast
             bad = ~torch.isfinite(wave).all()
             wave = torch.nan_to_num(wave, nan=0.0, posinf=0.0, neginf=0.0)  # keeps BatchNorm statistics clean
-            classes = angles_to_classes(angles)
+            classes = angles_to_classes(angles, cfg.model.num_classes)
             last = micro == cfg.optim.accum_steps - 1
             with contextlib.nullcontext() if last else accelerator.no_sync(model):
                 logits = model(wave)
@@ -287,6 +286,7 @@ def train(args: argparse.Namespace) -> int:
         step += 1
         steps_run += 1
         bar.update(1)
+        kill_point(f"step:{step}")
         if step >= 20 and skipped / step > cfg.run.max_skip_share:
             raise TrainingError(f"{skipped} of {step} steps had NaN/Inf in the batch or the loss "
                                 f"(> run.max_skip_share={cfg.run.max_skip_share}); weights were not updated on those steps")
@@ -309,7 +309,7 @@ def train(args: argparse.Namespace) -> int:
             loss_count, window_skipped, t_window = 0, 0, time.time()
 
         if (cfg.eval.every and step % cfg.eval.every == 0) or step == cfg.run.steps:
-            metrics = evaluate(model, eval_batches, accelerator)
+            metrics = evaluate(model, eval_set.batches, accelerator)
             log({"event": "eval", "step": step, "target": cfg.target, "chance_binned_mae_deg": chance, **metrics})
             accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=step)
             model.train()
@@ -318,7 +318,7 @@ def train(args: argparse.Namespace) -> int:
             trainer_state = {"skipped_steps": skipped, "world_size": world_size, **data.counters()}
             save_training_state(accelerator, run_dir, step, trainer_state, cfg.run.keep_states)
             if main_process:
-                export_weights(accelerator.unwrap_model(model), run_dir / WEIGHTS)
+                export_weights(accelerator.unwrap_model(model), cfg, run_dir / WEIGHTS)
             last_saved = step
 
     # -------------------------------------------------- the end
@@ -326,7 +326,7 @@ def train(args: argparse.Namespace) -> int:
     if last_saved != step:
         save_training_state(accelerator, run_dir, step, {"skipped_steps": skipped, "world_size": world_size}, cfg.run.keep_states)
     if main_process:
-        export_weights(accelerator.unwrap_model(model), run_dir / WEIGHTS)
+        export_weights(accelerator.unwrap_model(model), cfg, run_dir / WEIGHTS)
     marker = run_dir / "ranks" / f"rank-{rank}.json"
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps({"rank": rank, "world_size": world_size, "step": step, "steps_run": steps_run,

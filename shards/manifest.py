@@ -7,9 +7,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from simulate.shards import atomic_write, read_sidecar, remove_stale_temps
-
-MANIFEST = "manifest.json"
+from shards.files import atomic_write, read_sidecar, read_url, remove_stale_temps
+from shards.layout import MANIFEST
 
 
 @contextmanager
@@ -44,16 +43,15 @@ def merge_manifest(directory: Path, header: dict[str, Any], shard_names: list[st
             "complete": len(shards) == len(shard_names) and present == expected_count,
             "shards": shards,
         }
-        remove_stale_temps(directory / MANIFEST)
+        remove_stale_temps(directory, MANIFEST)
         atomic_write(directory / MANIFEST, json.dumps(manifest, sort_keys=True, indent=1).encode() + b"\n")
     return manifest
 
 
-def load_manifest(path: Path) -> dict[str, Any]:
-    """manifest.json -> dict; ValueError naming the file when it is not a JSON object."""
-    path = Path(path)
+def load_manifest(path: str | Path) -> dict[str, Any]:
+    """manifest.json (a path or URL) -> dict; ValueError naming it when it is unreadable or not a JSON object."""
     try:
-        manifest = json.loads(path.read_text())
+        manifest = json.loads(read_url(str(path)))
     except (OSError, ValueError) as err:
         raise ValueError(f"{path}: unreadable manifest ({err})") from None
     if not isinstance(manifest, dict):

@@ -1,6 +1,6 @@
 """Dataclass configs loaded from YAML with `key.sub=value` overrides, validated with one-line errors.
 
-Shared by `simulate` and `training`: a config is a (nested) dataclass whose fields carry plain types
+Shared by `simulate`, `ssl_model` and `training` (none of which imports another for it): a config is a (nested) dataclass whose fields carry plain types
 (int, float, bool, str, lists/tuples of those, Optional, Literal). `load_config` merges defaults,
 a YAML file and command-line overrides, then checks every value's type before any work starts.
 Each dataclass may define `validate(self)` that raises `ConfigError` for impossible values.
@@ -20,6 +20,12 @@ T = TypeVar("T")
 
 class ConfigError(ValueError):
     """A config value is unknown, of the wrong type or impossible; the message names the key."""
+
+
+def need(ok: bool, key: str, message: str) -> None:
+    """The check every `validate()` is made of: ConfigError('key: message') unless ok."""
+    if not ok:
+        raise ConfigError(f"{key}: {message}")
 
 
 def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
@@ -69,14 +75,13 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         options = get_args(tp)
         if value is None and type(None) in options:
             return None
-        errors = []
         for option in options:
             if option is type(None):
                 continue
             try:
                 return _coerce(value, option, key)
-            except ConfigError as err:
-                errors.append(str(err))
+            except ConfigError:
+                pass
         raise ConfigError(f"{key}: expected {' or '.join(_type_name(o) for o in options)}, got {value!r}")
     if origin is Literal:
         if value not in get_args(tp):

@@ -1,17 +1,24 @@
-"""Byte-reproducible WebDataset tars, atomic writes and the per-shard sidecar."""
+"""Shard bytes: byte-reproducible tars, atomic writes, sidecars, and reading a shard from a path or any URL.
+
+Reading goes through WebDataset's URL opener (`webdataset.gopen`): a local path, `pipe:CMD` (CMD's stdout),
+`http(s)://` (curl), `gs://`, ... A shard is read whole into memory (tens of MB), checked against the
+sha256 of its sidecar where that sidecar is reachable, then parsed strictly: a cut or damaged tar is an
+error naming the shard, never a quietly shorter shard.
+"""
 from __future__ import annotations
 
 import hashlib
 import io
 import json
 import os
+import signal
 import socket
 import tarfile
 import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-import numpy as np
+from shards.layout import sidecar_path, sidecar_url
 
 # Every header field that could vary between runs or machines is pinned (2000-01-01, root, 0644).
 FIXED_MTIME = 946684800
@@ -21,18 +28,6 @@ STALE_TEMP_S = 3600  # a temporary file from another host this old belongs to a 
 
 class ShardError(Exception):
     """A shard is missing, truncated, corrupted or does not match its manifest; names the file."""
-
-
-def npy_bytes(array: np.ndarray) -> bytes:
-    """float array -> .npy bytes (little-endian float32, C order; loads with allow_pickle=False)."""
-    buffer = io.BytesIO()
-    np.save(buffer, np.ascontiguousarray(array, dtype="<f4"), allow_pickle=False)
-    return buffer.getvalue()
-
-
-def json_bytes(value: Any) -> bytes:
-    """JSON-able value -> UTF-8 bytes with a stable key order."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
 
 
 def tar_bytes(members: Iterable[tuple[str, bytes]]) -> bytes:
@@ -70,11 +65,26 @@ def _writer_gone(temp: Path) -> bool:
         return False
 
 
-def remove_stale_temps(path: Path) -> None:
-    """Delete leftovers of interrupted writes of `path`, never the file another live process is writing."""
-    for temp in Path(path).parent.glob(f"{Path(path).name}.tmp-*"):
+def remove_stale_temps(folder: Path, name: str = "*") -> None:
+    """Delete leftovers of interrupted writes of `folder/name` (any file with name="*"), never a file another
+    live process is writing."""
+    for temp in Path(folder).glob(f"{name}.tmp-*"):
         if _writer_gone(temp):
             temp.unlink(missing_ok=True)
+
+
+TEST_KILL_ENV = "SSL_TEST_KILL_AT"
+
+
+def kill_point(point: str) -> None:
+    """Test hook: SIGKILL this process group here when the environment names this point.
+
+    `SSL_TEST_KILL_AT=shard:train-000007.tar` stops `python -m simulate` with that shard half written;
+    `SSL_TEST_KILL_AT=step:25` (or `save:20`) stops training after that optimizer step (inside that state's
+    save). Fault tests use it to crash at a chosen place instead of racing a timer.
+    """
+    if os.environ.get(TEST_KILL_ENV) == point:
+        os.killpg(os.getpgid(0), signal.SIGKILL)
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -85,12 +95,17 @@ def atomic_write(path: Path, data: bytes) -> None:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
+    kill_point(f"shard:{path.name}")
     os.replace(tmp, path)
     directory = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(directory)
     finally:
         os.close(directory)
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def sha256_file(path: Path) -> str:
@@ -100,11 +115,6 @@ def sha256_file(path: Path) -> str:
         while block := handle.read(_CHUNK):
             digest.update(block)
     return digest.hexdigest()
-
-
-def sidecar_path(shard: Path) -> Path:
-    """`train-000003.tar` -> `train-000003.json` beside it."""
-    return Path(shard).with_suffix(".json")
 
 
 def write_sidecar(shard: Path, fields: dict[str, Any]) -> dict[str, Any]:
@@ -138,35 +148,62 @@ def shard_is_current(shard: Path, expected: dict[str, Any]) -> dict[str, Any] | 
         return None
 
 
-def read_samples(path: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """Tar -> (key, {extension: bytes}) per sample in file order; ShardError on any damage."""
-    path = Path(path)
+def read_url(url: str) -> bytes:
+    """A path or URL (see the module docstring) -> its bytes; OSError naming it when it cannot be read."""
+    from webdataset.gopen import gopen  # webdataset imports torch: heavy for the writer's CLI, which never reads URLs
+
     try:
-        with tarfile.open(path, mode="r:") as tar:
+        with gopen(str(url), "rb") as stream:
+            return stream.read()
+    except (OSError, ValueError) as err:
+        raise OSError(f"{url}: cannot read ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+
+
+def sidecar_sha256(url: str) -> str | None:
+    """The sha256 recorded in the sidecar beside a shard path or URL, or None where none is reachable."""
+    try:
+        record = json.loads(read_url(sidecar_url(str(url))))
+    except (OSError, ValueError):
+        return None
+    digest = record.get("sha256") if isinstance(record, dict) else None
+    return digest if isinstance(digest, str) else None
+
+
+def iter_samples(data: bytes, where: str) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """Tar bytes -> (key, {extension: bytes}) per sample in file order; ShardError naming `where` on any damage."""
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
             key, parts = None, {}
             for member in tar:
                 if not member.isfile():
-                    raise ShardError(f"{path}: member {member.name!r} is not a regular file")
+                    raise ShardError(f"{where}: member {member.name!r} is not a regular file")
                 name_key, dot, ext = member.name.partition(".")
                 if not dot:
-                    raise ShardError(f"{path}: member {member.name!r} has no extension")
+                    raise ShardError(f"{where}: member {member.name!r} has no extension")
                 if name_key != key:
                     if key is not None:
                         yield key, parts
                     key, parts = name_key, {}
                 if ext in parts:
-                    raise ShardError(f"{path}: sample {key} has two {ext!r} members")
-                data = tar.extractfile(member).read()
-                if len(data) != member.size:
-                    raise ShardError(f"{path}: member {member.name!r} is truncated")
-                parts[ext] = data
+                    raise ShardError(f"{where}: sample {key} has two {ext!r} members")
+                member_data = tar.extractfile(member).read()
+                if len(member_data) != member.size:
+                    raise ShardError(f"{where}: member {member.name!r} is truncated")
+                parts[ext] = member_data
             if key is not None:
                 yield key, parts
             end = tar.offset
-        # tarfile stops quietly at a cut between members; a whole archive ends in two zero blocks.
-        with open(path, "rb") as handle:
-            handle.seek(end)
-            if handle.read(2 * tarfile.BLOCKSIZE) != bytes(2 * tarfile.BLOCKSIZE):
-                raise ShardError(f"{path}: truncated (no end-of-archive marker after {end} bytes)")
     except (tarfile.TarError, EOFError, OSError) as err:
-        raise ShardError(f"{path}: unreadable tar ({type(err).__name__}: {err})") from None
+        raise ShardError(f"{where}: unreadable tar ({type(err).__name__}: {err})") from None
+    # tarfile stops quietly at a cut between members; a whole archive ends in two zero blocks.
+    if data[end:end + 2 * tarfile.BLOCKSIZE] != bytes(2 * tarfile.BLOCKSIZE):
+        raise ShardError(f"{where}: truncated (no end-of-archive marker after {end} bytes)")
+
+
+def read_samples(url: str | Path) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """A shard's path or URL -> its samples (iter_samples), without a sha256 check."""
+    try:
+        data = read_url(str(url))
+    except OSError as err:
+        raise ShardError(str(err)) from None
+    return iter_samples(data, str(url))

@@ -1,0 +1,12 @@
+"""The shard contract, shared by `simulate` (which writes shards) and `training` (which reads them).
+
+- `shards.layout`: names of shards, samples, sidecars and manifests; split folders; per-shard seeds.
+- `shards.files`: byte-reproducible tars, atomic writes, sidecars, reading a shard from a path or any
+  WebDataset URL (`pipe:`, `http(s)://`, ...) and parsing it strictly.
+- `shards.manifest`: per-split manifests merged from sidecars.
+- `shards.samples`: member names and metadata keys, encoding, validated decoding, the array setup.
+- `shards.audio`: speech files and members: finding, decoding, downmixing, resampling, cropping.
+
+The format itself is specified in shards/README.md. Output folders written here by `python -m simulate
+--out shards/` (train/, eval/, speech/) are data, not part of the package.
+"""

@@ -1,0 +1,127 @@
+"""The fixed eval set: a seeded pairing of held-out speech with the eval split's RIRs, identical on every run.
+
+It depends on eval.seed, the eval shards and the eval speech only, never on the world size or the device:
+it is mixed on the CPU in fp32 and handed out in batches, batch i to rank i % world_size.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from shards.audio import decode_audio, fit_length
+from shards.files import ShardError, iter_samples
+from shards.layout import stable_seed
+from shards.samples import speech_member
+from training.batches import TARGET_ROWS
+from training.config import TrainConfig
+from training.mixing import draw_mix_params, mix
+from training.sources import (DataError, check_setup, resolve_audio_folder, resolve_shards,
+                              resolve_speech_shards)
+from training.speech import synthetic_speech
+from training.streams import decode_scene, read_checked
+
+Batch = tuple[torch.Tensor, torch.Tensor, list[dict]]
+
+
+@dataclass
+class EvalSet:
+    """This rank's eval batches [(wave [B, 2, T], angles_deg [B, S] sorted, metadata dicts (B))] and the
+    whole set's sorted target angles [N, S] (every rank; e.g. for the chance floor)."""
+    batches: list[Batch]
+    angles: torch.Tensor
+
+
+def read_split_in_order(urls: list[str], max_len: int, verify: bool) -> list[dict]:
+    """All scenes of the given shards, in file order; any damage is a DataError (the eval set must be whole)."""
+    decode, scenes, unchecked = decode_scene(max_len), [], []
+    for url in urls:
+        try:
+            data, checked = read_checked(url, verify)
+            scenes += [decode(key, parts, url) for key, parts in iter_samples(data, url)]
+        except (OSError, ShardError, DataError) as err:
+            raise DataError(f"eval shard {url}: {err}") from None
+        if not checked:
+            unchecked.append(url)
+    if unchecked:
+        warnings.warn(f"{len(unchecked)} eval shard(s) have no reachable sidecar (.json beside the .tar), e.g. "
+                      f"{unchecked[0]}: their sha256 is not checked", RuntimeWarning, stacklevel=2)
+    return scenes
+
+
+def eval_speech(cfg: TrainConfig, count: int) -> torch.Tensor:
+    """-> count fixed speech segments [count, T] on the CPU, from eval.seed and the eval speech only."""
+    samples, seed, s = cfg.clip_samples, cfg.eval.seed, cfg.speech
+    if s.source == "synthetic":
+        chunks, chunk = [], 64
+        for start in range(0, count, chunk):
+            g = torch.Generator().manual_seed(stable_seed(seed, start, 21))
+            chunks.append(synthetic_speech(min(chunk, count - start), samples, cfg.sr, g, "cpu", s.f0_range))
+        return torch.cat(chunks)
+    if not s.eval_path:
+        raise DataError(f"speech.eval_path is required with speech.source={s.source}")
+    rng = random.Random(stable_seed(seed, 22))
+    audio: list[np.ndarray] = []
+    if s.source == "shards":
+        for url in resolve_speech_shards(s.eval_path, "speech.eval_path"):
+            data, _ = read_checked(url, cfg.data.verify_sha256)
+            for key, parts in iter_samples(data, url):
+                ext, _ = speech_member(key, parts, url)
+                audio.append(decode_audio(parts[ext], f"{url}:{key}.{ext}", sr=cfg.sr)[0])
+                if len(audio) >= count:
+                    break
+            if len(audio) >= count:
+                break
+    else:
+        for path in resolve_audio_folder(s.eval_path, "speech.eval_path")[:count]:
+            audio.append(decode_audio(path, path, sr=cfg.sr)[0])
+    segments = [fit_length(audio[i % len(audio)], samples, rng) for i in range(count)]
+    return torch.from_numpy(np.stack(segments).astype(np.float32))
+
+
+def fixed_eval_set(cfg: TrainConfig, device: torch.device | str = "cpu", rank: int = 0,
+                   world_size: int = 1) -> EvalSet:
+    """-> the EvalSet of this rank: a fixed seeded pairing of eval speech and eval RIRs (eval.seed only)."""
+    urls = resolve_shards(cfg, cfg.data.eval_split)
+    scenes = read_split_in_order(urls, cfg.data.max_rir_len, cfg.data.verify_sha256)
+    if not scenes:
+        raise DataError(f"eval split {cfg.data.eval_split} under {cfg.data.shards} holds no scenes")
+    check_setup(cfg, json.loads(scenes[0]["meta"]), f"eval split ({urls[0]})")
+    n, sources = cfg.eval.num_samples, scenes[0]["rir"].shape[1]
+    g = torch.Generator().manual_seed(stable_seed(cfg.eval.seed, 23))
+    order = torch.cat([torch.randperm(len(scenes), generator=g) for _ in range(math.ceil(n / len(scenes)))])[:n]
+    speech = eval_speech(cfg, n * sources).view(n, sources, -1)
+    gains, snr = draw_mix_params(n, sources, cfg.mix.gain_db, cfg.mix.noise_prob, cfg.mix.snr_db, g, torch.device("cpu"))
+    noise_seed = stable_seed(cfg.eval.seed, 24)
+    row = TARGET_ROWS[cfg.target]
+    batches = []
+    for b, start in enumerate(range(0, n, cfg.eval.batch_size)):
+        if b % world_size != rank:
+            continue
+        picked = [scenes[i] for i in order[start:start + cfg.eval.batch_size].tolist()]
+        length = max(s["rir"].shape[-1] for s in picked)
+        rir = torch.zeros(len(picked), *picked[0]["rir"].shape[:2], length)
+        for j, s in enumerate(picked):
+            rir[j, ..., : s["rir"].shape[-1]] = s["rir"]
+        noise = None
+        if cfg.mix.noise_prob > 0:
+            noise = torch.randn(len(picked), rir.shape[1], speech.shape[-1],
+                                generator=torch.Generator().manual_seed(stable_seed(noise_seed, b)))
+        part = slice(start, start + len(picked))
+        wave = mix(speech[part], rir, gains[part], snr[part], noise, cfg.mix.normalize)
+        angles = torch.stack([s["angles"][row] for s in picked]).sort(dim=-1).values
+        metas = [dict(json.loads(s["meta"]), key=s["__key__"], shard=s["url"]) for s in picked]
+        batches.append((wave.to(device), angles.to(device), metas))
+    every = torch.stack([scenes[i]["angles"][row] for i in order.tolist()]).sort(dim=-1).values
+    return EvalSet(batches, every)
+
+
+def with_shards(cfg: TrainConfig, shards: str) -> TrainConfig:
+    """cfg reading both splits from the shard root `shards` (explicit globs dropped)."""
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, shards=str(shards), train_glob="", eval_glob=""))

@@ -1,0 +1,162 @@
+"""Where a run's data comes from, checked before any model is built: shard lists, speech sources, the
+array setup each split was simulated with, and that the eval set shares nothing with the training stream.
+
+Shard lists accept local folders and globs, and any WebDataset URL with brace expansion: `pipe:CMD`
+(the shard is CMD's stdout), `http(s)://`, `gs://`, ... A URL root in `data.shards` is listed from its
+split's manifest.json; a URL glob is expanded from its braces (URLs cannot be globbed).
+"""
+from __future__ import annotations
+
+import glob
+import json
+import warnings
+from pathlib import Path
+
+import webdataset as wds
+
+from shards.audio import find_audio
+from shards.files import ShardError, iter_samples, read_url
+from shards.layout import MANIFEST, SPEECH, is_url, shard_glob, split_glob
+from shards.manifest import load_manifest
+from shards.samples import array_setup, decode_rir
+from training.config import TrainConfig
+
+
+class DataError(RuntimeError):
+    """Shards missing, empty, of another setup or too damaged to train on; the message names the path and key."""
+
+
+def expand(pattern: str) -> list[str]:
+    """A glob or URL pattern with braces -> its shards: local paths globbed and sorted, URLs as expanded."""
+    parts = wds.shardlists.expand_urls(pattern)
+    if is_url(pattern):
+        return list(parts)
+    return sorted({p for part in parts for p in glob.glob(part)})
+
+
+def split_key(cfg: TrainConfig, split: str) -> str:
+    return "data.train_glob" if split == cfg.data.train_split else "data.eval_glob"
+
+
+def resolve_shards(cfg: TrainConfig, split: str) -> list[str]:
+    """-> the shard paths or URLs of `split` (data.train_glob / data.eval_glob, else data.shards); DataError when none."""
+    pattern = {cfg.data.train_split: cfg.data.train_glob, cfg.data.eval_split: cfg.data.eval_glob}.get(split, "")
+    root = cfg.data.shards
+    if pattern:
+        where, key, urls = pattern, split_key(cfg, split), expand(pattern)
+    elif is_url(root):
+        where, key = f"{root.rstrip('/')}/{split}/{MANIFEST}", "data.shards"
+        try:
+            manifest = load_manifest(where)
+        except ValueError as err:
+            raise DataError(f"{err} (data.shards={root})") from None
+        urls = [f"{root.rstrip('/')}/{split}/{record['name']}" for record in manifest.get("shards", [])]
+    else:
+        where, key, urls = split_glob(root, split), "data.shards", sorted(glob.glob(split_glob(root, split)))
+        warn_if_incomplete(Path(root) / split / MANIFEST)
+    if not urls:
+        manifest = Path(root) / split / MANIFEST
+        hint = " (its manifest.json lists no shards: an empty split)" if not pattern and manifest.is_file() else ""
+        raise DataError(f"no {split} shards match {where} ({key}={pattern or root}){hint}; write them with "
+                        f"`python -m simulate --out {root}`")
+    return urls
+
+
+def warn_if_incomplete(manifest_path: Path) -> None:
+    """A split whose manifest says shards are still missing trains on what is there, but says so."""
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, ValueError):
+        return
+    if isinstance(manifest, dict) and manifest.get("complete") is False:
+        warnings.warn(f"{manifest_path}: incomplete split, {manifest.get('present_shards')} of "
+                      f"{manifest.get('num_shards')} shards written ({manifest.get('present_count')} of "
+                      f"{manifest.get('count')} scenes); rerun `python -m simulate` to finish it", stacklevel=2)
+
+
+def resolve_speech_shards(path: str, key: str) -> list[str]:
+    """A speech shard folder, glob or URL pattern -> its shards; DataError when none."""
+    pattern = shard_glob(path, SPEECH) if not is_url(path) and Path(path).is_dir() else path
+    urls = expand(pattern)
+    if not urls:
+        raise DataError(f"no speech shards match {pattern} ({key}={path}); pack them with `python -m simulate speech`")
+    return urls
+
+
+def resolve_audio_folder(path: str, key: str) -> list[str]:
+    """A local folder of audio files -> their paths, sorted; DataError when none."""
+    files = [str(Path(path) / p) for p in find_audio(path)] if Path(path).is_dir() else []
+    if not files:
+        raise DataError(f"no .wav/.flac/.ogg files under {path} ({key})")
+    return files
+
+
+def check_enough_shards(paths: list[str], world_size: int, num_workers: int, what: str) -> None:
+    """Every (rank, worker) pair needs its own shard; fewer gives a clear DataError, not an empty stream."""
+    readers = world_size * max(num_workers, 1)
+    if len(paths) < readers:
+        raise DataError(f"{len(paths)} {what} shard(s) for {world_size} rank(s) x {max(num_workers, 1)} worker(s) "
+                        f"= {readers} readers; write more shards or lower data.num_workers")
+
+
+def check_disjoint(cfg: TrainConfig, train: list[str], evaluation: list[str]) -> None:
+    """The fixed eval set must share nothing with the training stream: not a split, a shard or a speech path."""
+    d, s = cfg.data, cfg.speech
+    if not d.train_glob and not d.eval_glob and d.train_split == d.eval_split:
+        raise DataError(f"data.train_split and data.eval_split are both {d.train_split!r}: the eval set would be "
+                        f"training data; set data.eval_split to a held-out split")
+    if d.train_glob and d.train_glob == d.eval_glob:
+        raise DataError(f"data.train_glob and data.eval_glob are the same pattern ({d.train_glob}); the eval set "
+                        f"must be held out")
+    shared = sorted(set(train) & set(evaluation))
+    if shared:
+        raise DataError(f"{len(shared)} shard(s) are in both the training stream and the eval set, e.g. {shared[0]}; "
+                        f"check data.train_glob / data.eval_glob / data.*_split")
+    if s.source != "synthetic" and s.train_path and s.train_path == s.eval_path:
+        raise DataError(f"speech.train_path and speech.eval_path are both {s.train_path}: eval voices would be "
+                        f"training voices; give speech.eval_path held-out speech")
+
+
+def first_scene_meta(url: str) -> dict:
+    """The metadata of a shard's first scene (read without a sha256 check: a damaged shard is named later)."""
+    try:
+        for key, parts in iter_samples(read_url(url), url):
+            return decode_rir(key, parts, url).meta
+    except (OSError, ShardError) as err:
+        raise DataError(f"cannot read the first scene of {url}: {err}") from None
+    raise DataError(f"{url}: holds no scene")
+
+
+def check_setup(cfg: TrainConfig, meta: dict, where: str) -> None:
+    """A split's scene metadata vs the run: sample rate, two mics at data.mic_spacing, model.num_slots sources."""
+    setup = array_setup(meta)
+    if setup["sr"] != cfg.sr:
+        raise DataError(f"{where}: shards at {setup['sr']} Hz, the run at sr={cfg.sr} Hz; set sr={setup['sr']} "
+                        f"(and model.sr) or simulate at {cfg.sr} Hz")
+    if setup["mics"] != 2:
+        raise DataError(f"{where}: shards of a {setup['mics']}-mic array; the model takes 2 mics "
+                        f"(simulate with two mic_positions)")
+    if abs(setup["mic_spacing"] - cfg.data.mic_spacing) > 1e-4:
+        raise DataError(f"{where}: mics {setup['mic_spacing']:.4f} m apart, the run expects "
+                        f"data.mic_spacing={cfg.data.mic_spacing} m; set data.mic_spacing={setup['mic_spacing']:.4g}")
+    if setup["sources"] != cfg.model.num_slots:
+        raise DataError(f"{where}: {setup['sources']} sources per scene, the model has model.num_slots="
+                        f"{cfg.model.num_slots}; set model.num_slots={setup['sources']}")
+
+
+def check_sources(cfg: TrainConfig, world_size: int) -> tuple[list[str], list[str]]:
+    """Everything about the data that can fail before a model is built -> (train shards, eval shards)."""
+    train = resolve_shards(cfg, cfg.data.train_split)
+    evaluation = resolve_shards(cfg, cfg.data.eval_split)
+    check_enough_shards(train, world_size, cfg.data.num_workers, "train")
+    check_disjoint(cfg, train, evaluation)
+    for what, urls in (("train", train), ("eval", evaluation)):
+        check_setup(cfg, first_scene_meta(urls[0]), f"{what} split ({urls[0]})")
+    if cfg.speech.source != "synthetic":
+        if not cfg.speech.eval_path:
+            raise DataError(f"speech.eval_path is required with speech.source={cfg.speech.source}: held-out voices "
+                            f"for the fixed eval set")
+        resolve = resolve_speech_shards if cfg.speech.source == "shards" else resolve_audio_folder
+        resolve(cfg.speech.train_path, "speech.train_path")
+        resolve(cfg.speech.eval_path, "speech.eval_path")
+    return train, evaluation

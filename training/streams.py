@@ -1,0 +1,274 @@
+"""Sample streams: a WebDataset pipeline in DataLoader workers, and the main-process side that accounts for
+what failed.
+
+    shard list -> split by rank -> split by worker -> resample forever (seeded)
+               -> read (any URL) + sha256 check -> samples -> decode -> shuffle buffer
+
+Workers only read and decode. Failures never vanish: a damaged shard becomes a `__bad__` marker, a
+damaged sample a `__bad_sample__` marker, and a shard whose sidecar cannot be reached an `__unchecked__`
+marker; `Stream` (main process) warns naming each, counts them, and stops the run above
+`data.max_fail_share`.
+"""
+from __future__ import annotations
+
+import json
+import random
+import warnings
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+import webdataset as wds
+
+from shards.audio import decode_audio, fit_length
+from shards.files import ShardError, iter_samples, read_url, sha256_bytes, sidecar_sha256
+from shards.layout import stable_seed
+from shards.samples import decode_rir, speech_member
+from training.sources import DataError
+
+Decode = Callable[[str, dict[str, bytes], str], dict]
+
+
+# ----------------------------------------------------------------------------------------------
+# Decoders (worker side): (key, members, shard url) -> a sample dict of CPU tensors
+
+
+def decode_scene(max_len: int) -> Decode:
+    """-> decoder to {key, url, rir float32 [M, S, L<=max_len], angles float32 [2, S] (azimuth, lateral), meta}."""
+    def decode(key: str, parts: dict[str, bytes], url: str) -> dict:
+        sample = decode_rir(key, parts, url)
+        angles = torch.from_numpy(np.stack([sample.angles("azimuth"), sample.angles("lateral")]))
+        return {"__key__": key, "url": url, "rir": torch.from_numpy(sample.rir[..., :max_len].copy()),
+                "angles": angles, "meta": json.dumps(sample.meta)}
+    return decode
+
+
+def decode_speech(sr: int, samples: int, seed: int) -> Decode:
+    """-> decoder to {key, url, audio float32 [samples]}: mono at `sr`, a random non-silent crop (or padded)."""
+    rng = random.Random(seed)
+
+    def decode(key: str, parts: dict[str, bytes], url: str) -> dict:
+        ext, _ = speech_member(key, parts, url)
+        audio, _ = decode_audio(parts[ext], f"{url}:{key}.{ext}", sr=sr)
+        return {"__key__": key, "url": url, "audio": torch.from_numpy(fit_length(audio, samples, rng).copy())}
+    return decode
+
+
+# ----------------------------------------------------------------------------------------------
+# Pipeline stages (each a generator over the previous stage's items)
+
+
+def split_by_rank(rank: int, world_size: int) -> Callable:
+    """Explicit nodesplitter: rank r keeps every world_size-th shard starting at r."""
+    def stage(src):
+        for index, item in enumerate(src):
+            if index % world_size == rank:
+                yield item
+    return stage
+
+
+def resample_forever(seed: tuple[int, ...], bad: set[str]) -> Callable:
+    """resampled=True: draw this worker's shards with replacement forever, seeded by (seed..., worker)."""
+    def stage(src):
+        urls = [item["url"] for item in src]
+        info = torch.utils.data.get_worker_info()
+        rng = random.Random(stable_seed(*seed, info.id if info else 0))
+        while True:
+            alive = [u for u in urls if u not in bad]
+            if not alive:
+                return
+            yield {"url": rng.choice(alive)}
+    return stage
+
+
+def read_checked(url: str, verify: bool) -> tuple[bytes, bool]:
+    """A shard's path or URL -> (its bytes, whether a sidecar sha256 checked them); DataError on a mismatch."""
+    data = read_url(url)
+    want = sidecar_sha256(url) if verify else None
+    if want is not None and sha256_bytes(data) != want:
+        raise DataError(f"sha256 mismatch (expected {want[:12]}..., from its sidecar)")
+    return data, want is not None or not verify
+
+
+def read_verified(verify: bool, bad: set[str]) -> Callable:
+    """url -> {url, data} after a sha256 check; an unreadable or mismatching shard -> a `__bad__` marker."""
+    def stage(src):
+        for item in src:
+            url = item["url"]
+            try:
+                data, checked = read_checked(url, verify)
+            except (OSError, DataError) as err:
+                bad.add(url)
+                yield {"__bad__": url, "__error__": str(err)}
+                continue
+            if not checked:
+                yield {"__unchecked__": url}
+            yield {"url": url, "data": data}
+    return stage
+
+
+def expand_samples(decode: Decode, bad: set[str]) -> Callable:
+    """{url, data} -> decoded samples; a tar error marks the shard bad, a sample error skips the sample."""
+    def stage(src):
+        for item in src:
+            if "url" not in item or "data" not in item:
+                yield item  # a marker
+                continue
+            url = item["url"]
+            try:
+                members = list(iter_samples(item["data"], url))
+            except ShardError as err:
+                bad.add(url)
+                yield {"__bad__": url, "__error__": str(err).removeprefix(f"{url}: ")}
+                continue
+            if not members:
+                bad.add(url)
+                yield {"__bad__": url, "__error__": "no samples in the tar"}
+                continue
+            for key, parts in members:
+                try:
+                    yield decode(key, parts, url)
+                except (ShardError, ValueError, KeyError, TypeError) as err:
+                    yield {"__bad_sample__": f"{url}:{key}", "__error__": f"{type(err).__name__}: {err}"}
+            yield {"__shard_ok__": url}
+    return stage
+
+
+def shuffle_samples(size: int, initial: int, seed: int) -> Callable:
+    """A shuffle buffer that starts emitting at `initial` samples and grows to `size` (one out per two in until
+    then); markers pass straight through, so a damaged shard is reported when it is met, not when a buffer
+    happens to release its marker."""
+    def stage(src):
+        rng, buffer, arrivals = random.Random(seed), [], 0
+        for item in src:
+            if any(key.startswith("__") and key != "__key__" for key in item):
+                yield item
+                continue
+            buffer.append(item)
+            arrivals += 1
+            if len(buffer) < min(initial, size) or (len(buffer) < size and arrivals % 2):
+                continue
+            index = rng.randrange(len(buffer))
+            buffer[index], buffer[-1] = buffer[-1], buffer[index]
+            yield buffer.pop()
+        rng.shuffle(buffer)
+        yield from buffer
+    return stage
+
+
+def shard_pipeline(urls: list[str], decode: Decode, rank: int, world_size: int, seed: tuple[int, ...],
+                   shuffle_buffer: int, verify: bool) -> wds.DataPipeline:
+    """The worker-side chain: list -> rank split -> worker split -> resample -> read -> decode -> shuffle."""
+    bad: set[str] = set()  # per worker process: shards found damaged are never drawn again
+    return wds.DataPipeline(
+        wds.SimpleShardList(urls),
+        split_by_rank(rank, world_size),
+        wds.split_by_worker,
+        resample_forever(seed, bad),
+        read_verified(verify, bad),
+        expand_samples(decode, bad),
+        shuffle_samples(shuffle_buffer, max(1, shuffle_buffer // 4), stable_seed(*seed, 7)),
+    )
+
+
+def folder_pipeline(files: list[str], sr: int, samples: int, rank: int, world_size: int,
+                    seed: tuple[int, ...], shuffle_buffer: int) -> wds.DataPipeline:
+    """Audio folder: list -> rank split -> worker split -> resample -> decode (any rate, downmixed) -> crop."""
+    bad: set[str] = set()
+    rng = random.Random(stable_seed(*seed, 11))
+
+    def read(src):
+        for item in src:
+            try:
+                audio, _ = decode_audio(item["url"], item["url"], sr=sr)
+            except ValueError as err:
+                bad.add(item["url"])
+                yield {"__bad__": item["url"], "__error__": str(err)}
+                continue
+            yield {"__key__": item["url"], "url": item["url"], "audio": torch.from_numpy(fit_length(audio, samples, rng).copy())}
+            yield {"__shard_ok__": item["url"]}
+
+    return wds.DataPipeline(
+        wds.SimpleShardList(files), split_by_rank(rank, world_size), wds.split_by_worker,
+        resample_forever(seed, bad), read, shuffle_samples(shuffle_buffer, 1, stable_seed(*seed, 13)),
+    )
+
+
+def make_loader(pipeline: wds.DataPipeline, num_workers: int) -> torch.utils.data.DataLoader:
+    """Workers decode; batch_size=None passes single samples through; never through accelerator.prepare."""
+    return torch.utils.data.DataLoader(pipeline, batch_size=None, num_workers=num_workers,
+                                       persistent_workers=num_workers > 0, prefetch_factor=4 if num_workers else None)
+
+
+# ----------------------------------------------------------------------------------------------
+# The main-process side
+
+
+class Stream:
+    """Main-process side of a DataLoader stream: yields good samples, counts and warns about bad ones.
+
+    Raises DataError when more than `max_fail_share` of the opened shards failed (after `min_shards` opened)
+    or when the workers run out of readable shards.
+    """
+
+    def __init__(self, loader: torch.utils.data.DataLoader, what: str, max_fail_share: float, min_shards: int,
+                 log: Callable[[dict], None] | None = None):
+        self.loader, self.what = loader, what
+        self.iterator: Iterator | None = None
+        self.max_fail_share, self.min_shards, self.log = max_fail_share, min_shards, log
+        self.ok_shards: set[str] = set()
+        self.bad_shards: dict[str, str] = {}
+        self.unchecked: set[str] = set()
+        self.bad_samples = 0
+        self.good_samples = 0
+
+    def counters(self) -> dict[str, int]:
+        return {f"{self.what}_bad_shards": len(self.bad_shards), f"{self.what}_bad_samples": self.bad_samples,
+                f"{self.what}_shards_read": len(self.ok_shards) + len(self.bad_shards)}
+
+    def next(self) -> dict[str, Any]:
+        if self.iterator is None:
+            self.iterator = iter(self.loader)
+        while True:
+            try:
+                item = next(self.iterator)
+            except StopIteration:
+                raise DataError(f"no readable {self.what} shards left ({len(self.bad_shards)} damaged: "
+                                f"{', '.join(sorted(self.bad_shards)[:3])})") from None
+            if "__bad__" in item or "__bad_sample__" in item:
+                self._failure(item)
+                continue
+            if "__unchecked__" in item:
+                if not self.unchecked:
+                    warnings.warn(f"{self.what} shard {item['__unchecked__']} has no reachable sidecar (.json beside "
+                                  f"the .tar): its sha256 is not checked; the same goes for any other such shard",
+                                  RuntimeWarning, stacklevel=2)
+                self.unchecked.add(item["__unchecked__"])
+                continue
+            if "__shard_ok__" in item:
+                self.ok_shards.add(item["__shard_ok__"])
+                continue
+            self.good_samples += 1
+            return item
+
+    def _failure(self, item: dict) -> None:
+        if "__bad__" in item:
+            name = item["__bad__"]
+            self.bad_shards[name] = item["__error__"]
+            self.ok_shards.discard(name)
+            message = f"skipped damaged {self.what} shard {name}: {item['__error__']}"
+        else:
+            name = item["__bad_sample__"]
+            self.bad_samples += 1
+            message = f"skipped damaged {self.what} sample {name}: {item['__error__']}"
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+        if self.log is not None:
+            self.log({"event": "data_error", "what": self.what, "item": name, "error": item["__error__"], **self.counters()})
+        opened = len(self.ok_shards) + len(self.bad_shards)
+        share = len(self.bad_shards) / max(opened, 1)
+        if opened >= self.min_shards and share > self.max_fail_share:
+            raise DataError(f"{len(self.bad_shards)} of {opened} {self.what} shards failed ({share:.0%} > "
+                            f"data.max_fail_share={self.max_fail_share}); last: {message}")
+
+    def close(self) -> None:
+        self.iterator = None
