@@ -78,11 +78,13 @@ def speech_main(argv: list[str]) -> int:
     parser.add_argument("--out", required=True, help="output folder for speech-{k:06d}.tar and manifest.json")
     parser.add_argument("--shard-size", type=int, default=256, help="files per shard (default 256)")
     parser.add_argument("--sr", type=int, default=16000, help="sample rate of the packed audio (default 16000)")
+    parser.add_argument("--include", default="*", help="only files whose path under --audio-dir matches this glob, "
+                                                       "e.g. '*/cs/*.ogg' (default: all)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     from simulate.speech import pack_speech  # torchaudio: heavy
 
-    path = pack_speech(Path(args.audio_dir), local_output_dir(args.out), args.shard_size, args.sr,
+    path = pack_speech(Path(args.audio_dir), local_output_dir(args.out), args.shard_size, args.sr, args.include,
                        progress=not args.no_progress)
     manifest = load_manifest(path)
     print(f"{manifest['count']} files ({manifest['hours']} h at {manifest['sr']} Hz, {manifest['speakers']} speakers) in "

@@ -67,8 +67,10 @@ def listing_hash(paths: list[PurePosixPath], root: Path, sr: int) -> str:
     return hashlib.sha256(json_bytes({"files": stats, "sr": sr})).hexdigest()
 
 
-def pack_speech(audio_dir: Path, out: Path, shard_size: int = 256, sr: int = 16000, progress: bool = False) -> Path:
-    """Audio folder -> `out/speech-{k:06d}.tar` shards, sidecars and manifest.json; returns the manifest path."""
+def pack_speech(audio_dir: Path, out: Path, shard_size: int = 256, sr: int = 16000, include: str = "*",
+                progress: bool = False) -> Path:
+    """Audio folder (files whose relative path matches `include`, a glob) -> `out/speech-{k:06d}.tar` shards,
+    sidecars and manifest.json; returns the manifest path."""
     audio_dir, out = Path(audio_dir), Path(out)
     if not audio_dir.is_dir():
         raise ConfigError(f"--audio-dir: {audio_dir} is not a folder")
@@ -76,9 +78,10 @@ def pack_speech(audio_dir: Path, out: Path, shard_size: int = 256, sr: int = 160
         raise ConfigError(f"--shard-size: must be >= 1, got {shard_size}")
     if sr < 1000:
         raise ConfigError(f"--sr: must be >= 1000 Hz, got {sr}")
-    paths = find_audio(audio_dir)
+    paths = [p for p in find_audio(audio_dir) if p.match(include)]
     if not paths:
-        raise ConfigError(f"--audio-dir: no .wav, .flac or .ogg files under {audio_dir}")
+        raise ConfigError(f"--audio-dir: no .wav, .flac or .ogg files under {audio_dir}"
+                          + (f" match --include {include}" if include != "*" else ""))
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out)
     names, skipped, kept, seconds, speakers = [], [], 0, 0.0, set()
@@ -115,7 +118,8 @@ def pack_speech(audio_dir: Path, out: Path, shard_size: int = 256, sr: int = 160
         speakers.update(record["speakers"])
         bar.update(len(chunk))
     bar.close()
-    header = {"kind": "speech", "config_hash": "speech", "audio_dir": audio_dir.name, "shard_size": shard_size,
+    header = {"kind": "speech", "config_hash": "speech", "audio_dir": audio_dir.name, "include": include,
+              "shard_size": shard_size,
               "sr": sr, "speakers": len(speakers), "hours": round(seconds / 3600, 4), "skipped": skipped}
     merge_manifest(out, header, names, kept)
     return out / MANIFEST
