@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Literal
 
 from configs import ConfigError, need
 
@@ -12,10 +13,25 @@ class ModelConfig:
     n_fft: int = 512
     hop: int = 160
     trainable_stft: bool = True  # the seed trains its Hann-initialized DFT kernels
-    inter_channels: tuple[int, ...] = (4, 8)  # 3x3 convs on the (cos, sin) IPD image
-    patch_channels: tuple[int, ...] = (32, 128, 512)  # patch_size x patch_size / patch_size convs
+    # Input maps per time-frequency bin: cos/sin of the inter-mic phase difference (the seed's), optionally with
+    # the log power of both mics (standardized per input), which tells the model where the speech energy is.
+    features: Literal["ipd", "ipd_logpower"] = "ipd"
+    inter_channels: tuple[int, ...] = (4, 8)  # 3x3 convs on the feature image (may be empty with tokens=frames)
+    # Tokens: `patches` (the seed's): patch_size x patch_size / patch_size convs, one token per
+    # patch_size^len(patch_channels) bins x frames; `frames`: one token per frames_per_token frames of the whole
+    # band (all frequency bins, embedded by one linear map), so attention sees every bin's phase at 10 ms steps.
+    # `srp`: a learned time-frequency weighting of the steered response (SRP-PHAT) over `srp_angles` lateral
+    # angles, computed per frame from the phase differences and `srp_masks` masks (a 1x1 conv after inter_conv),
+    # then frames_per_token frames of those spectra per token. The steering needs the array: mic_spacing, sound_speed.
+    tokens: Literal["patches", "frames", "srp"] = "patches"
+    patch_channels: tuple[int, ...] = (32, 128, 512)  # tokens=patches
     patch_size: int = 4
-    dim: int = 512  # must equal patch_channels[-1]
+    frames_per_token: int = 4  # tokens=frames or srp
+    srp_angles: int = 181  # tokens=srp: steering directions, evenly spaced over 0..180 degrees
+    srp_masks: int = 4  # tokens=srp: time-frequency weightings, each giving one steered response
+    mic_spacing: float = 0.1  # tokens=srp: metres from mic 0 to mic 1
+    sound_speed: float = 340.0  # tokens=srp
+    dim: int = 512  # with tokens=patches, must equal patch_channels[-1]
     depth: int = 8
     heads: int = 8
     dim_head: int = 64
@@ -33,17 +49,25 @@ class ModelConfig:
         need(self.sr > 0, "sr", f"must be > 0, got {self.sr}")
         need(self.n_fft >= 4 and self.n_fft % 2 == 0, "n_fft", f"must be an even number >= 4, got {self.n_fft}")
         need(0 < self.hop <= self.n_fft, "hop", f"must be in (0, n_fft={self.n_fft}], got {self.hop}")
-        need(len(self.inter_channels) >= 1 and min(self.inter_channels) > 0, "inter_channels",
-             f"must be a non-empty list of positive ints, got {list(self.inter_channels)}")
-        need(len(self.patch_channels) >= 1 and min(self.patch_channels) > 0, "patch_channels",
-             f"must be a non-empty list of positive ints, got {list(self.patch_channels)}")
-        need(self.patch_size >= 1, "patch_size", f"must be >= 1, got {self.patch_size}")
-        need(self.patch_channels[-1] == self.dim, "dim",
-             f"must equal patch_channels[-1] ({self.patch_channels[-1]}), got {self.dim}")
-        freq_bins = self.n_fft // 2
-        need(freq_bins // self.patch_size ** len(self.patch_channels) >= 1, "patch_channels",
-             f"{len(self.patch_channels)} patch convs of size {self.patch_size} leave no frequency patch "
-             f"from {freq_bins} bins (n_fft={self.n_fft})")
+        need(self.tokens != "patches" or len(self.inter_channels) >= 1, "inter_channels",
+             f"must be a non-empty list with tokens=patches, got {list(self.inter_channels)}")
+        need(self.srp_angles >= 2 and self.srp_masks >= 1, "srp_angles",
+             f"srp_angles must be >= 2 and srp_masks >= 1, got {self.srp_angles} and {self.srp_masks}")
+        need(self.mic_spacing > 0 and self.sound_speed > 0, "mic_spacing",
+             f"mic_spacing and sound_speed must be > 0, got {self.mic_spacing} and {self.sound_speed}")
+        need(all(c > 0 for c in self.inter_channels), "inter_channels",
+             f"must be positive ints, got {list(self.inter_channels)}")
+        need(self.frames_per_token >= 1, "frames_per_token", f"must be >= 1, got {self.frames_per_token}")
+        if self.tokens == "patches":
+            need(len(self.patch_channels) >= 1 and min(self.patch_channels) > 0, "patch_channels",
+                 f"must be a non-empty list of positive ints, got {list(self.patch_channels)}")
+            need(self.patch_size >= 1, "patch_size", f"must be >= 1, got {self.patch_size}")
+            need(self.patch_channels[-1] == self.dim, "dim",
+                 f"must equal patch_channels[-1] ({self.patch_channels[-1]}), got {self.dim}")
+            freq_bins = self.n_fft // 2
+            need(freq_bins // self.patch_size ** len(self.patch_channels) >= 1, "patch_channels",
+                 f"{len(self.patch_channels)} patch convs of size {self.patch_size} leave no frequency patch "
+                 f"from {freq_bins} bins (n_fft={self.n_fft})")
         for key in ("depth", "heads", "dim_head", "ff_mult", "conv_expansion", "conv_kernel",
                     "max_rel_pos", "max_time_patches", "num_slots"):
             need(getattr(self, key) >= 1, key, f"must be >= 1, got {getattr(self, key)}")
@@ -52,8 +76,20 @@ class ModelConfig:
         need(self.ipd_eps > 0, "ipd_eps", f"must be > 0, got {self.ipd_eps}")
 
     @property
+    def in_channels(self) -> int:
+        """Feature maps per time-frequency bin."""
+        return 2 if self.features == "ipd" else 3
+
+    @property
     def freq_patches(self) -> int:
+        if self.tokens != "patches":
+            return 1
         return (self.n_fft // 2) // self.patch_size ** len(self.patch_channels)
+
+    @property
+    def frames_per_patch(self) -> int:
+        """STFT frames pooled into one token along time."""
+        return self.patch_size ** len(self.patch_channels) if self.tokens == "patches" else self.frames_per_token
 
     @property
     def max_tokens(self) -> int:
@@ -64,14 +100,15 @@ class ModelConfig:
         if num_samples < self.n_fft:
             return 0
         frames = (num_samples - self.n_fft) // self.hop + 1
+        if self.tokens != "patches":
+            return frames // self.frames_per_token
         for _ in self.patch_channels:
             frames //= self.patch_size
         return frames
 
     def min_samples(self) -> int:
         """Shortest input that yields one time patch."""
-        frames = self.patch_size ** len(self.patch_channels)
-        return self.n_fft + (frames - 1) * self.hop
+        return self.n_fft + (self.frames_per_patch - 1) * self.hop
 
 
 PRESETS: dict[str, ModelConfig] = {

@@ -30,12 +30,14 @@ DEFAULT_BINS: dict[str, tuple[float, ...]] = {
 }
 
 
-def two_slot_cross_entropy(logits: torch.Tensor, classes: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
-    """logits [B, S, C], classes long [B, S] -> scalar: sum over slots of the batch-mean cross-entropy (seed's loss)."""
-    per_item = F.cross_entropy(
-        logits.float().flatten(0, 1), classes.flatten(), reduction="none", label_smoothing=label_smoothing
-    )
-    return per_item.view(classes.shape).mean(dim=0).sum()
+def two_slot_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """logits [B, S, C], targets: classes long [B, S] or distributions [B, S, C] (targets.soft_targets) -> scalar:
+    sum over slots of the batch-mean cross-entropy (the seed's loss with one-hot targets)."""
+    shape = logits.shape[:2]
+    flat = targets.flatten(0, 1) if targets.dim() == 3 else targets.flatten()
+    per_item = F.cross_entropy(logits.float().flatten(0, 1), flat.float() if targets.dim() == 3 else flat,
+                               reduction="none", label_smoothing=label_smoothing)
+    return per_item.view(shape).mean(dim=0).sum()
 
 
 def metric_sums(pred_deg: torch.Tensor, true_deg: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:

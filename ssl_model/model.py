@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import torch
 from einops import rearrange, repeat
+from einops.layers.torch import Rearrange
 from torch import nn
 
 from ssl_model.config import ModelConfig, preset
 from ssl_model.conformer import Conformer
-from ssl_model.features import STFT, ipd_cos_sin
+from ssl_model.features import STFT, ipd_cos_sin, log_power, steered_response, steering
 
 
 def conv_bn_gelu(in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int) -> list[nn.Module]:
@@ -34,17 +35,38 @@ class SSLModel(nn.Module):
         self.stft = STFT(config.n_fft, config.hop, trainable=config.trainable_stft)
 
         layers: list[nn.Module] = []
-        channels = 2  # cos, sin
+        channels = config.in_channels
         for out_channels in config.inter_channels:
             layers += conv_bn_gelu(channels, out_channels, 3, 1, 1)
             channels = out_channels
         self.inter_conv = nn.Sequential(*layers)
 
-        layers = []
-        for out_channels in config.patch_channels:
-            layers += conv_bn_gelu(channels, out_channels, config.patch_size, config.patch_size, 0)
-            channels = out_channels
-        self.patch_embed = nn.Sequential(*layers)
+        if config.tokens == "patches":
+            layers = []
+            for out_channels in config.patch_channels:
+                layers += conv_bn_gelu(channels, out_channels, config.patch_size, config.patch_size, 0)
+                channels = out_channels
+            self.patch_embed = nn.Sequential(*layers)
+        elif config.tokens == "srp":
+            # A 1x1 conv turns the feature maps into srp_masks time-frequency weights (sigmoid); each weights the
+            # per-bin steered response (features.steered_response), giving srp_masks spatial spectra per frame.
+            self.srp_mask = nn.Sequential(nn.Conv2d(channels, config.srp_masks, 1), nn.Sigmoid())
+            self.register_buffer("steer", steering(config.n_fft, config.sr, config.srp_angles, config.mic_spacing,
+                                                   config.sound_speed), persistent=False)
+            self.patch_embed = nn.Sequential(
+                Rearrange("b m (t k) a -> b t (k m a)", k=config.frames_per_token),
+                nn.Linear(config.frames_per_token * config.srp_masks * config.srp_angles, config.dim),
+                nn.LayerNorm(config.dim),
+            )
+        else:
+            # One token per frames_per_token frames: every bin's features, linearly mapped. A linear map of the
+            # (cos, sin) phase differences across frequency is already a steered response (SRP-PHAT) per frame.
+            bins = config.n_fft // 2
+            self.patch_embed = nn.Sequential(
+                Rearrange("b c f (t k) -> b t (k c f)", k=config.frames_per_token),
+                nn.Linear(config.frames_per_token * channels * bins, config.dim),
+                nn.LayerNorm(config.dim),
+            )
 
         self.cls_tokens = nn.Parameter(torch.randn(config.num_slots, config.dim) * 0.02)
         self.pos_embedding = nn.Parameter(torch.randn(config.max_tokens, config.dim) * 0.02)
@@ -77,7 +99,7 @@ class SSLModel(nn.Module):
                 f"samples ({config.min_samples() / config.sr:.3f} s at {config.sr} Hz) for one time patch"
             )
         if patches > config.max_time_patches:
-            longest = config.n_fft + (config.max_time_patches * config.patch_size ** len(config.patch_channels)) * config.hop
+            longest = config.n_fft + (config.max_time_patches * config.frames_per_patch) * config.hop
             raise ValueError(
                 f"input of {num_samples} samples makes {patches} time patches, beyond the learned position table "
                 f"(max_time_patches={config.max_time_patches}, about {longest / config.sr:.1f} s); "
@@ -86,17 +108,28 @@ class SSLModel(nn.Module):
         return patches
 
     def features(self, wave: torch.Tensor) -> torch.Tensor:
-        """wave [batch, 2, samples] -> IPD (cos, sin) [batch, 2, n_fft/2, frames]."""
+        """wave [batch, 2, samples] -> IPD (cos, sin) [, log power] [batch, in_channels, n_fft/2, frames]."""
         real, imag = self.stft(wave)
-        return ipd_cos_sin(real, imag, eps=self.config.ipd_eps)
+        ipd = ipd_cos_sin(real, imag, eps=self.config.ipd_eps)
+        if self.config.features == "ipd":
+            return ipd
+        return torch.cat((ipd, log_power(real, imag)), dim=1)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         if wave.dim() != 3 or wave.shape[1] != 2:
             raise ValueError(f"expected wave [batch, 2, samples], got shape {list(wave.shape)}")
-        self.check_length(wave.shape[-1])
-        ipd = self.features(wave).to(wave.dtype)
-        patches = self.patch_embed(self.inter_conv(ipd))  # [b, dim, freq patches, time patches]
-        tokens = rearrange(patches, "b d f t -> b (t f) d")
+        patches = self.check_length(wave.shape[-1])
+        features = self.features(wave).to(wave.dtype)
+        maps = self.inter_conv(features)  # [b, c, freq bins, frames]
+        frames = patches * self.config.frames_per_token
+        if self.config.tokens == "patches":
+            tokens = rearrange(self.patch_embed(maps), "b d f t -> b (t f) d")  # [b, dim, freq, time patches]
+        elif self.config.tokens == "srp":
+            masks = self.srp_mask(maps).float()
+            spectra = steered_response(features[:, :2].float(), masks, self.steer)  # [b, masks, frames, angles]
+            tokens = self.patch_embed(spectra[:, :, :frames].to(maps.dtype))
+        else:
+            tokens = self.patch_embed(maps[..., :frames])
         cls = repeat(self.cls_tokens, "s d -> b s d", b=tokens.shape[0]).to(tokens.dtype)
         x = torch.cat((cls, tokens), dim=1)
         x = x + self.pos_embedding[: x.shape[1]].to(x.dtype)

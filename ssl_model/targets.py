@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Literal, Sequence
 
 import torch
+import torch.nn.functional as F
 
 NUM_CLASSES = 36
 BIN_DEG = 5.0
@@ -27,6 +28,17 @@ def angle_to_class(angles_deg: torch.Tensor, num_classes: int = NUM_CLASSES) -> 
 def angles_to_classes(angles_deg: torch.Tensor, num_classes: int = NUM_CLASSES) -> torch.Tensor:
     """angles [B, S] in degrees -> classes long [B, S], sorted ascending per row."""
     return angle_to_class(angles_deg.sort(dim=-1).values, num_classes)
+
+
+def soft_targets(angles_deg: torch.Tensor, num_classes: int, sigma_deg: float) -> torch.Tensor:
+    """angles [B, S] in degrees, sorted -> target distributions [B, S, C]: a Gaussian of width sigma_deg around
+    each angle, evaluated at the class centres and normalized (sigma_deg -> 0 gives the one-hot class)."""
+    centers = class_centers(torch.arange(num_classes, device=angles_deg.device), num_classes)  # [C]
+    distance = angles_deg.float().unsqueeze(-1) - centers  # [B, S, C]
+    weights = torch.exp(-0.5 * (distance / sigma_deg) ** 2)
+    own = F.one_hot(angle_to_class(angles_deg, num_classes), num_classes).float()
+    weights = torch.maximum(weights, own * 1e-6)  # a far-off angle still has its own class
+    return weights / weights.sum(dim=-1, keepdim=True)
 
 
 def class_centers(classes: torch.Tensor, num_classes: int = NUM_CLASSES) -> torch.Tensor:

@@ -183,6 +183,11 @@ def test_stft_kernels_match_torch_stft():
     torch.testing.assert_close(real, reference.real, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(imag, reference.imag, atol=1e-5, rtol=1e-5)
     assert stft.conv_real.weight.requires_grad
+    frozen = STFT(512, 160, trainable=False).double()  # the FFT path: the same numbers
+    frozen_real, frozen_imag = frozen(wave)
+    torch.testing.assert_close(frozen_real, reference.real, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(frozen_imag, reference.imag, atol=1e-5, rtol=1e-5)
+    assert not frozen.conv_real.weight.requires_grad
 
 
 def test_ipd_of_a_pure_delay():
@@ -295,3 +300,34 @@ def test_cuda_compile_bf16_matches_eager():
         eager = model(wave).float()
         compiled = torch.compile(model)(wave).float()
     assert (compiled - eager).abs().max() < 0.05 * eager.abs().max() + 0.05
+
+
+FRAMES = dict(tokens="frames", features="ipd_logpower", inter_channels=(), frames_per_token=4, dim=32, depth=1,
+              heads=2, dim_head=16, conv_kernel=7, max_rel_pos=32, max_time_patches=128)
+
+
+@pytest.mark.parametrize("samples", [512 + 3 * 160, 16000, 16000 * 3 + 77])
+def test_frame_tokens_take_any_length_and_see_every_bin(samples):
+    model = SSLModel.from_preset("tiny", **FRAMES).eval()
+    config = model.config
+    assert config.min_samples() == 512 + 3 * 160 and config.freq_patches == 1
+    with torch.no_grad():
+        assert model(torch.randn(2, 2, samples)).shape == (2, 2, 36)
+    # One token per 4 frames, built from every frequency bin and both features: a change confined to one bin of
+    # one frame moves that frame's token and nothing before it in time.
+    frames = (samples - 512) // 160 + 1
+    assert config.time_patches(samples) == frames // 4
+    embed = model.patch_embed[1]
+    assert embed.in_features == 4 * 3 * 256
+
+
+def test_log_power_feature_locates_energy_not_level():
+    model = SSLModel.from_preset("tiny", **FRAMES).eval()
+    t = torch.arange(16000) / 16000
+    tone = torch.sin(2 * torch.pi * 1000 * t).expand(1, 2, -1).clone()
+    maps = model.features(tone)
+    assert maps.shape[1] == 3
+    loud = model.features(tone * 100)
+    torch.testing.assert_close(maps[:, 2], loud[:, 2], atol=1e-3, rtol=1e-3)  # standardized: level drops out
+    peak_bin = maps[0, 2].mean(dim=-1).argmax().item() + 1  # +1: DC is dropped
+    assert abs(peak_bin * 16000 / 512 - 1000) < 16000 / 512  # the energy sits in the 1 kHz bin

@@ -72,3 +72,18 @@ def test_metadata_targets_and_factors():
         source_angles(meta, "elevation")
     with pytest.raises(ValueError, match="metadata item 0"):
         source_angles([{"sources": [{"lateral_deg": 1.0}]}], "azimuth")
+
+
+def test_soft_targets_are_gaussians_over_the_classes():
+    from ssl_model.targets import soft_targets
+
+    angles = torch.tensor([[42.5, 100.0], [0.0, 180.0]])
+    targets = soft_targets(angles, 36, sigma_deg=5.0)
+    assert targets.shape == (2, 2, 36)
+    torch.testing.assert_close(targets.sum(-1), torch.ones(2, 2))
+    assert targets[0, 0].argmax().item() == 8  # 42.5 is the centre of class 8: symmetric neighbours
+    torch.testing.assert_close(targets[0, 0, 7], targets[0, 0, 9])
+    assert targets[0, 1, 19] == targets[0, 1, 20]  # 100 degrees: the edge between classes 19 and 20
+    assert targets[1, 0].argmax().item() == 0 and targets[1, 1].argmax().item() == 35
+    sharp = soft_targets(angles, 36, sigma_deg=0.01)
+    assert torch.equal(sharp[0, 0].argmax(), torch.tensor(8)) and sharp[0, 0, 8] > 0.999

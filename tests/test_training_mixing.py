@@ -99,3 +99,14 @@ def test_synthetic_speech_is_broadband_voiced_unvoiced_with_pauses():
     # Different clips differ (varied pitch and formants), same seed repeats.
     y = synthetic_speech(16, sr * 2, sr, torch.Generator().manual_seed(0), "cpu", (80.0, 300.0))
     assert torch.equal(x, y) and not torch.allclose(x[0], x[1])
+
+
+def test_mic_gain_mismatch_scales_each_mic():
+    g = torch.Generator().manual_seed(0)
+    speech = torch.randn(2, 2, 800, generator=g)
+    rir = torch.zeros(2, 2, 2, 10)
+    rir[..., 0] = 1.0  # identity RIRs: each mic hears the sum of the sources
+    gains = torch.tensor([[6.0, 0.0], [0.0, -6.0]])
+    wave = mix(speech, rir, normalize="none", mic_gain_db=gains)
+    plain = speech.sum(1, keepdim=True).expand(2, 2, 800)
+    torch.testing.assert_close(wave, plain * (10 ** (gains / 20))[:, :, None])

@@ -91,7 +91,11 @@ class TrainData:
         if cfg.mix.noise_prob > 0:
             noise = torch.randn(cfg.run.batch_size, rir.shape[1], speech.shape[-1], generator=self.generator,
                                 device=self.device)
-        wave = mix(speech, rir, gains, snr, noise, cfg.mix.normalize)
+        mic_gain = None
+        if cfg.mix.mic_gain_db > 0:
+            u = torch.rand(cfg.run.batch_size, rir.shape[1], generator=self.generator, device=self.device)
+            mic_gain = (2 * u - 1) * cfg.mix.mic_gain_db
+        wave = mix(speech, rir, gains, snr, noise, cfg.mix.normalize, mic_gain)
         return wave, angles[:, TARGET_ROWS[cfg.target]].sort(dim=-1).values
 
     def counters(self) -> dict[str, int]:

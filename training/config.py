@@ -70,6 +70,7 @@ class SpeechConfig:
 @dataclass
 class MixConfig:
     gain_db: tuple[float, float] = (0.0, 0.0)  # per-source gain drawn U(lo, hi) dB; seed: none
+    mic_gain_db: float = 0.0  # per-mic gain mismatch: each mic scaled by U(-x, x) dB (uncalibrated real arrays)
     noise_prob: float = 0.0  # share of mixtures that get white noise; seed: none
     snr_db: tuple[float, float] = (5.0, 30.0)  # SNR drawn U(lo, hi) dB when noise is added
     normalize: Literal["peak", "rms", "none"] = "peak"
@@ -77,6 +78,7 @@ class MixConfig:
     def validate(self) -> None:
         need(self.gain_db[0] <= self.gain_db[1], "mix.gain_db", f"must satisfy lo <= hi, got {list(self.gain_db)}")
         need(0.0 <= self.noise_prob <= 1.0, "mix.noise_prob", f"must be in [0, 1], got {self.noise_prob}")
+        need(self.mic_gain_db >= 0, "mix.mic_gain_db", f"must be >= 0, got {self.mic_gain_db}")
         need(self.snr_db[0] <= self.snr_db[1], "mix.snr_db", f"must satisfy lo <= hi, got {list(self.snr_db)}")
 
 
@@ -93,6 +95,7 @@ class OptimConfig:
     grad_clip: float = 5.0  # 0 disables clipping (the norm is still checked for NaN/Inf)
     accum_steps: int = 1
     label_smoothing: float = 0.0
+    label_sigma_deg: float = 0.0  # > 0: soft targets, a Gaussian of this width around each angle over the classes
 
     def validate(self) -> None:
         need(self.lr > 0, "optim.lr", f"must be > 0, got {self.lr}")
@@ -105,6 +108,7 @@ class OptimConfig:
         need(self.grad_clip >= 0, "optim.grad_clip", f"must be >= 0, got {self.grad_clip}")
         need(self.accum_steps >= 1, "optim.accum_steps", f"must be >= 1, got {self.accum_steps}")
         need(0 <= self.label_smoothing < 1, "optim.label_smoothing", f"must be in [0, 1), got {self.label_smoothing}")
+        need(self.label_sigma_deg >= 0, "optim.label_sigma_deg", f"must be >= 0, got {self.label_sigma_deg}")
 
 
 @dataclass

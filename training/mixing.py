@@ -32,12 +32,16 @@ def mix(
     snr_db: torch.Tensor | None = None,
     noise: torch.Tensor | None = None,
     normalize: str = "peak",
+    mic_gain_db: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """speech [B, S, T], rir [B, M, S, L], gain_db [B, S], snr_db [B] (NaN: no noise), noise [B, M, T] -> wave [B, M, T]."""
+    """speech [B, S, T], rir [B, M, S, L], gain_db [B, S], snr_db [B] (NaN: no noise), noise [B, M, T],
+    mic_gain_db [B, M] -> wave [B, M, T]."""
     images = convolve_sources(speech, rir, out_len=speech.shape[-1])  # [B, M, S, T]
     if gain_db is not None:
         images = images * (10.0 ** (gain_db.float() / 20.0))[:, None, :, None]
     wave = images.sum(dim=2)  # [B, M, T]
+    if mic_gain_db is not None:
+        wave = wave * (10.0 ** (mic_gain_db.float() / 20.0))[:, :, None]
     if snr_db is not None and noise is not None:
         signal_power = wave.pow(2).mean(dim=(1, 2))  # [B]
         noise_power = noise.pow(2).mean(dim=(1, 2)).clamp_min(1e-12)

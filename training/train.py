@@ -37,7 +37,7 @@ from ssl_model import SSLModel
 from shards.files import kill_point
 from ssl_model.metrics import metric_sums, metrics_from_sums, two_slot_cross_entropy
 from ssl_model.oracle import chance_binned_mae
-from ssl_model.targets import angles_to_classes, decode_posteriors
+from ssl_model.targets import angles_to_classes, decode_posteriors, soft_targets
 from training.checkpoint import (CONFIG, WEIGHTS, CheckpointError, export_weights, latest_state, load_state,
                                  read_trainer_state, save_training_state)
 from training.config import TrainConfig, dump_config, load_train_config
@@ -265,7 +265,10 @@ def train(args: argparse.Namespace) -> int:
             wave, angles = data.batch(step, micro)  # fp32, mixed on the device outside autocast
             bad = ~torch.isfinite(wave).all()
             wave = torch.nan_to_num(wave, nan=0.0, posinf=0.0, neginf=0.0)  # keeps BatchNorm statistics clean
-            classes = angles_to_classes(angles, cfg.model.num_classes)
+            if cfg.optim.label_sigma_deg > 0:
+                classes = soft_targets(angles, cfg.model.num_classes, cfg.optim.label_sigma_deg)
+            else:
+                classes = angles_to_classes(angles, cfg.model.num_classes)
             last = micro == cfg.optim.accum_steps - 1
             with contextlib.nullcontext() if last else accelerator.no_sync(model):
                 logits = model(wave)
