@@ -140,3 +140,97 @@ def test_oracle_floor_with_random_elevation_is_positive_and_below_chance():
     chance = chance_binned_mae(angles_to_classes(azimuth))
     assert (floor > 2.0).all() and (floor < chance / 3).all(), (floor, chance)
     assert (oracle_floor_binned_mae(tdoa=tdoa, angles_deg=lateral) < 1.0).all()
+
+
+def reference_table(n, seed, elevation_range=None):
+    """n reference scenes of planar_scenes' prior (elevation U(-r, r) degrees when given) -> (tdoa, azimuth, lateral) [2n]."""
+    g = torch.Generator().manual_seed(seed)
+    elevation = None
+    if elevation_range is not None:
+        elevation = (torch.rand(n, 2, generator=g, dtype=torch.float64) * 2 - 1) * elevation_range
+    return tuple(x.flatten() for x in planar_scenes(n, g, elevation_deg=elevation))
+
+
+def test_reference_posteriors_are_the_k_nearest_reference_classes():
+    from ssl_model.oracle import reference_posteriors
+
+    g = torch.Generator().manual_seed(3)
+    query = torch.randn(70, generator=g, dtype=torch.float64)
+    ref = torch.randn(500, generator=g, dtype=torch.float64)
+    classes = torch.randint(0, 36, (500,), generator=g)
+    got = reference_posteriors(query, ref, classes, neighbours=9, chunk=16)  # several chunks
+    nearest = (query[:, None] - ref[None]).abs().topk(9, largest=False).indices
+    expected = F.one_hot(classes[nearest], 36).double().sum(1) / 9
+    torch.testing.assert_close(got, expected)
+    # Queries beyond both ends of the table, and a table smaller than k: all of it.
+    edge = reference_posteriors(torch.tensor([-100.0, 100.0]).double(), ref, classes, neighbours=9)
+    torch.testing.assert_close(edge[0], F.one_hot(classes[ref.argsort()[:9]], 36).double().mean(0))
+    torch.testing.assert_close(edge[1], F.one_hot(classes[ref.argsort()[-9:]], 36).double().mean(0))
+    small = reference_posteriors(query[:3], ref[:4], classes[:4], neighbours=50)
+    torch.testing.assert_close(small, F.one_hot(classes[:4], 36).double().mean(0).expand(3, -1))
+    with pytest.raises(ValueError, match="reference"):
+        reference_posteriors(query, ref, classes[:10])
+
+
+def test_dense_reference_lateral_floor_is_near_zero_planar_and_3d():
+    # Planar: the TDOA fixes the lateral angle (= azimuth here) up to near-field terms.
+    tdoa, _, lateral = planar_scenes(400, torch.Generator().manual_seed(4))
+    ref_tdoa, _, ref_lateral = reference_table(100_000, 5)
+    dense = oracle_floor_binned_mae(tdoa=tdoa, angles_deg=lateral, reference=(ref_tdoa, ref_lateral))
+    loo = oracle_floor_binned_mae(tdoa=tdoa, angles_deg=lateral)
+    assert dense.shape == (2,) and (dense < 0.5).all(), dense
+    assert (dense < loo / 3).all(), (dense, loo)  # the leave-one-out neighbourhood is what inflated it
+
+    # 3-D: elevation U(-60, 60) degrees. Lateral is still fixed by the TDOA; azimuth is not.
+    g = torch.Generator().manual_seed(6)
+    elevation = (torch.rand(400, 2, generator=g, dtype=torch.float64) * 2 - 1) * 60
+    tdoa, azimuth, lateral = planar_scenes(400, g, elevation_deg=elevation)
+    ref_tdoa, ref_azimuth, ref_lateral = reference_table(100_000, 7, elevation_range=60.0)
+    lateral_floor = oracle_floor_binned_mae(tdoa=tdoa, angles_deg=lateral, reference=(ref_tdoa, ref_lateral))
+    azimuth_floor = oracle_floor_binned_mae(tdoa=tdoa, angles_deg=azimuth, reference=(ref_tdoa, ref_azimuth))
+    assert (lateral_floor < 0.5).all(), lateral_floor
+    assert (azimuth_floor > 2.0).all() and (azimuth_floor > 10 * lateral_floor).all(), (azimuth_floor, lateral_floor)
+    # The metadata form takes the same reference.
+    metadata = [{"sources": [{"tdoa_s": float(tdoa[k, s]), "lateral_deg": float(lateral[k, s])} for s in range(2)]}
+                for k in range(400)]
+    torch.testing.assert_close(oracle_floor_binned_mae(metadata, target="lateral", reference=(ref_tdoa, ref_lateral)),
+                               lateral_floor)
+
+
+def test_oracle_slot_classes_from_a_reference():
+    from ssl_model.oracle import oracle_slot_classes
+
+    tdoa, _, lateral = planar_scenes(300, torch.Generator().manual_seed(8))
+    ref_tdoa, _, ref_lateral = reference_table(50_000, 9)
+    predicted = oracle_slot_classes(tdoa, lateral, reference=(ref_tdoa, ref_lateral))
+    truth = angles_to_classes(lateral)
+    assert (predicted == truth).float().mean() > 0.97
+    assert (predicted - truth).abs().max() <= 1
+
+
+def test_evaluate_reads_the_oracle_prior_from_the_eval_manifest(tmp_path):
+    import json
+    from pathlib import Path
+
+    from configs import config_to_dict
+    from simulate.config import SimulateConfig
+    from training.config import load_train_config
+    from training.evaluate import eval_prior_reference
+
+    tiny = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
+    cfg = load_train_config(tiny, [f"data.shards={tmp_path}"])
+    table, info = eval_prior_reference(cfg, sources=2000)
+    assert table is None and info["estimator"] == "leave-one-out" and "manifest" in info["note"]
+    # A coplanar prior in the manifest: every reference source is at the array's height, azimuth = lateral.
+    (tmp_path / cfg.data.eval_split).mkdir()
+    config = {k: v for k, v in config_to_dict(SimulateConfig(coplanar=True)).items() if k != "splits"}
+    (tmp_path / cfg.data.eval_split / "manifest.json").write_text(json.dumps({"config": config}))
+    table, info = eval_prior_reference(cfg, sources=2000)
+    assert info["estimator"] == "reference" and info["sources"] == 2000
+    assert table["tdoa_s"].shape == (2000,)
+    torch.testing.assert_close(table["azimuth_deg"], table["lateral_deg"])
+    again, _ = eval_prior_reference(cfg, sources=2000)
+    assert torch.equal(again["tdoa_s"], table["tdoa_s"])  # seeded
+    (tmp_path / cfg.data.eval_split / "manifest.json").write_text(json.dumps({"config": {"sr": "fast"}}))
+    table, info = eval_prior_reference(cfg, sources=2000)
+    assert table is None and "sr" in info["note"]
