@@ -32,6 +32,9 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_model.py
 	$(PY) benchmarks/bench_pipeline.py
 	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_localize.py
+	bash examples/prepare_speech.sh
+	$(PY) benchmarks/bench_accuracy.py
 
 clean:
 	rm -rf $(VENV) runs/ demo_out/

@@ -30,6 +30,10 @@ class SimulateConfig:
     # reflection law solved so the Schroeder T20 tracks the requested RT60.
     decay: Literal["fra", "calibrated"] = "fra"
     uniform_directions: bool = False  # FRA-RIR's own direction draw is not uniform on the sphere
+    # > 0: also render the shoebox's exact image sources up to this reflection order (specular early
+    # reflections from their geometric directions, e.g. the end walls along the array axis), beside FRA's random
+    # ones. 0 (default) is FRA-RIR as its authors define it.
+    early_images: int = 0
     reflection_perturb: tuple[float, float] = (-2.0, 2.0)  # (a, b) of U(a, b) * ratio^tau
     reflection_tau: float = 0.25
     sound_speed: float = 340.0
@@ -94,6 +98,7 @@ class SimulateConfig:
         ilo, ihi = self.image_count_range
         # 0 images gives direct paths only (anechoic), useful for tests.
         need(0 <= ilo <= ihi, "image_count_range", f"must satisfy 0 <= min <= max, got {list(self.image_count_range)}")
+        need(0 <= self.early_images <= 6, "early_images", f"must be in [0, 6], got {self.early_images}")
         need(1 <= self.fractional_delay_order <= 8, "fractional_delay_order",
              f"must be in [1, 8], got {self.fractional_delay_order}")
         a, b = self.reflection_perturb

@@ -152,6 +152,43 @@ def image_paths(
 
 
 @functools.lru_cache(maxsize=64)
+def lattice(order: int) -> torch.Tensor:
+    """-> long [E, 3, 2]: every shoebox image of reflection order 1..`order` as (n, q) per axis, order = sum |2n - q|.
+
+    Image-source method (Allen and Berkley, JASA 1979): along an axis of length L, x' = (1 - 2q) x + 2 n L is
+    the source seen through |2n - q| reflections off the two walls of that axis.
+    """
+    axis = [(n, q) for n in range(-order, order + 1) for q in (0, 1) if abs(2 * n - q) <= order]
+    rows = [(a, b, c) for a in axis for b in axis for c in axis
+            if 1 <= sum(abs(2 * n - q) for n, q in (a, b, c)) <= order]
+    return torch.tensor(rows, dtype=torch.long)
+
+
+def specular_paths(scenes: Scenes, cfg: SimulateConfig, lengths: torch.Tensor, direct_delay: torch.Tensor
+                   ) -> dict[str, torch.Tensor]:
+    """The shoebox's exact image sources up to order cfg.early_images, each path beta^order / d at delay d / c.
+
+    -> delay, amplitude [B, M, S, E] (0 at or past the RIR length) and `early` bool [B, M, S, E] (within
+    cfg.early_window_ms of that channel's direct path). FRA-RIR's reflections come from random directions;
+    these add the coherent specular reflections a real room's walls give, from their geometric directions.
+    """
+    images = lattice(cfg.early_images).to(scenes.device)  # [E, 3, 2]
+    n, q = images[..., 0].double(), images[..., 1].double()  # [E, 3]
+    reflections = (2 * n - q).abs().sum(-1)  # [E]
+    src = scenes.src_pos[:, :, None, :]  # [B, S, 1, 3]
+    positions = (1 - 2 * q) * src + 2 * n * scenes.room_dim[:, None, None, :]  # [B, S, E, 3]
+    dist = torch.linalg.vector_norm(scenes.mic_pos[:, :, None, None, :] - positions[:, None], dim=-1)  # [B, M, S, E]
+    beta = reflection_coefficient(scenes.room_dim, scenes.rt60)[:, None, None, None]
+    delay = (dist * (cfg.sr / cfg.sound_speed)).float()
+    amplitude = (beta ** reflections / dist).float()
+    inside = delay < lengths[:, None, None, None]
+    lo, hi = (t * cfg.sr / 1000 for t in cfg.early_window_ms)
+    since = delay - direct_delay[..., None]
+    return {"delay": torch.where(inside, delay, torch.zeros_like(delay)),
+            "amplitude": torch.where(inside, amplitude, torch.zeros_like(amplitude)),
+            "early": inside & (since >= lo) & (since <= hi)}
+
+
 def _render_kernel(n_fft: int, order: int, sr: int, highpass_hz: float, device: str) -> torch.Tensor:
     """-> [order+1, n_fft//2+1] complex64: the Farrow delay kernel times the high-pass, cached per FFT size."""
     return delay_kernel(n_fft, order, highpass_response(n_fft, sr, highpass_hz, device), device)
@@ -171,10 +208,19 @@ def _render_chunk(
     channel = paths["channel"].view(-1)
     direct_whole, direct_values = farrow_terms(paths["direct_delay"].view(-1), paths["direct_amplitude"].view(-1), order)
     direct_channel = torch.arange(channels, device=device)
+    specular = specular_paths(scenes, cfg, lengths, paths["direct_delay"]) if cfg.early_images else None
+    if specular is not None:
+        images = specular["delay"].shape[-1]
+        spec_whole, spec_values = farrow_terms(specular["delay"].view(-1), specular["amplitude"].view(-1), order)
+        spec_channel = direct_channel.repeat_interleave(images)
+        spec_early = specular["early"].view(-1).nonzero(as_tuple=True)[0]
 
     def render(size: int, length: int, pick: torch.Tensor | None) -> torch.Tensor:
         trains = torch.zeros(order + 1, channels * size, dtype=torch.float32, device=device)
         add_impulses(trains, direct_channel * size + direct_whole, direct_values)
+        if specular is not None:
+            keep = slice(None) if pick is None else spec_early
+            add_impulses(trains, spec_channel[keep] * size + spec_whole[keep], spec_values[:, keep])
         if pick is None:
             add_impulses(trains, channel * size + whole, values)
         else:

@@ -22,6 +22,17 @@ from simulate.options import local_output_dir, resolve_config
 from simulate.render import render_shard
 
 
+# Options added after GENERATOR_VERSION 2 whose default renders exactly what version 2 rendered: left out of the
+# fingerprint and the manifest while at that default, so existing shard folders stay valid.
+LATER_DEFAULTS = {"early_images": 0}
+
+
+def shaping_config(cfg: SimulateConfig) -> dict[str, Any]:
+    """What shapes a split's shard content: the config without the split counts and without LATER_DEFAULTS."""
+    return {key: value for key, value in config_to_dict(cfg).items()
+            if key != "splits" and not (key in LATER_DEFAULTS and value == LATER_DEFAULTS[key])}
+
+
 def config_hash(config: dict[str, Any], split: str) -> str:
     """Fingerprint of everything that shapes a split's shard content (the split counts excluded)."""
     shaping = {key: value for key, value in config.items() if key != "splits"}
@@ -81,7 +92,7 @@ def plan_split(cfg: SimulateConfig, out: Path, split: str, count: int, device: s
                shards: set[int] | None, rank: int, world_size: int) -> tuple[dict[str, Any], list[ShardJob]]:
     """One split -> (manifest header, the jobs this rank owns); refuses a folder of another config."""
     directory = out / split
-    digest = config_hash(config_to_dict(cfg), split)
+    digest = config_hash(shaping_config(cfg), split)
     existing = directory / MANIFEST
     if existing.is_file():
         try:
@@ -94,7 +105,7 @@ def plan_split(cfg: SimulateConfig, out: Path, split: str, count: int, device: s
     header = {"kind": "rir", "split": split, "seed": cfg.seed, "generator_version": GENERATOR_VERSION,
               "config_hash": digest, "shard_size": cfg.shard_size,
               # Without `splits`, so a split's manifest does not depend on which other splits a run wrote.
-              "config": {key: value for key, value in config_to_dict(cfg).items() if key != "splits"}}
+              "config": shaping_config(cfg)}
     jobs = []
     for k in range(shard_count(count, cfg.shard_size)):
         if owns(k, rank, world_size) and (shards is None or k in shards):

@@ -16,7 +16,8 @@ class ModelConfig:
     # Input maps per time-frequency bin: cos/sin of the inter-mic phase difference (the seed's), optionally with
     # the log power of both mics (standardized per input), which tells the model where the speech energy is.
     features: Literal["ipd", "ipd_logpower"] = "ipd"
-    inter_channels: tuple[int, ...] = (4, 8)  # 3x3 convs on the feature image (may be empty with tokens=frames)
+    inter_channels: tuple[int, ...] = (4, 8)  # convs on the feature image (may be empty unless tokens=patches)
+    inter_kernel: tuple[int, int] = (3, 3)  # their (frequency, time) kernel; odd sizes ('same' padding)
     # Tokens: `patches` (the seed's): patch_size x patch_size / patch_size convs, one token per
     # patch_size^len(patch_channels) bins x frames; `frames`: one token per frames_per_token frames of the whole
     # band (all frequency bins, embedded by one linear map), so attention sees every bin's phase at 10 ms steps.
@@ -57,6 +58,8 @@ class ModelConfig:
              f"mic_spacing and sound_speed must be > 0, got {self.mic_spacing} and {self.sound_speed}")
         need(all(c > 0 for c in self.inter_channels), "inter_channels",
              f"must be positive ints, got {list(self.inter_channels)}")
+        need(all(k >= 1 and k % 2 == 1 for k in self.inter_kernel), "inter_kernel",
+             f"must be odd sizes >= 1, got {list(self.inter_kernel)}")
         need(self.frames_per_token >= 1, "frames_per_token", f"must be >= 1, got {self.frames_per_token}")
         if self.tokens == "patches":
             need(len(self.patch_channels) >= 1 and min(self.patch_channels) > 0, "patch_channels",
@@ -125,6 +128,24 @@ PRESETS: dict[str, ModelConfig] = {
         conv_expansion=2,
         conv_kernel=7,
         max_rel_pos=64,
+    ),
+    # The shipped model's layout (ssl_model/pretrained): learned-mask steered responses, frame tokens.
+    "srp": ModelConfig(
+        trainable_stft=False,
+        features="ipd_logpower",
+        inter_channels=(8,),
+        tokens="srp",
+        frames_per_token=4,
+        srp_angles=181,
+        srp_masks=4,
+        dim=128,
+        depth=4,
+        heads=4,
+        dim_head=32,
+        ff_mult=4,
+        conv_kernel=15,
+        max_rel_pos=128,
+        max_time_patches=1024,
     ),
 }
 

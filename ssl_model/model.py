@@ -11,7 +11,8 @@ from ssl_model.conformer import Conformer
 from ssl_model.features import STFT, ipd_cos_sin, log_power, steered_response, steering
 
 
-def conv_bn_gelu(in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int) -> list[nn.Module]:
+def conv_bn_gelu(in_channels: int, out_channels: int, kernel_size: int | tuple[int, int], stride: int,
+                 padding: int | tuple[int, int]) -> list[nn.Module]:
     return [
         nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding),
         nn.BatchNorm2d(out_channels),
@@ -36,8 +37,9 @@ class SSLModel(nn.Module):
 
         layers: list[nn.Module] = []
         channels = config.in_channels
+        kf, kt = config.inter_kernel
         for out_channels in config.inter_channels:
-            layers += conv_bn_gelu(channels, out_channels, 3, 1, 1)
+            layers += conv_bn_gelu(channels, out_channels, (kf, kt), 1, (kf // 2, kt // 2))
             channels = out_channels
         self.inter_conv = nn.Sequential(*layers)
 

@@ -11,7 +11,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import torch
 
-from run_helpers import TINY, TRAIN, records, subprocess_env
+from run_helpers import TINY, TRAIN, records, small_shards, subprocess_env
 from simulate import generate_dataset
 from training.batches import TrainData
 from training.config import load_train_config
@@ -24,9 +24,7 @@ SMALL = ["data.num_workers=1", "data.rir_reservoir=8", "data.rir_refresh=2", "sp
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
-    out = tmp_path_factory.mktemp("shards")
-    generate_dataset(out, splits={"train": 12, "eval": 8}, overrides=("shard_size=2", "rt60_range=[0.1,0.2]"))
-    return out
+    return small_shards(tmp_path_factory, "shards", 12, 8, 2, 0.2)
 
 
 class QuietHandler(SimpleHTTPRequestHandler):

@@ -51,3 +51,11 @@ def test_summary_table_marks_untrained_target():
     assert "1.00" in lateral_cell and "50.0%" in lateral_cell
     assert "1.00" not in azimuth_cell and "-" in azimuth_cell
     assert len(lines) == 7
+
+
+def test_summary_table_adds_the_shipped_models_row():
+    lines = summary_table({"lateral": _report("lateral", True)}, pretrained=_report("lateral", True))
+    row = next(line for line in lines if line.startswith("pretrained"))
+    lateral_cell, azimuth_cell = row.split("|")[1:]
+    assert "1.00" in lateral_cell and "-" in azimuth_cell and "1.00" not in azimuth_cell
+    assert len(lines) == 8

@@ -12,7 +12,7 @@ from ssl_model import SSLModel
 from training import plots
 from training.checkpoint import CONFIG, WEIGHTS, export_weights
 from training.config import dump_config, load_train_config
-from training.evaluate import main, reshape_metrics, unique_scenes
+from training.evaluate import evaluate_run, main, reshape_metrics, unique_scenes
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -124,3 +124,22 @@ def test_plots_from_plain_arrays(tmp_path):
     ]
     for path in paths:
         assert_png(path)
+
+
+def test_two_models_scored_on_the_same_mixtures(tiny_run, tmp_path):
+    run, shards = tiny_run
+    other = tmp_path / "other"
+    other.mkdir()
+    # Another model trained with a longer clip and another eval seed: scored on the first run's eval set instead.
+    cfg = load_train_config(ROOT / "configs" / "tiny.yaml",
+                            [f"run.dir={other}", f"data.shards={shards}", "speech.clip_seconds=1.5", "eval.seed=99"])
+    torch.manual_seed(1)
+    export_weights(SSLModel(cfg.model), cfg, other / WEIGHTS)
+    dump_config(cfg, other / CONFIG)
+    mine = evaluate_run(run, progress=False, out_dir=tmp_path / "mine")
+    own = evaluate_run(other, progress=False, out_dir=tmp_path / "own")
+    alike = evaluate_run(other, progress=False, out_dir=tmp_path / "alike", eval_like=run)
+    gcc = lambda report: report["targets"]["lateral"]["gcc_phat"]["per_slot"]  # noqa: E731
+    # GCC-PHAT sees the waves only: equal on the same mixtures, different on the other run's own eval set.
+    assert gcc(alike) == gcc(mine) and gcc(own) != gcc(mine)
+    assert alike["counts"] == mine["counts"] and alike["model_target"] == "lateral"

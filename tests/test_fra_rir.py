@@ -187,3 +187,53 @@ def test_calibrated_decay_tracks_requested_rt60():
         assert abs(ratio.median().item() - 1) < 0.04, (band, ratio.median().item())
         assert ((ratio - 1).abs() < 0.10).float().mean() > 0.95, (band, ratio)
         assert ((ratio - 1).abs() < 0.15).all(), (band, ratio)
+
+
+def test_specular_early_images_sit_where_the_walls_put_them():
+    # No random images: the direct path plus the 6 first-order images of the shoebox, each beta / d at d / c.
+    from simulate.decay import reflection_coefficient
+
+    cfg = SimulateConfig(image_count_range=(0, 0), early_images=1, highpass_hz=0.0, rt60_range=(0.3, 0.3))
+    scenes, rir, early, _ = _simulate(cfg, 6, seed=5)
+    beta = reflection_coefficient(scenes.room_dim, scenes.rt60)
+    checked = 0
+    for b in range(6):
+        for s in range(2):
+            src, room = scenes.src_pos[b, s], scenes.room_dim[b]
+            walls = []
+            for axis in range(3):
+                for wall in (0.0, float(room[axis])):
+                    image = src.clone()
+                    image[axis] = 2 * wall - src[axis]
+                    walls.append(image)
+            for m in range(2):
+                d = torch.stack([torch.linalg.vector_norm(scenes.mic_pos[b, m] - w) for w in walls])
+                want = d * cfg.sr / cfg.sound_speed
+                got, height = subsample_peak(rir[b, m, s][None].expand(len(walls), -1).clone(), want.float())
+                # Paths can land close together; check the images with no other path within the peak finder's
+                # +-32-sample window.
+                direct = torch.linalg.vector_norm(scenes.mic_pos[b, m] - src) * cfg.sr / cfg.sound_speed
+                paths = torch.cat([want, direct[None]])
+                alone = torch.tensor([((paths - w).abs() > 34).sum() == len(paths) - 1 for w in want])
+                checked += int(alone.sum())
+                if not alone.any():
+                    continue
+                assert (got - want).abs()[alone].max() < 0.15
+                # Heights relative to the direct path's (the band-limited kernel's gain cancels): beta d0 / d.
+                _, direct_height = subsample_peak(rir[b, m, s][None].clone(), direct[None].float())
+                ratio = height[alone].double() / direct_height.double()
+                d0 = direct * cfg.sound_speed / cfg.sr
+                torch.testing.assert_close(ratio, (beta[b] * d0 / d)[alone], rtol=0.03, atol=2e-3)
+    assert checked >= 20
+    # With the default early_images=0 nothing but the direct path is there.
+    plain = SimulateConfig(image_count_range=(0, 0), highpass_hz=0.0, rt60_range=(0.3, 0.3))
+    _, rir0, _, _ = _simulate(plain, 6, seed=5)
+    assert (rir - rir0).abs().amax() > 0.01  # the images changed the RIR
+    assert early.abs().sum() > 0
+
+
+def test_shoebox_lattice_counts_images_by_order():
+    from simulate.fra_rir import lattice
+
+    # 4k^2 + 2 images of each order k >= 1 (6, 18, 38 ...).
+    assert [len(lattice(k)) for k in (1, 2, 3)] == [6, 24, 62]

@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from simulate import generate_dataset
 from configs import ConfigError
 from training.config import load_train_config
 from training.train import all_gpus_command, resolve_mixed_precision, trackers
 
-from run_helpers import ROOT, TINY, TRAIN, records, subprocess_env
+from run_helpers import ROOT, TINY, TRAIN, records, small_shards, subprocess_env
 
 STEPS2 = ["--steps", "2", "data.num_workers=1", "data.rir_reservoir=8", "data.rir_refresh=2", "speech.reservoir=16",
           "speech.refresh=4", "run.batch_size=4", "eval.num_samples=4", "eval.batch_size=4", "run.progress=false"]
@@ -20,9 +19,7 @@ STEPS2 = ["--steps", "2", "data.num_workers=1", "data.rir_reservoir=8", "data.ri
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
-    out = tmp_path_factory.mktemp("shards")
-    generate_dataset(out, splits={"train": 8, "eval": 4}, overrides=("shard_size=2", "rt60_range=[0.1,0.2]"))
-    return out
+    return small_shards(tmp_path_factory, "shards", 8, 4, 2, 0.2)
 
 
 @pytest.mark.parametrize("env, cuda, want", [

@@ -152,3 +152,40 @@ def test_resample_keeps_a_tone():
 ])
 def test_window_starts(n, window, starts):
     assert window_starts(n, window) == starts
+
+
+def test_many_files_one_json_line_each_and_bad_ones_do_not_stop_the_rest(run_dir, tmp_path, capsys):
+    good = [tmp_path / "a.wav", tmp_path / "b.ogg"]
+    sf.write(good[0], stereo(1.5, 16000, seed=1), 16000)
+    sf.write(good[1], stereo(2.0, 22050, seed=2), 22050, format="OGG", subtype="VORBIS")
+    bad = bad_file("mono", tmp_path)
+    plots = tmp_path / "plots"
+    plots.mkdir()
+    code = main([str(good[0]), str(bad), str(good[1]), "--run", str(run_dir), "--plot", str(plots)])
+    out, err = capsys.readouterr()
+    assert code == 2  # one file failed
+    lines = out.strip().splitlines()
+    assert [json.loads(line)["file"] for line in lines] == [str(good[0]), str(good[1])]
+    assert err.strip().splitlines() == [line for line in err.strip().splitlines() if line.startswith("error: ")]
+    assert str(bad) in err and "mono audio" in err
+    assert sorted(p.name for p in plots.iterdir()) == ["a.png", "b.png"]
+    assert json.loads(lines[1])["sample_rate_in"] == 22050
+
+
+def test_model_file_and_the_shipped_default(run_dir, tmp_path, capsys):
+    path = tmp_path / "rec.wav"
+    sf.write(path, stereo(1.5, 16000), 16000)
+    assert main([str(path), "--model", str(run_dir / WEIGHTS)]) == 0
+    by_model = json.loads(capsys.readouterr().out)
+    assert main([str(path), "--run", str(run_dir)]) == 0
+    assert json.loads(capsys.readouterr().out)["angles_deg"] == by_model["angles_deg"]
+    from ssl_model.localize import PRETRAINED
+
+    code = main([str(path)])  # no --run, no --model: the shipped model
+    out, err = capsys.readouterr()
+    if PRETRAINED.is_file():
+        assert code == 0 and len(json.loads(out)["angles_deg"]) == 2
+    else:
+        assert code == 2 and "pass --run DIR or --model FILE" in err
+    assert main([str(path), "--model", str(tmp_path / "nope.safetensors")]) == 2
+    assert "no such weights file" in capsys.readouterr().err

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from simulate import generate_dataset
 from configs import ConfigError
-from training.config import load_train_config
+from run_helpers import small_shards
+from simulate import generate_dataset
 from training.batches import TrainData
+from training.config import load_train_config
 from training.eval_set import fixed_eval_set, read_split_in_order
 from training.reservoirs import SceneReservoir, SpeechReservoir
 from training.sources import DataError, check_enough_shards, resolve_shards
@@ -24,9 +25,7 @@ TINY = ROOT / "configs" / "tiny.yaml"
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
-    out = tmp_path_factory.mktemp("shards")
-    generate_dataset(out, splits={"train": 24, "eval": 12}, overrides=("shard_size=4", "rt60_range=[0.1,0.3]"))
-    return out
+    return small_shards(tmp_path_factory, "shards", 24, 12, 4, 0.3)
 
 
 def tiny(shards, *overrides):

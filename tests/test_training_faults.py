@@ -11,9 +11,8 @@ import pytest
 import soundfile as sf
 from safetensors.numpy import load_file
 
-from simulate import generate_dataset
 
-from run_helpers import ROOT, TINY, TRAIN, records, subprocess_env as env
+from run_helpers import ROOT, TINY, TRAIN, records, small_shards, subprocess_env as env
 SMALL = ["data.num_workers=1", "data.rir_reservoir=8", "data.rir_refresh=4", "speech.reservoir=16",
          "speech.refresh=4", "run.batch_size=4", "eval.num_samples=8", "eval.batch_size=8", "run.progress=false",
          "eval.every=0", "run.log_every=5"]
@@ -21,9 +20,7 @@ SMALL = ["data.num_workers=1", "data.rir_reservoir=8", "data.rir_refresh=4", "sp
 
 @pytest.fixture(scope="module")
 def clean_shards(tmp_path_factory):
-    out = tmp_path_factory.mktemp("clean")
-    generate_dataset(out, splits={"train": 16, "eval": 8}, overrides=("shard_size=2", "rt60_range=[0.1,0.2]"))
-    return out
+    return small_shards(tmp_path_factory, "clean", 16, 8, 2, 0.2)
 
 
 def damaged_copy(clean: Path, dest: Path) -> tuple[str, str]:

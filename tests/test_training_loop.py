@@ -12,16 +12,14 @@ import torch
 
 from simulate import generate_dataset
 
-from run_helpers import ROOT, TINY, TRAIN, records, subprocess_env as env
+from run_helpers import ROOT, TINY, TRAIN, records, small_shards, subprocess_env as env
 SMALL = ["data.num_workers=1", "data.rir_reservoir=16", "data.rir_refresh=2", "speech.reservoir=32",
          "speech.refresh=8", "run.batch_size=8", "eval.num_samples=16", "eval.batch_size=8", "run.progress=false"]
 
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
-    out = tmp_path_factory.mktemp("shards")
-    generate_dataset(out, splits={"train": 32, "eval": 16}, overrides=("shard_size=4", "rt60_range=[0.1,0.3]"))
-    return out
+    return small_shards(tmp_path_factory, "shards", 32, 16, 4, 0.3)
 
 
 @pytest.mark.slow

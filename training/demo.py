@@ -31,7 +31,7 @@ from shards.files import read_samples
 from shards.layout import shard_name
 from shards.samples import decode_rir
 from simulate import generate_dataset
-from ssl_model.localize import load_model_checked, localize_wave, plot_half_circle, read_stereo
+from ssl_model.localize import PRETRAINED, load_model_checked, localize_wave, plot_half_circle, read_stereo
 from training.checkpoint import WEIGHTS
 from training.evaluate import evaluate_run, summary_lines
 from training.mixing import mix
@@ -39,6 +39,7 @@ from training.speech import synthetic_speech
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "tiny.yaml"
+PRETRAINED_RUN = PRETRAINED.parent  # the shipped model's folder: model.safetensors and the config.yaml it was trained with
 
 
 @dataclass(frozen=True)
@@ -119,16 +120,19 @@ def fmt(value: float | None) -> str:
     return "    -" if value is None else f"{value:5.2f}"
 
 
-def summary_table(reports: dict[str, dict]) -> list[str]:
-    """{target: evaluate report} -> lines: binned MAE (deg) per slot, per method and target, plus ACC@5."""
+def summary_table(reports: dict[str, dict], pretrained: dict | None = None) -> list[str]:
+    """{target: evaluate report} (and the shipped model's report on the same mixtures) -> lines: binned MAE (deg)
+    per slot, per method and target, plus ACC@5."""
     targets = ("lateral", "azimuth")
     any_report = next(iter(reports.values()))
 
     def cell(target: str, method: str) -> str:
         report = reports.get(target, any_report)
+        if method == "pretrained":
+            report, method = pretrained, "model"
         res = report["targets"][target]
         if method in ("model", "gcc_phat"):
-            scores = res.get(method) if (method != "model" or target in reports) else None
+            scores = res.get(method) if (method != "model" or target in reports or report is pretrained) else None
             if not scores:
                 return f"{fmt(None)} {fmt(None)} {'    -':>6}"
             slots = scores["per_slot"]
@@ -139,7 +143,8 @@ def summary_table(reports: dict[str, dict]) -> list[str]:
 
     header = f"{'method':<26}" + "".join(f"| {t + ' (slot1 slot2 acc5)':<27}" for t in targets)
     lines = [header, "-" * len(header)]
-    rows = (("model (tiny, CPU)", "model"), ("GCC-PHAT", "gcc_phat"),
+    rows = (("model (tiny, CPU)", "model"),) + ((("pretrained (shipped)", "pretrained"),) if pretrained else ()) + (
+            ("GCC-PHAT", "gcc_phat"),
             ("oracle floor (exact TDOA)", "oracle_floor_binned_mae_deg"), ("chance (median class)", "chance_binned_mae_deg"))
     for label, method in rows:
         lines.append(f"{label:<26}" + "".join(f"| {cell(t, method):<27}" for t in targets))
@@ -187,6 +192,15 @@ def main(argv: list[str] | None = None) -> int:
             for line in summary_lines(reports[target]):
                 print("   " + line)
 
+    pretrained = None
+    if PRETRAINED_RUN.joinpath(WEIGHTS).is_file():
+        with stage("pretrained", f"3b. score the shipped model ({PRETRAINED_RUN}) on the same held-out mixtures", timings):
+            pretrained = evaluate_run(PRETRAINED_RUN, shards=str(shards), speech="synthetic",
+                                      num_samples=plan.eval_mixtures, device="cpu", progress=True,
+                                      out_dir=out / "pretrained_eval", eval_like=runs / f"tiny-{targets[0]}")
+            for line in summary_lines(pretrained):
+                print("   " + line)
+
     with stage("render+localize", "4. render one eval scene to a stereo wav and localize it", timings):
         rir, meta = first_eval_scene(shards)
         wav = out / "scene.wav"
@@ -203,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     report = next(iter(reports.values()))
     print(f"held-out: {report['counts']['mixtures']} mixtures of {report['counts']['distinct_eval_scenes']} eval scenes "
           f"(disjoint seeds from the {plan.train_scenes} train scenes); speech: {report['speech_source']}")
-    for line in summary_table(reports):
+    for line in summary_table(reports, pretrained):
         print(line)
     print(f"\nlocalized {wav} (eval scene {meta.get('split', 'eval')}/{meta.get('index', 0)}, RT60 {meta['rt60']:.2f} s):")
     for target, res in localized.items():

@@ -263,15 +263,20 @@ def eval_manifest(cfg) -> dict[str, Any]:
 
 def evaluate_run(run_dir: str | Path, shards: str | None = None, speech: str | None = None,
                  num_samples: int | None = None, device: str = "cpu", progress: bool = True,
-                 out_dir: str | Path | None = None) -> dict[str, Any]:
-    """Score a run folder; writes {out_dir or run/eval}/metrics.json and the plots -> the metrics dict."""
+                 out_dir: str | Path | None = None, eval_like: str | Path | None = None) -> dict[str, Any]:
+    """Score a run folder; writes {out_dir or run/eval}/metrics.json and the plots -> the metrics dict.
+
+    eval_like: another run folder whose eval set (clip length, mixing, speech, eval.seed) to use instead of this
+    run's, so two models are scored on the very same mixtures.
+    """
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir is not None else run_dir / "eval"
     try:
-        model, cfg = load_run(run_dir, device)
+        model, model_cfg = load_run(run_dir, device)
+        cfg = load_run(eval_like, device)[1] if eval_like is not None else model_cfg
     except FileNotFoundError as err:
         raise EvaluateError(str(err)) from None
-    cfg = with_data_sources(cfg, shards, speech, num_samples)
+    cfg = dataclasses.replace(with_data_sources(cfg, shards, speech, num_samples), target=model_cfg.target)
     batches = fixed_eval_set(cfg, device=device).batches
     metadata = [m for _, _, metas in batches for m in metas]
     if len(metadata) < 2:
@@ -367,6 +372,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                     "(default: the run's speech config)")
     p.add_argument("--num-samples", type=int, help="eval mixtures (default: the run's eval.num_samples)")
     p.add_argument("--out", help="output folder (default RUN/eval)")
+    p.add_argument("--eval-like", help="score on this other run's eval set (clip, mixing, speech, seed), e.g. to put "
+                                       "two models on the same mixtures")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
@@ -377,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         device = str(torch_device(args.device))
         report = evaluate_run(args.run, args.shards, args.speech, args.num_samples, device,
-                              progress=not args.no_progress, out_dir=args.out)
+                              progress=not args.no_progress, out_dir=args.out, eval_like=args.eval_like)
     except (EvaluateError, DataError, ConfigError, LocalizeError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
