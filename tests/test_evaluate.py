@@ -27,19 +27,23 @@ def assert_png(path) -> None:
     assert image[..., :3].std() > 0.01, f"{path} looks blank"
 
 
+def untrained_run(run: Path, shards: Path, overrides: list[str], seed: int) -> Path:
+    """A run folder holding a randomly initialized configs/tiny.yaml model and its config."""
+    run.mkdir()
+    cfg = load_train_config(ROOT / "configs" / "tiny.yaml", [f"run.dir={run}", f"data.shards={shards}", *overrides])
+    torch.manual_seed(seed)
+    export_weights(SSLModel(cfg.model), cfg, run / WEIGHTS)
+    dump_config(cfg, run / CONFIG)
+    return run
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """Small shards (8 train, 40 eval scenes) and an untrained tiny run with a hand-written metrics.jsonl."""
     root = tmp_path_factory.mktemp("eval")
     shards = root / "shards"
     generate_dataset(shards, splits={"train": 8, "eval": 40}, overrides=("shard_size=20",), workers=1)
-    run = root / "run"
-    run.mkdir()
-    cfg = load_train_config(ROOT / "configs" / "tiny.yaml",
-                            [f"run.dir={run}", f"data.shards={shards}", "eval.num_samples=48", "eval.batch_size=16"])
-    torch.manual_seed(0)
-    export_weights(SSLModel(cfg.model), cfg, run / WEIGHTS)
-    dump_config(cfg, run / CONFIG)
+    run = untrained_run(root / "run", shards, ["eval.num_samples=48", "eval.batch_size=16"], seed=0)
     lines = [{"event": "start", "step": 0}]
     for step in range(10, 101, 10):
         lines.append({"event": "train", "step": step, "loss": 7.0 / (1 + step / 30), "lr": 1e-3})
@@ -128,14 +132,8 @@ def test_plots_from_plain_arrays(tmp_path):
 
 def test_two_models_scored_on_the_same_mixtures(tiny_run, tmp_path):
     run, shards = tiny_run
-    other = tmp_path / "other"
-    other.mkdir()
     # Another model trained with a longer clip and another eval seed: scored on the first run's eval set instead.
-    cfg = load_train_config(ROOT / "configs" / "tiny.yaml",
-                            [f"run.dir={other}", f"data.shards={shards}", "speech.clip_seconds=1.5", "eval.seed=99"])
-    torch.manual_seed(1)
-    export_weights(SSLModel(cfg.model), cfg, other / WEIGHTS)
-    dump_config(cfg, other / CONFIG)
+    other = untrained_run(tmp_path / "other", shards, ["speech.clip_seconds=1.5", "eval.seed=99"], seed=1)
     mine = evaluate_run(run, progress=False, out_dir=tmp_path / "mine")
     own = evaluate_run(other, progress=False, out_dir=tmp_path / "own")
     alike = evaluate_run(other, progress=False, out_dir=tmp_path / "alike", eval_like=run)
