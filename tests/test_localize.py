@@ -11,7 +11,7 @@ import soundfile as sf
 import torch
 
 from ssl_model import SSLModel
-from ssl_model.localize import main, resample, window_starts
+from ssl_model.localize import PRETRAINED, main, resample, window_starts
 from training.checkpoint import CONFIG, WEIGHTS, export_weights
 from training.config import dump_config, load_train_config
 
@@ -179,13 +179,9 @@ def test_model_file_and_the_shipped_default(run_dir, tmp_path, capsys):
     by_model = json.loads(capsys.readouterr().out)
     assert main([str(path), "--run", str(run_dir)]) == 0
     assert json.loads(capsys.readouterr().out)["angles_deg"] == by_model["angles_deg"]
-    from ssl_model.localize import PRETRAINED
-
-    code = main([str(path)])  # no --run, no --model: the shipped model
-    out, err = capsys.readouterr()
-    if PRETRAINED.is_file():
-        assert code == 0 and len(json.loads(out)["angles_deg"]) == 2
-    else:
-        assert code == 2 and "pass --run DIR or --model FILE" in err
+    assert PRETRAINED.is_file(), "the repository ships ssl_model/pretrained/model.safetensors"
+    assert main([str(path)]) == 0  # no --run, no --model: the shipped model
+    shipped = json.loads(capsys.readouterr().out)
+    assert len(shipped["angles_deg"]) == 2 and shipped["target"] == "lateral"
     assert main([str(path), "--model", str(tmp_path / "nope.safetensors")]) == 2
     assert "no such weights file" in capsys.readouterr().err
