@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The recipe of the shipped model, from nothing to ssl_model/pretrained/ (about 2 hours on a 2-core CPU):
+# The recipe of the shipped model, from nothing to ssl_model/pretrained/ (about 70 minutes on a 2-core CPU):
 # real speech (examples/prepare_speech.sh), 16,000 training rooms in four FRA-RIR variants plus the seed
 # protocol's 400 eval rooms, then configs/pretrained.yaml. Every step resumes: rerun the same command after an
 # interruption (shards that verify are kept, training continues from its last saved state).
