@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from configs import ConfigError, build_config
 from ssl_model import PRESETS, ModelConfig, SSLModel
 from ssl_model.conformer import relative_position_bias
-from ssl_model.features import STFT, ipd_cos_sin
+from ssl_model.features import STFT, ipd_cos_sin, steered_response, steering
 from ssl_model.metrics import two_slot_cross_entropy
 
 # Printed by the seed recipe (docs/protocol.md, "The seed recipe in brief"), verbatim.
@@ -201,6 +201,24 @@ def test_ipd_of_a_pure_delay():
     # Hann-windowed frames of a shifted signal: near-exact for a 2-sample delay in 512-sample frames.
     assert (ipd[0, 0].mean(-1) - torch.cos(expected)).abs().median() < 0.02
     assert (ipd[0, 1].mean(-1) - torch.sin(expected)).abs().median() < 0.02
+
+
+@pytest.mark.parametrize("angle", [20.0, 55.0, 90.0, 128.0, 165.0])
+def test_steered_response_peaks_at_the_sources_lateral_angle(angle):
+    # Far field, mic 1 at +x: a source at lateral angle theta reaches mic 1 d cos(theta) / c before mic 0.
+    sr, d, c = 16000, 0.1, 340.0
+    n = 16384
+    x = torch.randn(1, n, dtype=torch.float64)
+    tau = -d * math.cos(math.radians(angle)) / c  # mic 1's delay relative to mic 0
+    f = torch.fft.rfftfreq(n, 1 / sr, dtype=torch.float64)
+    late = torch.fft.irfft(torch.fft.rfft(x) * torch.exp(-2j * math.pi * f * tau), n=n)
+    real, imag = STFT(512, 160, trainable=False).double()(torch.stack((x, late), dim=1))
+    ipd = ipd_cos_sin(real, imag)
+    ones = torch.ones(1, 1, *ipd.shape[2:], dtype=ipd.dtype)
+    response = steered_response(ipd, ones, steering(512, sr, 181, d, c))  # [1, 1, T, 181]
+    assert response.shape == (1, 1, ipd.shape[-1], 181)
+    assert abs(response[0, 0].mean(0).argmax().item() - angle) <= 1.0  # 1-degree grid
+    assert response.max() <= 1.0 + 1e-5
 
 
 def test_relative_position_bias_matches_shaw_form():
