@@ -50,6 +50,9 @@ class LocalizerSpec:
 def save_localizer(model: torch.nn.Module, spec: LocalizerSpec, path: str | Path,
                    extra: dict[str, str] | None = None) -> Path:
     """Model + spec -> safetensors file (written to a temporary name, then renamed: never half-written)."""
+    model_config = getattr(model, "config", None)
+    if isinstance(model_config, ModelConfig) and model_config != spec.model:
+        raise ValueError("the model's architecture differs from the spec's model config: the file would not load")
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     save_model(model, str(tmp), metadata={"format": "pt", SPEC_KEY: spec.to_json(), **(extra or {})})

@@ -195,8 +195,9 @@ def tiny_case(tmp_path):
                 seed += 1
                 soundfile.write(speech / level / "nl" / f"{level[:2]}-{character}-{k}.flac", speechlike(1.4, seed), 16000)
     model = tmp_path / "tiny.safetensors"
+    cfg = load_train_config(ROOT / "configs" / "tiny.yaml")
     torch.manual_seed(0)
-    export_weights(SSLModel.from_preset("tiny"), load_train_config(ROOT / "configs" / "tiny.yaml"), model)
+    export_weights(SSLModel(cfg.model), cfg, model)
     return speech, model
 
 

@@ -81,3 +81,10 @@ def test_resume_refuses_a_pickled_optimizer_state_without_running_it(tmp_path):
     assert last_line.startswith("error: ") and str(state) in last_line, resumed.stderr[-2000:]
     assert "Traceback" not in resumed.stderr
     assert not marker.exists()
+
+
+def test_weights_of_another_architecture_are_not_exported_under_this_config(tmp_path):
+    cfg = load_train_config(TINY)
+    with pytest.raises(ValueError, match="architecture differs"):
+        export_weights(SSLModel.from_preset("tiny"), cfg, tmp_path / WEIGHTS)  # the seed layout, not tiny.yaml's
+    assert not list(tmp_path.iterdir())
