@@ -23,7 +23,7 @@ def generate_main(argv: list[str]) -> int:
     parser.add_argument("--config", help="YAML file of SimulateConfig fields")
     parser.add_argument("--splits", help="e.g. train=3000,eval=200")
     parser.add_argument("--workers", type=int, help="processes (default: every core on cpu, 1 on cuda)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda (cuda:LOCAL_RANK when torchrun or srun starts one process per GPU) or cuda:N")
     parser.add_argument("--shards", help="only these shard numbers, e.g. 3,17")
     parser.add_argument("--rank", type=int, help="this task's rank (default: SLURM or torchrun variables, else 0)")
     parser.add_argument("--world-size", type=int, help="number of tasks (default: SLURM or torchrun, else 1)")

@@ -1,4 +1,4 @@
-"""Which part of the work this process owns: rank and world size from flags, SLURM or torchrun."""
+"""Which part of the work this process owns: rank and world size from flags, SLURM or torchrun; which GPU."""
 from __future__ import annotations
 
 import os
@@ -37,6 +37,25 @@ def resolve_rank(rank: int | None = None, world_size: int | None = None,
     if not 0 <= rank < world_size:
         raise ConfigError(f"rank: must be in [0, {world_size}), got {rank}")
     return rank, world_size
+
+
+def resolve_device(device: str, cuda_count: int, env: Mapping[str, str] | None = None) -> str:
+    """--device -> the device this process renders on. Plain `cuda` on a node running one process per GPU
+    (torchrun's LOCAL_RANK, else SLURM_LOCALID) becomes `cuda:<local rank>`; `cpu` and `cuda:N` stay."""
+    env = os.environ if env is None else env
+    if device != "cuda":
+        return device
+    for key in ("LOCAL_RANK", "SLURM_LOCALID"):
+        if key in env:
+            try:
+                local = int(env[key])
+            except ValueError:
+                raise ConfigError(f"{key}: expected an integer, got {env[key]!r}") from None
+            if not 0 <= local < cuda_count:
+                raise ConfigError(f"{key}={local}: this node has {cuda_count} visible CUDA device(s); "
+                                  f"start at most one process per GPU or pass --device cuda:N")
+            return f"cuda:{local}"
+    return device
 
 
 def owns(k: int, rank: int, world_size: int) -> bool:

@@ -16,7 +16,7 @@ from configs import ConfigError, config_to_dict
 from shards.files import atomic_write, remove_stale_temps, shard_is_current, tar_bytes, write_sidecar
 from shards.layout import MANIFEST, shard_count, shard_name, shard_span
 from shards.manifest import load_manifest, merge_manifest
-from simulate.cluster import owns, resolve_rank
+from simulate.cluster import owns, resolve_device, resolve_rank
 from simulate.config import GENERATOR_VERSION, SimulateConfig
 from simulate.options import local_output_dir, resolve_config
 from simulate.render import render_shard
@@ -151,6 +151,7 @@ def generate_dataset(out_dir, cfg: SimulateConfig | None = None, splits: dict[st
         raise ConfigError(f"device: expected cpu or cuda, got {device!r}")
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("device: cuda was asked for but torch finds no CUDA device")
+    device = resolve_device(device, torch.cuda.device_count())
     wanted = None if shards is None else {int(k) for k in shards}
     out = local_output_dir(out_dir)
     largest = max((shard_count(n, cfg.shard_size) for n in cfg.splits.values()), default=0)

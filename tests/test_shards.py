@@ -13,7 +13,7 @@ from shards.files import (FIXED_MTIME, ShardError, atomic_write, read_samples, r
                           tar_bytes, temp_path, write_sidecar)
 from shards.layout import shard_count, shard_seed, shard_span, sidecar_path, sidecar_url
 from shards.samples import npy_bytes
-from simulate.cluster import owns, resolve_rank
+from simulate.cluster import owns, resolve_device, resolve_rank
 from simulate.generate import config_hash
 
 
@@ -119,6 +119,25 @@ def test_rank_flags_win_and_are_checked():
     assert resolve_rank(1, 2, env={"RANK": "0", "WORLD_SIZE": "8"}) == (1, 2)
     with pytest.raises(ConfigError, match="rank"):
         resolve_rank(2, 2, env={})
+
+
+@pytest.mark.parametrize("device, env, count, expected", [
+    ("cpu", {"LOCAL_RANK": "3"}, 0, "cpu"),
+    ("cuda", {}, 8, "cuda"),  # one process: torch's current device
+    ("cuda", {"LOCAL_RANK": "3", "RANK": "11", "WORLD_SIZE": "16"}, 8, "cuda:3"),  # torchrun, node 2 of 2
+    ("cuda", {"SLURM_LOCALID": "5", "SLURM_PROCID": "13"}, 8, "cuda:5"),  # srun, one task per GPU
+    ("cuda", {"LOCAL_RANK": "1", "SLURM_LOCALID": "0"}, 2, "cuda:1"),  # torchrun inside one SLURM task
+    ("cuda:2", {"LOCAL_RANK": "0"}, 8, "cuda:2"),  # an explicit GPU wins
+])
+def test_each_local_process_takes_its_own_gpu(device, env, count, expected):
+    assert resolve_device(device, count, env) == expected
+
+
+def test_more_local_processes_than_gpus_is_one_line():
+    with pytest.raises(ConfigError, match="LOCAL_RANK=4: this node has 4 visible CUDA device"):
+        resolve_device("cuda", 4, {"LOCAL_RANK": "4"})
+    with pytest.raises(ConfigError, match="SLURM_LOCALID: expected an integer"):
+        resolve_device("cuda", 4, {"SLURM_LOCALID": "x"})
 
 
 def test_ranks_partition_the_shards():
