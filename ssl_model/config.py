@@ -133,7 +133,8 @@ PRESETS: dict[str, ModelConfig] = {
     "srp": ModelConfig(
         trainable_stft=False,
         features="ipd_logpower",
-        inter_channels=(8,),
+        inter_channels=(8, 8),
+        inter_kernel=(3, 7),  # +-3 frames of context for the masks (onsets)
         tokens="srp",
         frames_per_token=4,
         srp_angles=181,

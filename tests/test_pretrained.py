@@ -4,6 +4,7 @@ import yaml
 
 from simulate.config import SimulateConfig
 from simulate.render import render_batch
+from ssl_model import PRESETS
 from ssl_model.baselines import gcc_phat
 from ssl_model.localize import PRETRAINED, load_model_checked, localize_wave
 from training.mixing import convolve_sources
@@ -24,6 +25,7 @@ def test_small_enough_to_ship_and_made_by_the_documented_recipe():
     assert shipped["run"]["steps"] == recipe["run"]["steps"] and shipped["target"] == "lateral"
     model, spec = load_model_checked(PRETRAINED, torch.device("cpu"))
     assert spec.sr == 16000 and spec.target == "lateral" and spec.mic_spacing == 0.1
+    assert spec.model == PRESETS["srp"]  # the preset the model card and README name
 
 
 def test_two_talkers_in_unseen_rooms_beat_gcc_phat():

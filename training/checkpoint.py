@@ -47,14 +47,23 @@ def load_state(accelerator, state_dir: Path) -> None:
                               f"({reason})") from None
 
 
+def run_file(run_dir: str | Path, name: str) -> Path:
+    """run folder, CONFIG or WEIGHTS -> that file's path; FileNotFoundError naming it when it is missing."""
+    path = Path(run_dir) / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: is {run_dir} a training run folder?")
+    return path
+
+
+def run_config(run_dir: str | Path) -> TrainConfig:
+    """run folder -> its resolved TrainConfig (no weights loaded)."""
+    return load_train_config(run_file(run_dir, CONFIG))
+
+
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[SSLModel, TrainConfig]:
     """run folder -> (SSLModel in eval mode on `device`, its resolved TrainConfig)."""
-    run_dir = Path(run_dir)
-    for name in (CONFIG, WEIGHTS):
-        if not (run_dir / name).is_file():
-            raise FileNotFoundError(f"{run_dir / name} not found: is {run_dir} a training run folder?")
-    cfg = load_train_config(run_dir / CONFIG)
-    model, _ = load_localizer(run_dir / WEIGHTS, device)
+    cfg = run_config(run_dir)
+    model, _ = load_localizer(run_file(run_dir, WEIGHTS), device)
     return model, cfg
 
 

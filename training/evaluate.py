@@ -37,7 +37,7 @@ from ssl_model.oracle import chance_binned_mae, oracle_floor_binned_mae, oracle_
 from ssl_model.targets import (BIN_DEG, NUM_CLASSES, angle_to_class, angles_to_classes, class_centers, decode_posteriors,
                                metadata_factors, source_angles)
 from training import plots
-from training.checkpoint import load_run
+from training.checkpoint import load_run, run_config
 from training.eval_set import fixed_eval_set, with_shards
 from training.sources import DataError
 
@@ -273,7 +273,7 @@ def evaluate_run(run_dir: str | Path, shards: str | None = None, speech: str | N
     out = Path(out_dir) if out_dir is not None else run_dir / "eval"
     try:
         model, model_cfg = load_run(run_dir, device)
-        cfg = load_run(eval_like, device)[1] if eval_like is not None else model_cfg
+        cfg = run_config(eval_like) if eval_like is not None else model_cfg
     except FileNotFoundError as err:
         raise EvaluateError(str(err)) from None
     cfg = dataclasses.replace(with_data_sources(cfg, shards, speech, num_samples), target=model_cfg.target)
