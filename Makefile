@@ -4,12 +4,16 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-fast test-slow demo bench clean
+.PHONY: install test test-fast test-slow demo bench clean
 
-$(STAMP): pyproject.toml
+# constraints.txt pins every package to the tested version (torch and torchaudio as one exact pair).
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	touch $(STAMP)
+
+# Set-up only: .venv with the project and its test extra, at the locked versions.
+install: $(STAMP)
 
 # Two passes: the quick suite, then the slow (fault-injection, multi-process, end-to-end) tests.
 # pytest exits 5 when a pass selects no test; that is not a failure here.

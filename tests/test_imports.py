@@ -1,0 +1,61 @@
+"""Every module of the project imports, and the installed torch/torchaudio are the locked pair.
+
+A compiled extension that does not load (torchaudio beside a torch it was not built for) fails here, in one
+test that names the module, instead of as a collection error in every test file that imports it.
+"""
+import importlib
+import importlib.metadata
+import pkgutil
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("configs", "shards", "simulate", "ssl_model", "training")
+
+
+def project_modules() -> list[str]:
+    names = []
+    for package in PACKAGES:
+        names.append(package)
+        names += [info.name for info in pkgutil.walk_packages([str(ROOT / package)], prefix=f"{package}.")]
+    return sorted(names)
+
+
+def test_the_package_list_covers_the_tree():
+    found = {path.parent.name for path in ROOT.glob("*/__init__.py")}
+    assert found == set(PACKAGES)
+
+
+@pytest.mark.parametrize("name", project_modules())
+def test_module_imports(name):
+    importlib.import_module(name)
+
+
+def test_torchaudio_compiled_part_loads_and_filters():
+    import torch
+    import torchaudio.functional as AF
+
+    impulse = torch.zeros(1, 8)
+    impulse[0, 0] = 1.0
+    out = AF.lfilter(impulse, torch.tensor([1.0, -0.5]), torch.tensor([1.0, 0.0]), clamp=False)
+    assert torch.allclose(out[0, :3], torch.tensor([1.0, 0.5, 0.25]))
+
+
+def locked_versions() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        match = re.fullmatch(r"([A-Za-z0-9_.-]+)==(\S+)", line.strip())
+        if match:
+            pins[match.group(1).lower().replace("_", "-")] = match.group(2)
+    return pins
+
+
+def test_torch_and_torchaudio_are_the_locked_exact_pair():
+    pins = locked_versions()
+    declared = (ROOT / "pyproject.toml").read_text()
+    for name in ("torch", "torchaudio"):
+        assert f'"{name}=={pins[name]}"' in declared, f"pyproject.toml and constraints.txt disagree on {name}"
+        installed = importlib.metadata.version(name).split("+")[0]
+        assert installed == pins[name], f"{name} {installed} installed, {pins[name]} locked: run `make install`"
