@@ -14,18 +14,7 @@ import math
 
 import torch
 
-# FFT sizes used: 2^a * {1, 9/8, 5/4, 3/2, 15/8}, all fast, at most 25% above the length needed.
-_SIZE_FACTORS = (8, 9, 10, 12, 15)
-
-
-def fft_size(minimum: int) -> int:
-    """-> the smallest size 2^a * q / 8 (q in 8, 9, 10, 12, 15) that is >= minimum."""
-    best = 1 << max(3, math.ceil(math.log2(max(minimum, 1))))
-    for q in _SIZE_FACTORS:
-        scale = 1 << max(0, math.ceil(math.log2(max(minimum * 8 / q, 1))))
-        if q * scale % 8 == 0 and q * scale // 8 >= minimum:
-            best = min(best, q * scale // 8)
-    return best
+from shards.dsp import fft_size  # noqa: F401  (re-exported: simulate's modules import it from here)
 
 
 def band_limit(n_fft: int, passband: float = 0.8, device: torch.device | str = "cpu") -> torch.Tensor:

@@ -4,7 +4,7 @@ import pytest
 import scipy.signal
 import torch
 
-from simulate.fractional_delay import fft_size
+from shards.dsp import fft_size
 from ssl_model.features import normalize_wave
 from training.mixing import convolve_sources, draw_mix_params, mix
 from training.speech import synthetic_speech

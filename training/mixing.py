@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from simulate.fractional_delay import fft_size
+from shards.dsp import fft_size
 from ssl_model.features import normalize_wave
 
 
