@@ -4,7 +4,8 @@
 - `shards.files`: byte-reproducible tars, atomic writes, sidecars, reading a shard from a path or any
   WebDataset URL (`pipe:`, `http(s)://`, ...) and parsing it strictly.
 - `shards.manifest`: per-split manifests merged from sidecars.
-- `shards.samples`: member names and metadata keys, encoding, validated decoding, the array setup.
+- `shards.samples`: member names and metadata keys, encoding, validated decoding.
+- `shards.array`: the array record (sample rate, mic spacing, speed of sound, sources) and SOUND_SPEED.
 - `shards.audio`: speech files and members: finding, decoding, downmixing, resampling, cropping.
 
 The format itself is specified in shards/README.md. Output folders written here by `python -m simulate

@@ -1,7 +1,8 @@
 """What a sample holds: member names, metadata keys, encoding on write and validated decoding on read.
 
 RIR sample `{split}-{index:09d}`: `rir.npy` and `early.npy` (float32 [mics, sources, L], no pickle) and
-`json` (META_KEYS, and per source SOURCE_KEYS; the full field list is in shards/README.md).
+`json` (META_KEYS, and per source SOURCE_KEYS; since generator version 3 also the array record,
+shards.array; the full field list is in shards/README.md).
 Speech sample `speech-{index:09d}`: one audio member (AUDIO_MEMBERS) and `json` (SPEECH_KEYS).
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from shards.array import ArraySetup
 from shards.files import ShardError
 
 RIR_MEMBERS = ("rir.npy", "early.npy", "json")
@@ -92,6 +94,10 @@ def decode_rir(key: str, parts: dict[str, bytes], where: str) -> RirSample:
         raise ShardError(f"{where}: sample {key} json 'sources' must hold {sources} objects with {SOURCE_KEYS}")
     if not all(np.isfinite(float(s[k])) for s in sources_meta for k in SOURCE_KEYS):
         raise ShardError(f"{where}: sample {key} json 'sources' hold NaN or Inf")
+    try:
+        ArraySetup.from_meta(meta, f"{where}: sample {key} json")
+    except ValueError as err:
+        raise ShardError(str(err)) from None
     return RirSample(key, rir, early, meta)
 
 
@@ -105,21 +111,3 @@ def speech_member(key: str, parts: dict[str, bytes], where: str) -> tuple[str, d
     if any(name not in meta for name in SPEECH_KEYS):
         raise ShardError(f"{where}: sample {key} json lacks one of {SPEECH_KEYS}")
     return audio[0], meta
-
-
-def array_setup(meta: dict[str, Any]) -> dict[str, Any]:
-    """RIR metadata -> the setup a run must match: sr, mics, mic spacing (m, mic 0 to mic 1), sources."""
-    mic = np.asarray(meta["mic_pos"], dtype=np.float64)
-    return {"sr": int(meta["sr"]), "mics": int(mic.shape[0]), "sources": len(meta["src_pos"]),
-            "mic_spacing": float(np.linalg.norm(mic[1] - mic[0])) if mic.shape[0] >= 2 else 0.0}
-
-
-def sound_speed(meta: dict[str, Any]) -> float:
-    """The speed of sound a scene was simulated with, from its geometry and TDOAs: tdoa = (|s - m1| - |s - m0|) / c."""
-    mic = np.asarray(meta["mic_pos"], dtype=np.float64)[:2]
-    speeds = []
-    for src, source in zip(meta["src_pos"], meta["sources"]):
-        path_difference = np.linalg.norm(np.asarray(src) - mic[1]) - np.linalg.norm(np.asarray(src) - mic[0])
-        if abs(float(source["tdoa_s"])) > 1e-6:
-            speeds.append(path_difference / float(source["tdoa_s"]))
-    return float(np.median(speeds)) if speeds else 340.0

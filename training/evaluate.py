@@ -27,7 +27,7 @@ from configs import ConfigError, build_config
 from shards.files import sha256_file
 from shards.layout import is_url, stable_seed
 from shards.manifest import load_manifest
-from shards.samples import sound_speed
+from shards.array import ArraySetup
 from simulate.config import SimulateConfig
 from simulate.scenes import sample_scenes
 from ssl_model.baselines import gcc_phat
@@ -153,12 +153,6 @@ def eval_prior_reference(cfg, sources: int = ORACLE_REFERENCE_SOURCES) -> tuple[
                    "seed": ORACLE_REFERENCE_SEED, "manifest": location,
                    "note": f"p(class | tdoa) from the 50 nearest of {table['tdoa_s'].numel()} reference sources drawn "
                            f"from the eval split's simulation prior (manifest config), seed {ORACLE_REFERENCE_SEED}"}
-
-
-def mic_distance(metadata: Sequence[dict]) -> float:
-    """Spacing of the first two mics (metres), from the scene metadata."""
-    a, b = (np.asarray(p, float) for p in metadata[0]["mic_pos"][:2])
-    return float(np.linalg.norm(b - a))
 
 
 # ---------------------------------------------------------------------------------------------- inference
@@ -287,7 +281,8 @@ def evaluate_run(run_dir: str | Path, shards: str | None = None, speech: str | N
         raise EvaluateError(f"the eval split holds {len(scenes)} distinct scene(s); the oracle needs at least 2")
     model_deg = model_predictions(model, batches, progress)
     model_cls = angle_to_class(model_deg)
-    gcc_deg = gcc_predictions(batches, cfg.sr, mic_distance(metadata), sound_speed(metadata[0]), progress).clamp(0, 180)
+    array = ArraySetup.from_meta(metadata[0], "the eval set's first scene")
+    gcc_deg = gcc_predictions(batches, cfg.sr, array.mic_spacing, array.sound_speed, progress).clamp(0, 180)
     reference, reference_info = eval_prior_reference(cfg)
 
     results: dict[str, Any] = {}

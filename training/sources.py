@@ -18,7 +18,8 @@ from shards.audio import find_audio
 from shards.files import ShardError, iter_samples, read_url
 from shards.layout import MANIFEST, SPEECH, is_url, shard_glob, split_glob
 from shards.manifest import load_manifest
-from shards.samples import array_setup, decode_rir
+from shards.array import ArraySetup
+from shards.samples import decode_rir
 from training.config import TrainConfig
 
 
@@ -129,19 +130,22 @@ def first_scene_meta(url: str) -> dict:
 
 def check_setup(cfg: TrainConfig, meta: dict, where: str) -> None:
     """A split's scene metadata vs the run: sample rate, two mics at data.mic_spacing, model.num_slots sources."""
-    setup = array_setup(meta)
-    if setup["sr"] != cfg.sr:
-        raise DataError(f"{where}: shards at {setup['sr']} Hz, the run at sr={cfg.sr} Hz; set sr={setup['sr']} "
+    try:
+        setup = ArraySetup.from_meta(meta, where)
+    except ValueError as err:
+        raise DataError(str(err)) from None
+    if setup.sr != cfg.sr:
+        raise DataError(f"{where}: shards at {setup.sr} Hz, the run at sr={cfg.sr} Hz; set sr={setup.sr} "
                         f"(and model.sr) or simulate at {cfg.sr} Hz")
-    if setup["mics"] != 2:
-        raise DataError(f"{where}: shards of a {setup['mics']}-mic array; the model takes 2 mics "
+    if len(meta["mic_pos"]) != 2:
+        raise DataError(f"{where}: shards of a {len(meta['mic_pos'])}-mic array; the model takes 2 mics "
                         f"(simulate with two mic_positions)")
-    if abs(setup["mic_spacing"] - cfg.data.mic_spacing) > 1e-4:
-        raise DataError(f"{where}: mics {setup['mic_spacing']:.4f} m apart, the run expects "
-                        f"data.mic_spacing={cfg.data.mic_spacing} m; set data.mic_spacing={setup['mic_spacing']:.4g}")
-    if setup["sources"] != cfg.model.num_slots:
-        raise DataError(f"{where}: {setup['sources']} sources per scene, the model has model.num_slots="
-                        f"{cfg.model.num_slots}; set model.num_slots={setup['sources']}")
+    if abs(setup.mic_spacing - cfg.data.mic_spacing) > 1e-4:
+        raise DataError(f"{where}: mics {setup.mic_spacing:.4f} m apart, the run expects "
+                        f"data.mic_spacing={cfg.data.mic_spacing} m; set data.mic_spacing={setup.mic_spacing:.4g}")
+    if setup.num_sources != cfg.model.num_slots:
+        raise DataError(f"{where}: {setup.num_sources} sources per scene, the model has model.num_slots="
+                        f"{cfg.model.num_slots}; set model.num_slots={setup.num_sources}")
 
 
 def check_sources(cfg: TrainConfig, world_size: int) -> tuple[list[str], list[str]]:
