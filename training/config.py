@@ -71,15 +71,41 @@ class SpeechConfig:
 class MixConfig:
     gain_db: tuple[float, float] = (0.0, 0.0)  # per-source gain drawn U(lo, hi) dB; seed: none
     mic_gain_db: float = 0.0  # per-mic gain mismatch: each mic scaled by U(-x, x) dB (uncalibrated real arrays)
-    noise_prob: float = 0.0  # share of mixtures that get white noise; seed: none
-    snr_db: tuple[float, float] = (5.0, 30.0)  # SNR drawn U(lo, hi) dB when noise is added
+    mic_latency: float = 0.0  # per-mic latency mismatch: each mic delayed by U(-x, x) samples (fractional)
+    noise_prob: float = 0.0  # share of mixtures that get white sensor noise (independent per mic); seed: none
+    snr_db: tuple[float, float] = (5.0, 30.0)  # sensor-noise SNR drawn U(lo, hi) dB
+    diffuse_prob: float = 0.0  # share of mixtures that get spherically diffuse noise (training/noise.py)
+    diffuse_snr_db: tuple[float, float] = (0.0, 30.0)  # its SNR, drawn U(lo, hi) dB
+    # Shares of the diffuse noise's kinds (training.noise.NOISE_KINDS): pink, speech-shaped, babble.
+    diffuse_kinds: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    # Shares of mixtures with 0, 1, 2, ... talkers (up to the scenes' sources); empty: every source talks (seed).
+    talker_probs: tuple[float, ...] = ()
+    partial_prob: float = 0.0  # share of talkers that start late and/or stop early inside the clip
+    min_active_s: float = 0.3  # a talker counts in a clip when its speech is active at least this long
+    activity_db: float = -30.0  # a frame of a talker is active when its power is within this of its loudest frame
     normalize: Literal["peak", "rms", "none"] = "peak"
 
     def validate(self) -> None:
         need(self.gain_db[0] <= self.gain_db[1], "mix.gain_db", f"must satisfy lo <= hi, got {list(self.gain_db)}")
         need(0.0 <= self.noise_prob <= 1.0, "mix.noise_prob", f"must be in [0, 1], got {self.noise_prob}")
-        need(self.mic_gain_db >= 0, "mix.mic_gain_db", f"must be >= 0, got {self.mic_gain_db}")
-        need(self.snr_db[0] <= self.snr_db[1], "mix.snr_db", f"must satisfy lo <= hi, got {list(self.snr_db)}")
+        need(0.0 <= self.mic_gain_db <= 20.0, "mix.mic_gain_db", f"must be in [0, 20] dB, got {self.mic_gain_db}")
+        need(0.0 <= self.mic_latency <= 32.0, "mix.mic_latency", f"must be in [0, 32] samples, got {self.mic_latency}")
+        for key in ("snr_db", "diffuse_snr_db"):
+            lo, hi = getattr(self, key)
+            need(-30.0 <= lo <= hi <= 100.0, f"mix.{key}", f"must satisfy -30 <= lo <= hi <= 100, got {[lo, hi]}")
+        need(0.0 <= self.diffuse_prob <= 1.0, "mix.diffuse_prob", f"must be in [0, 1], got {self.diffuse_prob}")
+        need(len(self.diffuse_kinds) == 3 and min(self.diffuse_kinds) >= 0 and sum(self.diffuse_kinds) > 0,
+             "mix.diffuse_kinds", f"must be 3 shares >= 0 (pink, speech, babble) not all 0, got {list(self.diffuse_kinds)}")
+        need(not self.talker_probs or (min(self.talker_probs) >= 0 and sum(self.talker_probs) > 0),
+             "mix.talker_probs", f"must be shares >= 0, not all 0 (or empty), got {list(self.talker_probs)}")
+        need(0.0 <= self.partial_prob <= 1.0, "mix.partial_prob", f"must be in [0, 1], got {self.partial_prob}")
+        need(0.0 <= self.min_active_s <= 10.0, "mix.min_active_s", f"must be in [0, 10] s, got {self.min_active_s}")
+        need(-80.0 <= self.activity_db < 0.0, "mix.activity_db", f"must be in [-80, 0) dB, got {self.activity_db}")
+
+    @property
+    def counts_talkers(self) -> bool:
+        """True when mixtures vary in talker count or activity: the model must say how many talk."""
+        return bool(self.talker_probs) or self.partial_prob > 0
 
 
 @dataclass

@@ -61,3 +61,36 @@ def draw_mix_params(
     snr = snr_db[0] + (snr_db[1] - snr_db[0]) * torch.rand(batch, generator=generator, device=device)
     noisy = torch.rand(batch, generator=generator, device=device) < noise_prob
     return gains, torch.where(noisy, snr, torch.full_like(snr, float("nan")))
+
+
+def activity_envelope(onset: torch.Tensor, offset: torch.Tensor, T: int, ramp: int = 160) -> torch.Tensor:
+    """onset, offset [B, S] in samples -> envelope [B, S, T] in [0, 1]: 1 on [onset, offset), raised-cosine ramps of
+    `ramp` samples outside it (no clicks), 0 elsewhere; onset >= offset gives a silent talker."""
+    t = torch.arange(T, device=onset.device, dtype=torch.float32)
+    rise = ((t - onset[..., None].float() + ramp) / ramp).clamp(0, 1)
+    fall = ((offset[..., None].float() + ramp - t) / ramp).clamp(0, 1)
+    edge = torch.minimum(rise, fall)
+    return torch.where(offset[..., None] > onset[..., None], 0.5 - 0.5 * torch.cos(torch.pi * edge),
+                       torch.zeros_like(edge))
+
+
+def fractional_delay(wave: torch.Tensor, delay: torch.Tensor, pad: int = 64) -> torch.Tensor:
+    """wave [B, M, T], delay [B, M] in samples (fractional, |delay| < pad) -> [B, M, T], each channel delayed by
+    a band-limited (ideal, via an FFT phase ramp e^{-j w delay}) shift; zero padding keeps the wrap-around out."""
+    T = wave.shape[-1]
+    n = fft_size(T + 2 * pad)
+    spec = torch.fft.rfft(torch.nn.functional.pad(wave.float(), (pad, pad)), n=n)
+    omega = 2 * torch.pi * torch.fft.rfftfreq(n, device=wave.device)  # radians per sample
+    shifted = torch.fft.irfft(spec * torch.exp(-1j * omega * delay[..., None].float()), n=n)
+    return shifted[..., pad:pad + T]
+
+
+def frame_activity(speech: torch.Tensor, reference: torch.Tensor, hop: int, rel_db: float = -30.0) -> torch.Tensor:
+    """speech [B, S, T] (dry, enveloped), reference [B, S, T] (the same talkers without envelope) -> active bool
+    [B, S, T // hop]: frame power above rel_db of the talker's own loudest frame (pauses and masked-off stretches
+    are inactive)."""
+    def frame_power(x: torch.Tensor) -> torch.Tensor:
+        frames = x[..., : (x.shape[-1] // hop) * hop].unflatten(-1, (-1, hop))
+        return frames.float().pow(2).mean(-1)
+    loudest = frame_power(reference).amax(dim=-1, keepdim=True)
+    return frame_power(speech) > loudest * 10.0 ** (rel_db / 10.0) + 1e-12

@@ -1,0 +1,139 @@
+"""One builder of training and eval mixtures: talkers that come and go, noise, imperfect arrays.
+
+From dry speech, RIRs and their angles, on whatever device the inputs live on (fp32, outside autocast):
+1. how many talkers speak (mix.talker_probs over 0..S) and when (mix.partial_prob: a late start and/or an early
+   stop, raised-cosine edges), applied to the dry speech so that reverberation tails continue naturally;
+2. which of them count: a talker whose speech is active (frame power within mix.activity_db of its loudest frame)
+   for at least mix.min_active_s;
+3. speech * RIR (one batched rfft), per-source gains, sum; spherically diffuse noise (training.noise) at a drawn
+   SNR; per-mic gain and fractional latency mismatch (the converters: they act on everything acoustic); white
+   sensor noise, independent per mic; level normalization.
+A mixture without talkers always gets sensor noise, so "nobody talks" is never digital silence.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+
+from training.config import MixConfig
+from training.mixing import activity_envelope, convolve_sources, fractional_delay, frame_activity
+from training.noise import diffuse_noise
+from ssl_model.features import normalize_wave
+
+
+@dataclass
+class Mixtures:
+    """wave [B, M, T]; angles [B, S]: the counted talkers' target angles ascending, NaN from `count` on;
+    count long [B]; talker_angles [B, S] and talker_activity bool [B, S, T // hop]: every source, scene order
+    (activity per `hop` samples); spacing [B]: mic 0 to mic 1 in metres."""
+    wave: torch.Tensor
+    angles: torch.Tensor
+    count: torch.Tensor
+    talker_angles: torch.Tensor
+    talker_activity: torch.Tensor
+    spacing: torch.Tensor
+
+    def to(self, device: torch.device | str) -> "Mixtures":
+        return Mixtures(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+    def __len__(self) -> int:
+        return self.wave.shape[0]
+
+
+def uniform(lo: float, hi: float, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+    """-> U(lo, hi) [shape] drawn from `generator` on its device."""
+    return lo + (hi - lo) * torch.rand(shape, generator=generator, device=generator.device)
+
+
+def draw_counts(batch: int, sources: int, probs: tuple[float, ...], generator: torch.Generator) -> torch.Tensor:
+    """-> talkers per mixture long [B]: drawn from the shares `probs` of 0, 1, 2, ... talkers (cut at `sources`);
+    empty `probs`: every source talks."""
+    if not probs:
+        return torch.full((batch,), sources, dtype=torch.long, device=generator.device)
+    shares = torch.tensor(probs[: sources + 1], dtype=torch.float32, device=generator.device)
+    if shares.sum() <= 0:
+        raise ValueError(f"mix.talker_probs {list(probs)} gives no weight to 0..{sources} talkers")
+    return torch.multinomial(shares / shares.sum(), batch, replacement=True, generator=generator)
+
+
+def draw_activity(count: torch.Tensor, sources: int, T: int, partial_prob: float, shortest: int,
+                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """count [B] -> (onset, offset) [B, S] in samples: the first `count` sources talk, over the whole clip or, with
+    probability partial_prob, over a random stretch of at least `shortest` samples; the others never."""
+    B = count.shape[0]
+    talks = torch.arange(sources, device=count.device)[None, :] < count[:, None]
+    partial = torch.rand(B, sources, generator=generator, device=generator.device) < partial_prob
+    length = uniform(min(shortest, T), T, (B, sources), generator).round().long()
+    onset = (torch.rand(B, sources, generator=generator, device=generator.device) * (T - length + 1)).long()
+    onset = torch.where(partial, onset, torch.zeros_like(onset))
+    offset = torch.where(partial, onset + length, torch.full_like(onset, T))
+    return onset * talks, offset * talks
+
+
+def sorted_counted(talker_angles: torch.Tensor, counted: torch.Tensor) -> torch.Tensor:
+    """talker_angles [B, S], counted bool [B, S] -> [B, S]: the counted angles ascending, then NaN."""
+    key = torch.where(counted, talker_angles.float(), torch.full_like(talker_angles.float(), float("inf")))
+    ordered = key.sort(dim=-1).values
+    return torch.where(torch.isfinite(ordered), ordered, torch.full_like(ordered, float("nan")))
+
+
+def add_at_snr(wave: torch.Tensor, noise: torch.Tensor, snr_db: torch.Tensor, use: torch.Tensor,
+               reference: torch.Tensor) -> torch.Tensor:
+    """wave, noise [B, M, T] (noise of unit power), snr_db [B], use bool [B], reference power [B] ->
+    wave + noise scaled to reference / 10^(snr/10) where `use`."""
+    scale = torch.sqrt(reference * 10.0 ** (-snr_db / 10.0)) * use
+    return wave + scale[:, None, None] * noise
+
+
+def make_mixtures(speech: torch.Tensor, rir: torch.Tensor, talker_angles: torch.Tensor, spacing: torch.Tensor,
+                  mix: MixConfig, sr: int, hop: int, sound_speed: float, generator: torch.Generator) -> Mixtures:
+    """speech [B, S, T] (dry, one segment per source), rir [B, M, S, L], talker_angles [B, S] (the target angle of
+    each source), spacing [B] -> Mixtures; every random draw comes from `generator`."""
+    B, S, T = speech.shape
+    M = rir.shape[1]
+    device = speech.device
+    g = generator
+
+    count = draw_counts(B, S, mix.talker_probs, g)
+    onset, offset = draw_activity(count, S, T, mix.partial_prob, int(mix.min_active_s * sr), g)
+    dry = speech * activity_envelope(onset.to(device), offset.to(device), T)
+    activity = frame_activity(dry, speech, hop, mix.activity_db)  # [B, S, T // hop]
+    if mix.counts_talkers:
+        counted = activity.sum(-1) >= round(mix.min_active_s * sr / hop)
+    else:  # the seed: every source counts, whatever its level
+        counted = torch.ones(B, S, dtype=torch.bool, device=device)
+
+    gains = uniform(*mix.gain_db, (B, S), g).to(device)
+    images = convolve_sources(dry, rir, out_len=T) * (10.0 ** (gains / 20.0))[:, None, :, None]
+    wave = images.sum(dim=2)  # [B, M, T]
+    power = wave.pow(2).mean(dim=(1, 2))
+    silent = power <= 1e-10
+    reference = torch.where(silent, torch.ones_like(power), power)
+
+    if mix.diffuse_prob > 0:
+        shares = torch.tensor(mix.diffuse_kinds, dtype=torch.float32, device=g.device)
+        kind = torch.multinomial(shares / shares.sum(), B, replacement=True, generator=g)
+        use = (torch.rand(B, generator=g, device=g.device) < mix.diffuse_prob).to(device)
+        snr = uniform(*mix.diffuse_snr_db, (B,), g).to(device)
+        noise = diffuse_noise(kind, speech, spacing.to(device), sr, sound_speed, g)
+        wave = add_at_snr(wave, noise, snr, use, reference)
+    if mix.mic_gain_db > 0:
+        wave = wave * (10.0 ** (uniform(-mix.mic_gain_db, mix.mic_gain_db, (B, M), g).to(device) / 20.0))[..., None]
+    if mix.mic_latency > 0:
+        wave = fractional_delay(wave, uniform(-mix.mic_latency, mix.mic_latency, (B, M), g).to(device))
+    if mix.noise_prob > 0 or bool(silent.any()):
+        use = (torch.rand(B, generator=g, device=g.device) < mix.noise_prob).to(device) | silent
+        snr = uniform(*mix.snr_db, (B,), g).to(device)
+        sensor = torch.randn(B, M, T, generator=g, device=g.device).to(device)
+        sensor = sensor / sensor.pow(2).mean(dim=(1, 2), keepdim=True).sqrt()
+        wave = add_at_snr(wave, sensor, snr, use, reference)
+
+    return Mixtures(
+        wave=normalize_wave(wave, mix.normalize),
+        angles=sorted_counted(talker_angles.to(device), counted),
+        count=counted.sum(-1),
+        talker_angles=talker_angles.float().to(device),
+        talker_activity=activity,
+        spacing=spacing.float().to(device),
+    )

@@ -1,0 +1,80 @@
+"""Noise for two-mic mixtures, made on the training device: spherically diffuse fields and sensor noise.
+
+A spherically diffuse (isotropic) field at two omnidirectional mics d apart has the real coherence
+gamma(f) = sin(2 pi f d / c) / (2 pi f d / c) (Cook et al., JASA 27(6), 1955). Two independent signals of one
+spectrum are given that coherence by the 2x2 Cholesky factor of [[1, gamma], [gamma, 1]] applied per frequency:
+X0 = N0, X1 = gamma N0 + sqrt(1 - gamma^2) N1 (Habets and Gannot, "Generating sensor signals in isotropic noise
+fields", JASA 122(6), 2007). Here it is one rfft over the whole clip, batched, with d per mixture.
+"""
+from __future__ import annotations
+
+import torch
+
+NOISE_KINDS = ("pink", "speech", "babble")
+
+
+def diffuse_coherence(freqs: torch.Tensor, spacing: torch.Tensor, sound_speed: float) -> torch.Tensor:
+    """freqs [F] in Hz, spacing [B] in metres -> gamma [B, F] = sinc(2 pi f d / c) (unnormalized sinc)."""
+    # torch.sinc(x) = sin(pi x) / (pi x), so x = 2 f d / c.
+    return torch.sinc(2.0 * freqs[None, :] * spacing[:, None] / sound_speed)
+
+
+def impose_coherence(base: torch.Tensor, spacing: torch.Tensor, sr: int, sound_speed: float) -> torch.Tensor:
+    """base [B, 2, T] (two independent noise signals of one spectrum per mixture), spacing [B] ->
+    noise [B, 2, T] whose inter-channel coherence is that of a spherically diffuse field at that spacing."""
+    T = base.shape[-1]
+    spec = torch.fft.rfft(base.float(), n=T)  # [B, 2, F]
+    freqs = torch.fft.rfftfreq(T, d=1.0 / sr).to(base.device)
+    gamma = diffuse_coherence(freqs, spacing.float(), sound_speed)  # [B, F]
+    mic0 = spec[:, 0]
+    mic1 = gamma * spec[:, 0] + torch.sqrt((1.0 - gamma.square()).clamp_min(0.0)) * spec[:, 1]
+    return torch.fft.irfft(torch.stack((mic0, mic1), dim=1), n=T)
+
+
+def shaped_noise(magnitude: torch.Tensor, T: int, generator: torch.Generator) -> torch.Tensor:
+    """magnitude [B, F] (F = T // 2 + 1, the wanted amplitude spectrum) -> noise [B, 2, T]: two independent
+    Gaussian signals per mixture with that spectrum."""
+    B, F = magnitude.shape
+    device = magnitude.device
+    white = torch.randn(B, 2, T, generator=generator, device=generator.device).to(device)
+    return torch.fft.irfft(torch.fft.rfft(white, n=T) * magnitude[:, None, :F], n=T)
+
+
+def pink_magnitude(B: int, T: int, sr: int, device: torch.device, floor_hz: float = 50.0) -> torch.Tensor:
+    """-> [B, F]: amplitude 1 / sqrt(f) (power 1/f), flat below floor_hz."""
+    freqs = torch.fft.rfftfreq(T, d=1.0 / sr).to(device)
+    return freqs.clamp_min(floor_hz).rsqrt().expand(B, -1)
+
+
+def speech_magnitude(speech: torch.Tensor, T: int) -> torch.Tensor:
+    """speech [B, S, T] dry segments -> [B, F]: each mixture's long-term speech amplitude spectrum, the mean over
+    the batch's segments (speech-shaped noise: the spectrum of speech without its structure)."""
+    power = torch.fft.rfft(speech.float(), n=T).abs().square().mean(dim=(0, 1))  # [F]
+    return power.sqrt().expand(speech.shape[0], -1)
+
+
+def babble(speech: torch.Tensor, talkers: int = 6) -> torch.Tensor:
+    """speech [B, S, T] dry segments -> [B, 2, T]: per mixture and channel, the sum of `talkers` segments that
+    follow the mixture's own S in the batch (two disjoint sets, so the channels are independent before
+    impose_coherence; the mixture's own talkers are left out whenever the batch holds S + 2 talkers segments)."""
+    B, S, T = speech.shape
+    flat = speech.reshape(B * S, T)
+    index = (torch.arange(B, device=speech.device)[:, None] * S + S
+             + torch.arange(2 * talkers, device=speech.device)[None, :]) % (B * S)  # [B, 2 * talkers]
+    picked = flat[index]
+    return torch.stack((picked[:, :talkers].sum(1), picked[:, talkers:].sum(1)), dim=1)
+
+
+def diffuse_noise(kind: torch.Tensor, speech: torch.Tensor, spacing: torch.Tensor, sr: int, sound_speed: float,
+                  generator: torch.Generator) -> torch.Tensor:
+    """kind long [B] (index into NOISE_KINDS), speech [B, S, T] (the batch's dry speech: spectrum and babble
+    material), spacing [B] -> diffuse noise [B, 2, T] with unit mean power per mixture."""
+    B, _, T = speech.shape
+    device = speech.device
+    pink = shaped_noise(pink_magnitude(B, T, sr, device), T, generator)
+    shaped = shaped_noise(speech_magnitude(speech, T), T, generator)
+    talk = babble(speech)
+    base = torch.stack((pink, shaped, talk), dim=1)  # [B, kinds, 2, T]
+    base = base[torch.arange(B, device=device), kind.to(device)]
+    noise = impose_coherence(base, spacing, sr, sound_speed)
+    return noise / noise.pow(2).mean(dim=(1, 2), keepdim=True).sqrt().clamp_min(1e-12)
