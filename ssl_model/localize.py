@@ -1,171 +1,68 @@
-"""Localize the two sources of stereo recordings with a trained model.
+"""Localize the two sources of stereo recordings with a trained model: the command line of ssl_model.Localizer.
 
-    python -m ssl_model.localize FILE [FILE ...] [--run DIR | --model FILE.safetensors] [--plot out.png] [--device cpu]
+    python -m ssl_model.localize FILE [FILE ...] [--run DIR | --model FILE.safetensors] [--plot out.png] [--device cpu] [-q | -v]
 
 Without --run or --model it uses the pretrained model shipped in ssl_model/pretrained/. The model is
 loaded once; each file (wav, flac or ogg, stereo: channel 0 = mic 0, channel 1 = mic 1, any sample rate)
 is resampled to the model's rate, cut into windows of the training clip length (half-overlapping, the last
 one aligned to the end; a recording shorter than one window is zero-padded, as training clips are),
 normalized as the training mixtures were; the per-window posteriors are averaged and decoded into two
-sorted angles. One JSON object per file, one per line. A bad file ends in a one-line `error: ...` on
-stderr (the other files still run) and exit code 2, never a traceback. Weights are read from safetensors:
-no code is executed on load.
+sorted angles (ssl_model/localizer.py does all of that). One JSON object per file, one per line, on stdout.
+A bad file ends in a one-line `error: ...` on stderr (the other files still run) and exit code 2, never a
+traceback. Weights are read from safetensors: no code is executed on load.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import numpy as np
 import torch
 
-from shards.audio import decode_audio, resample
-from ssl_model.export import CheckpointError, LocalizerSpec, load_localizer
-from ssl_model.features import normalize_wave
-from ssl_model.targets import decode_posteriors
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
-MIN_SECONDS = 1.0
+from shards.audio import resample  # noqa: F401  (re-exported: tests resample as the CLI does)
+from ssl_model.cli_log import add_verbosity, setup_logging
+from ssl_model.export import LocalizerSpec
+from ssl_model.localizer import (PRETRAINED, LocalizeError, Localizer, cut_windows, read_stereo,  # noqa: F401
+                                 run_weights, torch_device, window_starts)
+
 EXIT_BAD_INPUT = 2
-PRETRAINED = Path(__file__).resolve().parent / "pretrained" / "model.safetensors"
-WEIGHTS = "model.safetensors"
-
-
-class LocalizeError(Exception):
-    """Input the CLI refuses; the message is printed as one line."""
-
-
-def read_stereo(path: str | Path) -> tuple[np.ndarray, int]:
-    """audio file -> (wave float32 [2, T], sample rate); raises LocalizeError for anything but finite stereo audio."""
-    path = Path(path)
-    if not path.exists():
-        raise LocalizeError(f"{path}: no such file")
-    if not path.is_file():
-        raise LocalizeError(f"{path}: not a file")
-    if path.stat().st_size == 0:
-        raise LocalizeError(f"{path}: empty file (0 bytes)")
-    try:
-        data, sr = decode_audio(path, str(path), mono=False)  # [C, T]
-    except ValueError as err:
-        raise LocalizeError(f"{err} (expected stereo wav, flac or ogg)") from None
-    channels, frames = data.shape
-    if channels != 2:
-        kind = "mono" if channels == 1 else f"{channels}-channel"
-        raise LocalizeError(f"{path}: {kind} audio; expected stereo (2 channels: mic 0 left, mic 1 right)")
-    seconds = frames / sr
-    if seconds < MIN_SECONDS:
-        raise LocalizeError(f"{path}: {seconds:.3f} s of audio is too short; need at least {MIN_SECONDS:g} s")
-    if not np.any(data):
-        raise LocalizeError(f"{path}: silent (every sample is zero)")
-    return data, int(sr)
-
-
-def window_starts(num_samples: int, window: int) -> list[int]:
-    """Starts of half-overlapping windows covering [0, num_samples); the last one ends at the end."""
-    if num_samples <= window:
-        return [0]
-    hop = max(1, window // 2)
-    starts = list(range(0, num_samples - window + 1, hop))
-    if starts[-1] != num_samples - window:
-        starts.append(num_samples - window)
-    return starts
-
-
-def cut_windows(wave: torch.Tensor, window: int) -> tuple[torch.Tensor, list[int]]:
-    """wave [2, T] -> (windows [W, 2, window] zero-padded at the end, starts [W])."""
-    starts = window_starts(wave.shape[-1], window)
-    if wave.shape[-1] < window:
-        wave = torch.nn.functional.pad(wave, (0, window - wave.shape[-1]))
-    return torch.stack([wave[:, s:s + window] for s in starts]), starts
-
-
-@torch.no_grad()
-def window_posteriors(model: torch.nn.Module, windows: torch.Tensor, normalize: str, chunk: int = 16) -> torch.Tensor:
-    """windows [W, 2, T] -> posteriors [W, slots, classes] (softmax per slot)."""
-    out = []
-    for i in range(0, windows.shape[0], chunk):
-        batch = normalize_wave(windows[i:i + chunk], normalize)
-        out.append(model(batch).float().softmax(dim=-1))
-    return torch.cat(out)
-
-
-def torch_device(name: str) -> torch.device:
-    """--device value -> torch.device; LocalizeError for a malformed name or a CUDA device that is not there."""
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise LocalizeError(f"--device {name}: not a torch device name (cpu, cuda, cuda:1, ...)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise LocalizeError(f"--device {name}: torch finds no CUDA device on this machine; use --device cpu")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise LocalizeError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    return device
+log = logging.getLogger("ssl_model.localize")
 
 
 def weights_path(run: str | None, model: str | None) -> Path:
     """--run DIR / --model FILE / neither (the shipped pretrained model) -> the weights file to load."""
     if run is not None:
-        run_dir = Path(run)
-        if not run_dir.is_dir():
-            raise LocalizeError(f"{run_dir}: run folder not found")
-        path = run_dir / WEIGHTS
-        if not path.is_file():
-            raise LocalizeError(f"{run_dir}: not a finished run ({path} not found)")
-        return path
+        return run_weights(run)
     path = Path(model) if model is not None else PRETRAINED
     if not path.is_file():
         raise LocalizeError(f"{path}: no such weights file" + ("" if model else "; pass --run DIR or --model FILE"))
     return path
 
 
+# The two helpers below keep benchmarks/bench_accuracy.py's imports working; new code uses ssl_model.Localizer.
 def load_model_checked(path: Path, device: torch.device) -> tuple[torch.nn.Module, LocalizerSpec]:
-    try:
-        return load_localizer(path, device)
-    except CheckpointError as err:
-        raise LocalizeError(str(err)) from None
+    localizer = Localizer.from_file(path, device)
+    return localizer.model, localizer.spec
 
 
 def localize_wave(wave: np.ndarray, sr_in: int, model: torch.nn.Module, spec: LocalizerSpec,
                   device: torch.device | str = "cpu") -> dict[str, Any]:
-    """wave [2, T] at sr_in -> result dict (angles_deg, target, probabilities, posteriors, windows)."""
-    sr, window = spec.sr, spec.clip_samples
-    x = resample(torch.from_numpy(np.asarray(wave, np.float32)), sr_in, sr).to(device)
-    windows, starts = cut_windows(x, window)
-    probs = window_posteriors(model, windows, spec.normalize)  # [W, S, C]
-    win_classes, win_angles, _ = decode_posteriors(probs)
-    classes, angles, mean = decode_posteriors(probs.mean(dim=0, keepdim=True))
-    chosen = mean[0].gather(-1, classes[0][:, None])[:, 0]
-    return {
-        "angles_deg": [round(float(a), 2) for a in angles[0]],
-        "target": spec.target,
-        "classes": [int(c) for c in classes[0]],
-        "probabilities": [round(float(p), 4) for p in chosen],
-        "bin_deg": 180.0 / mean.shape[-1],
-        "posteriors": [[round(float(p), 5) for p in slot] for slot in mean[0]],
-        "windows": [
-            {"start_s": round(s / sr, 3), "end_s": round(min(s + window, x.shape[-1]) / sr, 3),
-             "angles_deg": [round(float(a), 2) for a in a_row],
-             "classes": [int(c) for c in c_row]}
-            for s, a_row, c_row in zip(starts, win_angles, win_classes)
-        ],
-        "sample_rate_in": sr_in,
-        "sample_rate_model": sr,
-        "duration_s": round(wave.shape[-1] / sr_in, 3),
-        "window_s": round(window / sr, 3),
-    }
+    """wave [2, T] at sr_in -> the JSON fields of Localizer(model, spec)(wave, sr_in)."""
+    return Localizer(model, spec, device)(wave, sr_in).to_dict()
 
 
 def plot_half_circle(result: dict[str, Any], path: str | Path, title: str = "",
                      truth_deg: list[float] | None = None) -> Path:
     """Both slots' posteriors as bars on a half-circle around the array (mic axis along 0-180 degrees);
     `truth_deg`, when known (a simulated scene), is marked on the rim."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     posteriors = np.asarray(result["posteriors"], float)  # [S, C]
     bin_deg = float(result["bin_deg"])
     centers = np.deg2rad((np.arange(posteriors.shape[1]) + 0.5) * bin_deg)
@@ -217,6 +114,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--plot", help="PNG of the posteriors on a half-circle (with several files: a folder, "
                                        "one FILE-stem.png each)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    add_verbosity(parser)
     return parser.parse_args(argv)
 
 
@@ -224,31 +122,39 @@ def plot_path(plot: str, file: Path, many: bool) -> Path:
     return Path(plot) / f"{file.stem}.png" if many else Path(plot)
 
 
+def file_output(file: Path, result: Any, plot: str | None, many: bool) -> dict[str, Any]:
+    """(file, LocalizationResult or the LocalizeError it met) -> the file's JSON object; plots it when asked."""
+    if isinstance(result, LocalizeError):
+        raise result
+    out = {"file": str(file), **result.to_dict()}
+    if plot:
+        out["plot"] = str(plot_half_circle(out, plot_path(plot, file, many), title=file.name))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    setup_logging(args)
     try:
-        device = torch_device(args.device)
-        model, spec = load_model_checked(weights_path(args.run, args.model), device)
+        localizer = Localizer.from_file(weights_path(args.run, args.model), torch_device(args.device, "--device"))
     except LocalizeError as err:
-        print(f"error: {err}", file=sys.stderr)
+        log.error("%s", err)
         return EXIT_BAD_INPUT
+    log.info("%r", localizer)
     failed = 0
-    for file in map(Path, args.files):
+    for file, result in localizer.localize_files(args.files, return_errors=True):
         try:
-            wave, sr_in = read_stereo(file)
-            result = {"file": str(file), **localize_wave(wave, sr_in, model, spec, device)}
-            if args.plot:
-                target = plot_path(args.plot, file, len(args.files) > 1)
-                result["plot"] = str(plot_half_circle(result, target, title=file.name))
+            out = file_output(file, result, args.plot, many=len(args.files) > 1)
         except LocalizeError as err:
-            print(f"error: {err}", file=sys.stderr)
+            log.error("%s", err)
             failed += 1
             continue
-        except (ValueError, OSError) as err:  # a bad --plot path, an input the model cannot take
-            print(f"error: {file}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}", file=sys.stderr)
+        except (ValueError, OSError) as err:  # a bad --plot path
+            log.error("%s: %s: %s", file, type(err).__name__, str(err).splitlines()[0] if str(err) else "")
             failed += 1
             continue
-        print(json.dumps(result), flush=True)
+        print(json.dumps(out), flush=True)
+    log.info("%d file(s) localized, %d failed", len(args.files) - failed, failed)
     return EXIT_BAD_INPUT if failed else 0
 
 
