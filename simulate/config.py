@@ -6,8 +6,12 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from configs import need
+from shards.array import SOUND_SPEED, ArraySetup
 
-GENERATOR_VERSION = "fra-rir-torch/2"
+# 3: every sample's json and the split manifest carry the array record (shards.array); all draws come from a
+# CPU generator whatever the render device.
+GENERATOR_VERSION = "fra-rir-torch/3"
+MAX_MIC_SPACING = 1.0  # m: the largest mic_spacing_range accepted (a two-mic array, not a room-sized one)
 
 
 @dataclass
@@ -21,6 +25,8 @@ class SimulateConfig:
     mic_positions: list[tuple[float, float, float]] = field(
         default_factory=lambda: [(-0.05, 0.0, 0.0), (0.05, 0.0, 0.0)]
     )
+    # [lo, hi] m: replaces mic_positions by two mics at -d/2 and +d/2 along x, d ~ U(lo, hi) per scene.
+    mic_spacing_range: tuple[float, float] | None = None
     wall_margin: float = 0.5
     distance_range: tuple[float, float] = (0.2, 5.0)
     coplanar: bool = False  # sources at the array's height
@@ -36,7 +42,7 @@ class SimulateConfig:
     early_images: int = 0
     reflection_perturb: tuple[float, float] = (-2.0, 2.0)  # (a, b) of U(a, b) * ratio^tau
     reflection_tau: float = 0.25
-    sound_speed: float = 340.0
+    sound_speed: float = SOUND_SPEED
     highpass_hz: float = 80.0
     # Polynomial order of the Farrow fractional delay placing each path at its exact delay (4: < -55 dB).
     fractional_delay_order: int = 4
@@ -47,7 +53,16 @@ class SimulateConfig:
 
     @property
     def array_radius(self) -> float:
+        """The farthest any mic can be from the array centre (m)."""
+        if self.mic_spacing_range is not None:
+            return self.mic_spacing_range[1] / 2
         return max(math.sqrt(x * x + y * y + z * z) for x, y, z in self.mic_positions)
+
+    def array_setup(self, mic_spacing: float | None = None) -> ArraySetup:
+        """-> the array record of a scene with this spacing (m); None: the spacing of mic_positions' mics 0 and 1."""
+        if mic_spacing is None:
+            mic_spacing = math.dist(self.mic_positions[0], self.mic_positions[1])
+        return ArraySetup(self.sr, mic_spacing, self.sound_speed, self.num_sources)
 
     def validate(self) -> None:
         need(self.sr >= 1000, "sr", f"must be >= 1000 Hz, got {self.sr}")
@@ -64,6 +79,12 @@ class SimulateConfig:
                  f"for longer reverberation")
         need(self.num_sources >= 1, "num_sources", f"must be >= 1, got {self.num_sources}")
         need(len(self.mic_positions) >= 2, "mic_positions", "needs at least two microphones")
+        need(math.dist(self.mic_positions[0], self.mic_positions[1]) > 0, "mic_positions",
+             f"mics 0 and 1 must be apart (the pair the TDOA refers to), got {list(self.mic_positions[:2])}")
+        if self.mic_spacing_range is not None:
+            lo, hi = self.mic_spacing_range
+            need(math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi <= MAX_MIC_SPACING, "mic_spacing_range",
+                 f"must satisfy 0 < lo <= hi <= {MAX_MIC_SPACING:g} m, got {list(self.mic_spacing_range)}")
         need(self.wall_margin >= 0, "wall_margin", f"must be >= 0, got {self.wall_margin}")
         for axis in range(3):
             need(

@@ -13,6 +13,7 @@ import torch
 from tqdm import tqdm
 
 from configs import ConfigError, config_to_dict
+from shards.array import ARRAY_KEY
 from shards.files import atomic_write, remove_stale_temps, shard_is_current, tar_bytes, write_sidecar
 from shards.layout import MANIFEST, shard_count, shard_name, shard_span
 from shards.manifest import load_manifest, merge_manifest
@@ -22,15 +23,18 @@ from simulate.options import local_output_dir, resolve_config
 from simulate.render import render_shard
 
 
-# Options added after GENERATOR_VERSION 2 whose default renders exactly what version 2 rendered: left out of the
-# fingerprint and the manifest while at that default, so existing shard folders stay valid.
-LATER_DEFAULTS = {"early_images": 0}
-
-
 def shaping_config(cfg: SimulateConfig) -> dict[str, Any]:
-    """What shapes a split's shard content: the config without the split counts and without LATER_DEFAULTS."""
-    return {key: value for key, value in config_to_dict(cfg).items()
-            if key != "splits" and not (key in LATER_DEFAULTS and value == LATER_DEFAULTS[key])}
+    """What shapes a split's shard content: the config without the split counts."""
+    return {key: value for key, value in config_to_dict(cfg).items() if key != "splits"}
+
+
+def split_array(cfg: SimulateConfig) -> dict[str, Any]:
+    """The array record of a split's manifest: every scene's; with mic_spacing_range, mic_spacing is null and the
+    range stands beside it (each sample's json holds its own spacing)."""
+    if cfg.mic_spacing_range is None:
+        return cfg.array_setup().validate().to_dict()
+    lo, hi = cfg.mic_spacing_range
+    return {**cfg.array_setup(lo).validate().to_dict(), "mic_spacing": None, "mic_spacing_range": [lo, hi]}
 
 
 def config_hash(config: dict[str, Any], split: str) -> str:
@@ -103,6 +107,7 @@ def plan_split(cfg: SimulateConfig, out: Path, split: str, count: int, device: s
             raise ConfigError(f"{directory} holds shards of a different config (config_hash {old[:12]}...); "
                               f"use another --out or remove that folder")
     header = {"kind": "rir", "split": split, "seed": cfg.seed, "generator_version": GENERATOR_VERSION,
+              ARRAY_KEY: split_array(cfg),
               "config_hash": digest, "shard_size": cfg.shard_size,
               # Without `splits`, so a split's manifest does not depend on which other splits a run wrote.
               "config": shaping_config(cfg)}

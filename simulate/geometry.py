@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import torch
 
+from shards.array import SOUND_SPEED
+
 
 def lateral_deg(v: torch.Tensor) -> torch.Tensor:
     """Vectors [..., 3] from the array centre -> angle to the +x (mic 0 -> mic 1) axis [...] in degrees, 0..180.
@@ -13,7 +15,7 @@ def lateral_deg(v: torch.Tensor) -> torch.Tensor:
 
 
 def source_geometry(
-    src_pos: torch.Tensor, mic_pos: torch.Tensor, array_pos: torch.Tensor, sound_speed: float = 340.0
+    src_pos: torch.Tensor, mic_pos: torch.Tensor, array_pos: torch.Tensor, sound_speed: float = SOUND_SPEED
 ) -> dict[str, torch.Tensor]:
     """src_pos [B,S,3], mic_pos [B,M,3], array_pos [B,3] -> dict of [B,S] tensors (degrees, metres, seconds)."""
     v = src_pos - array_pos[:, None, :]

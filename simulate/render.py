@@ -5,22 +5,24 @@ from typing import Any
 
 import torch
 
+from shards.array import ARRAY_KEY
 from shards.layout import sample_key, shard_seed
 from shards.samples import SOURCE_KEYS, json_bytes, npy_bytes
 from simulate.config import GENERATOR_VERSION, SimulateConfig
 from simulate.fra_rir import simulate_rirs
-from simulate.geometry import source_geometry
 from simulate.scenes import sample_scenes
 
 
 def render_batch(cfg: SimulateConfig, count: int, generator: torch.Generator,
                  device: str) -> dict[str, Any]:
-    """count scenes -> CPU dict: rir/early float32 [B,M,S,Lmax], lengths [B], scene and geometry tensors."""
+    """count scenes, a CPU generator, the render device -> CPU dict: rir/early float32 [B,M,S,Lmax], lengths [B],
+    scene and geometry tensors."""
     scenes = sample_scenes(cfg, count, generator, device=device)
     rir, early, lengths = simulate_rirs(scenes, cfg, generator)
-    geometry = source_geometry(scenes.src_pos, scenes.mic_pos, scenes.array_pos, cfg.sound_speed)
+    scenes = scenes.to("cpu")  # metadata from the CPU: the same json bytes whatever rendered the RIRs
+    geometry = scenes.geometry(cfg.sound_speed)
     fields = {name: getattr(scenes, name) for name in
-              ("room_dim", "rt60", "array_pos", "mic_pos", "src_pos", "image_count")}
+              ("room_dim", "rt60", "array_pos", "mic_pos", "mic_spacing", "src_pos", "image_count")}
     batch = {"rir": rir, "early": early, "lengths": lengths, **fields, **geometry}
     return {name: value.detach().cpu() for name, value in batch.items()}
 
@@ -30,6 +32,7 @@ def scene_meta(batch: dict[str, Any], b: int, cfg: SimulateConfig) -> dict[str, 
     sources = [{name: float(batch[name][b, s]) for name in SOURCE_KEYS}
                for s in range(batch["src_pos"].shape[1])]
     return {
+        ARRAY_KEY: cfg.array_setup(float(batch["mic_spacing"][b])).validate().to_dict(),
         "sr": cfg.sr,
         "rt60": float(batch["rt60"][b]),
         "room_dim": batch["room_dim"][b].tolist(),
@@ -48,8 +51,7 @@ def render_shard(cfg: SimulateConfig, split: str, k: int, first: int, count: int
                  device: str = "cpu") -> list[tuple[str, bytes]]:
     """Shard k of `split` (samples first..first+count-1) -> tar members, in one batched render."""
     seed = shard_seed(cfg.seed, split, k)
-    generator = torch.Generator(device=device)
-    generator.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)  # on the CPU whatever the device: the same scenes anywhere
     batch = render_batch(cfg, count, generator, device)
     members = []
     for b in range(count):

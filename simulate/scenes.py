@@ -1,4 +1,8 @@
-"""Vectorized scene sampling of the seed protocol: rooms, RT60s, array placement, sources, image counts."""
+"""Vectorized scene sampling of the seed protocol: rooms, RT60s, array placement, sources, image counts.
+
+Every number is drawn from a CPU torch.Generator and only then moved to the render device, so a seed gives
+the same scenes on any device (issue 19).
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -7,6 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from configs import ConfigError
+from shards.array import SOUND_SPEED
 from simulate.config import SimulateConfig
 from simulate.geometry import lateral_deg, source_geometry
 
@@ -25,6 +30,7 @@ class Scenes:
     rt60: torch.Tensor  # [B]
     array_pos: torch.Tensor  # [B,3]
     mic_pos: torch.Tensor  # [B,M,3]
+    mic_spacing: torch.Tensor  # [B]: mic 0 to mic 1 (m)
     src_pos: torch.Tensor  # [B,S,3]
     image_count: torch.Tensor  # [B] long
 
@@ -46,7 +52,7 @@ class Scenes:
 
     __getitem__ = select
 
-    def geometry(self, sound_speed: float = 340.0) -> dict[str, torch.Tensor]:
+    def geometry(self, sound_speed: float = SOUND_SPEED) -> dict[str, torch.Tensor]:
         """-> source_geometry of every scene: dict of [B,S] tensors."""
         return source_geometry(self.src_pos, self.mic_pos, self.array_pos, sound_speed)
 
@@ -104,24 +110,47 @@ def _place_sources(
     return src
 
 
+def cpu_generator(generator: torch.Generator) -> torch.Generator:
+    """-> generator itself; ValueError unless it is a CPU generator (draws must not depend on the device)."""
+    if generator.device.type != "cpu":
+        raise ValueError(f"simulate draws every number on the CPU; got a torch.Generator on {generator.device}")
+    return generator
+
+
+def _mic_offsets(cfg: SimulateConfig, count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """-> (mic offsets from the array centre [B,M,3], mic spacing [B]) float64; draws only with mic_spacing_range."""
+    dtype = torch.float64
+    if cfg.mic_spacing_range is None:
+        offsets = torch.tensor(cfg.mic_positions, dtype=dtype).expand(count, -1, -1)
+        return offsets, torch.full((count,), cfg.array_setup().mic_spacing, dtype=dtype)
+    lo, hi = cfg.mic_spacing_range
+    spacing = _uniform(torch.full((count,), lo, dtype=dtype), torch.full((count,), hi, dtype=dtype), generator)
+    axis = torch.tensor([[-0.5, 0.0, 0.0], [0.5, 0.0, 0.0]], dtype=dtype)
+    return spacing[:, None, None] * axis, spacing
+
+
 def sample_scenes(
     cfg: SimulateConfig, count: int, generator: torch.Generator, device: torch.device | str = "cpu"
 ) -> Scenes:
-    """cfg, count B, generator (on `device`) -> Scenes of B scenes; positions in float64."""
+    """cfg, count B, a CPU generator -> Scenes of B scenes on `device`; positions in float64.
+
+    Draw order: rooms, RT60s, array centres, image counts, sources, then (only with mic_spacing_range) the
+    spacings, so a fixed-array config draws exactly what it drew before the range existed.
+    """
     cfg.validate()
-    device = torch.device(device)
+    cpu_generator(generator)
     dtype = torch.float64
-    zeros = torch.zeros(count, 3, dtype=dtype, device=device)
-    room_min = zeros + torch.tensor(cfg.room_min, dtype=dtype, device=device)
-    room_max = zeros + torch.tensor(cfg.room_max, dtype=dtype, device=device)
+    zeros = torch.zeros(count, 3, dtype=dtype)
+    room_min = zeros + torch.tensor(cfg.room_min, dtype=dtype)
+    room_max = zeros + torch.tensor(cfg.room_max, dtype=dtype)
     room_dim = _uniform(room_min, room_max, generator)
     lo, hi = cfg.rt60_range
-    rt60 = _uniform(torch.full((count,), lo, dtype=dtype, device=device), torch.full((count,), hi, dtype=dtype, device=device), generator)
+    rt60 = _uniform(torch.full((count,), lo, dtype=dtype), torch.full((count,), hi, dtype=dtype), generator)
     keep = cfg.wall_margin + cfg.array_radius
     array_pos = _uniform(zeros + keep, room_dim - keep, generator)
-    offsets = torch.tensor(cfg.mic_positions, dtype=dtype, device=device)
-    mic_pos = array_pos[:, None, :] + offsets[None, :, :]
     ilo, ihi = cfg.image_count_range
-    image_count = torch.randint(ilo, ihi + 1, (count,), generator=generator, device=device)
+    image_count = torch.randint(ilo, ihi + 1, (count,), generator=generator)
     src_pos = _place_sources(cfg, room_dim, array_pos, generator)
-    return Scenes(room_dim, rt60, array_pos, mic_pos, src_pos, image_count)
+    offsets, spacing = _mic_offsets(cfg, count, generator)
+    mic_pos = array_pos[:, None, :] + offsets
+    return Scenes(room_dim, rt60, array_pos, mic_pos, spacing, src_pos, image_count).to(device)
