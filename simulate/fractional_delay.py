@@ -84,21 +84,3 @@ def mix_trains(trains: torch.Tensor, kernel: torch.Tensor, length: int) -> torch
     for k in range(1, kernel.shape[0]):
         mixed.addcmul_(spectra[k], kernel[k])
     return torch.fft.irfft(mixed, n=n_fft, dim=-1)[:, :length]
-
-
-def render_impulses(
-    delay: torch.Tensor, amplitude: torch.Tensor, channel: torch.Tensor, channels: int, length: int,
-    kernel: torch.Tensor,
-) -> torch.Tensor:
-    """delay [P] samples, amplitude [P], channel [P] long, kernel [K+1, bins] -> [channels, length] float32.
-
-    `kernel` comes from delay_kernel(n_fft, K, response) and fixes n_fft = 2 (bins - 1). Needs
-    0 <= delay and round(delay) < n_fft. The result is the circular convolution over n_fft samples,
-    so n_fft must exceed `length` by the decay time of the extra response and of the kernel's
-    pre-ringing (tens of samples).
-    """
-    order, n_fft = kernel.shape[0] - 1, 2 * (kernel.shape[1] - 1)
-    whole, values = farrow_terms(delay, amplitude, order)
-    trains = torch.zeros(order + 1, channels * n_fft, dtype=torch.float32, device=delay.device)
-    add_impulses(trains, channel * n_fft + whole, values)
-    return mix_trains(trains.view(order + 1, channels, n_fft), kernel, length)

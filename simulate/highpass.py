@@ -1,10 +1,9 @@
-"""Second-order Butterworth high-pass (RBJ biquad): time-domain filter and its frequency response."""
+"""Second-order Butterworth high-pass (RBJ biquad): its coefficients and frequency response on rfft bins."""
 from __future__ import annotations
 
 import math
 
 import torch
-from torchaudio.functional import lfilter
 
 
 def highpass_coefficients(sample_rate: int, cutoff_hz: float) -> tuple[list[float], list[float]]:
@@ -13,19 +12,6 @@ def highpass_coefficients(sample_rate: int, cutoff_hz: float) -> tuple[list[floa
     alpha = math.sin(w0) / math.sqrt(2)  # sin(w0) / (2 Q)
     cos = math.cos(w0)
     return [(1 + cos) / 2, -(1 + cos), (1 + cos) / 2], [1 + alpha, -2 * cos, 1 - alpha]
-
-
-def highpass(waveform: torch.Tensor, sample_rate: int, cutoff_hz: float) -> torch.Tensor:
-    """waveform [..., time] -> [..., time]; 12 dB/octave below `cutoff_hz`.
-
-    torchaudio's highpass_biquad goes through lfilter's default clamp=True, which would clip RIR
-    samples above 1 (a direct path closer than 1 m); this calls lfilter with clamp=False.
-    """
-    if cutoff_hz <= 0:
-        return waveform
-    b, a = highpass_coefficients(sample_rate, cutoff_hz)
-    as_tensor = lambda c: torch.tensor(c, dtype=waveform.dtype, device=waveform.device)  # noqa: E731
-    return lfilter(waveform, as_tensor(a), as_tensor(b), clamp=False)
 
 
 def highpass_response(n_fft: int, sample_rate: int, cutoff_hz: float, device: torch.device | str = "cpu") -> torch.Tensor:

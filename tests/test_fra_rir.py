@@ -6,12 +6,12 @@ import math
 import pytest
 import torch
 
+from rir_reference import highpass, render_impulses, schroeder_t20
 from simulate.config import SimulateConfig
 from simulate.fra_rir import simulate_rirs
-from simulate.fractional_delay import band_limit, delay_kernel, render_impulses
-from simulate.highpass import highpass, highpass_response
+from simulate.fractional_delay import band_limit, delay_kernel
+from simulate.highpass import highpass_response
 from simulate.scenes import sample_scenes
-from simulate.schroeder import schroeder_t20
 
 
 def _simulate(cfg: SimulateConfig, count: int, seed: int):
