@@ -43,6 +43,17 @@ class ModelConfig:
     max_time_patches: int = 128  # rows of the learned absolute position table = num_slots + this * freq patches
     num_classes: int = 36
     num_slots: int = 2
+    # Real recordings: `count_head` gives each slot an existence logit (slot i exists when more than i talkers
+    # are active; slots are filled in ascending angle order), so 0..num_slots talkers can be reported;
+    # `frame_head` adds a track: per step of frame_step_tokens tokens, an independent activity logit per
+    # direction class (a spatial spectrum over time); `spacing_input` steers the SRP tokens for the mic spacing
+    # given with each input (tokens=srp) and tells the slots that spacing, so one model serves a range of arrays
+    # (mic_spacing_range, the range it was trained on; mic_spacing stays the default).
+    count_head: bool = False
+    frame_head: bool = False
+    frame_step_tokens: int = 5
+    spacing_input: bool = False
+    mic_spacing_range: tuple[float, float] = (0.1, 0.1)
     dropout: float = 0.0  # feed-forward, attention and conv-module dropout
     ipd_eps: float = 1e-8  # |X0 X1*| floor when normalizing the cross-spectrum to (cos, sin)
 
@@ -77,6 +88,13 @@ class ModelConfig:
         need(self.num_classes >= 2, "num_classes", f"must be >= 2, got {self.num_classes}")
         need(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
         need(self.ipd_eps > 0, "ipd_eps", f"must be > 0, got {self.ipd_eps}")
+        need(self.frame_step_tokens >= 1, "frame_step_tokens", f"must be >= 1, got {self.frame_step_tokens}")
+        need(not self.spacing_input or self.tokens == "srp", "spacing_input",
+             f"needs tokens=srp (the steered response is what the spacing changes), got tokens={self.tokens}")
+        lo, hi = self.mic_spacing_range
+        need(0.0 < lo <= self.mic_spacing <= hi <= 1.0 if self.spacing_input else 0.0 < lo <= hi <= 1.0,
+             "mic_spacing_range", f"must satisfy 0 < lo <= mic_spacing ({self.mic_spacing}) <= hi <= 1 m, "
+             f"got {[lo, hi]}")
 
     @property
     def in_channels(self) -> int:

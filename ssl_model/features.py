@@ -102,21 +102,26 @@ def log_power(real: torch.Tensor, imag: torch.Tensor, drop_dc: bool = True, floo
     return (db - mean) / std
 
 
-def steering(n_fft: int, sr: int, angles: int, mic_spacing: float, sound_speed: float) -> torch.Tensor:
-    """-> [2 * n_fft/2, angles]: cos, then -sin, of the phase 2 pi f tau_k that a source at lateral angle theta_k
-    (evenly spaced over 0..180 degrees) puts between the mics, tau_k = -d cos(theta_k) / c (far field); DC dropped."""
-    freqs = torch.arange(1, n_fft // 2 + 1, dtype=torch.float64) * sr / n_fft
-    theta = torch.linspace(0, math.pi, angles, dtype=torch.float64)
-    tau = -mic_spacing * torch.cos(theta) / sound_speed
-    phase = 2 * math.pi * freqs[:, None] * tau[None, :]
-    return torch.cat((torch.cos(phase), -torch.sin(phase))).float()
+def steering(n_fft: int, sr: int, angles: int, mic_spacing: float | torch.Tensor, sound_speed: float) -> torch.Tensor:
+    """-> [2 * n_fft/2, angles] for a float spacing, [B, 2 * n_fft/2, angles] for spacings [B]: cos, then -sin, of
+    the phase 2 pi f tau_k that a source at lateral angle theta_k (evenly spaced over 0..180 degrees) puts between
+    the mics, tau_k = -d cos(theta_k) / c (far field); DC dropped."""
+    spacing = torch.as_tensor(mic_spacing, dtype=torch.float64)
+    device = spacing.device
+    freqs = torch.arange(1, n_fft // 2 + 1, dtype=torch.float64, device=device) * sr / n_fft
+    theta = torch.linspace(0, math.pi, angles, dtype=torch.float64, device=device)
+    tau = -spacing[..., None] * torch.cos(theta) / sound_speed  # [..., K]
+    phase = 2 * math.pi * freqs[:, None] * tau[..., None, :]  # [..., F, K]
+    return torch.cat((torch.cos(phase), -torch.sin(phase)), dim=-2).float()
 
 
 def steered_response(ipd: torch.Tensor, masks: torch.Tensor, steer: torch.Tensor) -> torch.Tensor:
-    """ipd (cos, sin) [B, 2, F, T], masks [B, M, F, T], steer [2F, K] (steering()) -> [B, M, T, K]: per frame,
+    """ipd (cos, sin) [B, 2, F, T], masks [B, M, F, T], steer [2F, K] or [B, 2F, K] (steering()) -> [B, M, T, K]: per frame,
     the mean over bins of mask * cos(ipd + 2 pi f tau_k), a PHAT-weighted steered response with learned weights.
 
     X1 conj(X0) has phase -2 pi f tau for a path that reaches mic 1 tau later, so cos(ipd + 2 pi f tau_k) =
     cos ipd cos(2 pi f tau_k) - sin ipd sin(2 pi f tau_k) is 1 where tau_k is that path's delay."""
     weighted = torch.cat((masks * ipd[:, 0:1], masks * ipd[:, 1:2]), dim=2)  # [B, M, 2F, T]
+    if steer.dim() == 3:
+        steer = steer[:, None]  # one steering per input: [B, 1, 2F, K]
     return torch.matmul(weighted.transpose(-1, -2), steer) / ipd.shape[2]

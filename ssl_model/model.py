@@ -1,5 +1,8 @@
-"""SSLModel: two-mic waveform -> logits for two sorted direction slots (the seed's module tree, docs/protocol.md)."""
+"""SSLModel: two-mic waveform -> logits for sorted direction slots (the seed's module tree, docs/protocol.md), and
+optionally per-slot existence (how many talk) and a spatial track over time (who talks when)."""
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 from einops import rearrange, repeat
@@ -9,6 +12,15 @@ from torch import nn
 from ssl_model.config import ModelConfig, preset
 from ssl_model.conformer import Conformer
 from ssl_model.features import STFT, ipd_cos_sin, log_power, steered_response, steering
+
+
+class SSLOutput(NamedTuple):
+    """logits [B, S, C] (direction per slot, slots in ascending angle order); exist [B, S] existence logits of the
+    slots (count_head; None otherwise); track [B, steps, C] per-step activity logits per direction class
+    (frame_head; None otherwise)."""
+    logits: torch.Tensor
+    exist: torch.Tensor | None
+    track: torch.Tensor | None
 
 
 def conv_bn_gelu(in_channels: int, out_channels: int, kernel_size: int | tuple[int, int], stride: int,
@@ -21,11 +33,15 @@ def conv_bn_gelu(in_channels: int, out_channels: int, kernel_size: int | tuple[i
 
 
 class SSLModel(nn.Module):
-    """wave [batch, 2, samples] -> logits [batch, num_slots, num_classes].
+    """wave [batch, 2, samples] (, mic_spacing [batch] in metres) -> logits [batch, num_slots, num_classes];
+    `outputs()` gives every head (SSLOutput).
 
-    Conv STFT -> IPD (cos, sin), DC dropped -> inter_conv (3x3) -> patch_embed (patch_size^2 / patch_size convs)
-    -> tokens (time-major) with `num_slots` CLS tokens in front, plus learned absolute positions -> Conformer
-    -> LayerNorm -> one Linear head shared by the CLS tokens.
+    Conv STFT -> IPD (cos, sin) [+ log power], DC dropped -> inter_conv -> tokens: `patches` (the seed's patch
+    convs), `frames` (a linear map of whole-band frames) or `srp` (learned-mask steered responses per frame, steered
+    for the input's mic spacing with spacing_input) -> `num_slots` CLS tokens in front, plus learned absolute
+    positions (and an embedding of the spacing on the CLS tokens) -> Conformer -> LayerNorm -> one Linear direction
+    head shared by the CLS tokens; with count_head an existence logit per slot, with frame_head a per-step
+    spatial activity head over the pooled time tokens.
     """
 
     def __init__(self, config: ModelConfig | None = None):
@@ -85,6 +101,13 @@ class SSLModel(nn.Module):
         )
         self.norm = nn.LayerNorm(config.dim)
         self.head = nn.Linear(config.dim, config.num_classes)
+        if config.spacing_input:
+            self.spacing_embed = nn.Linear(1, config.dim)
+        if config.count_head:
+            self.exist_head = nn.Linear(config.dim, 1)
+        if config.frame_head:
+            self.track_pool = nn.AvgPool1d(config.frame_step_tokens, config.frame_step_tokens)
+            self.track_head = nn.Sequential(nn.LayerNorm(config.dim), nn.Linear(config.dim, config.num_classes))
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "SSLModel":
@@ -117,24 +140,52 @@ class SSLModel(nn.Module):
             return ipd
         return torch.cat((ipd, log_power(real, imag)), dim=1)
 
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+    def spacing_of(self, wave: torch.Tensor, mic_spacing: torch.Tensor | float | None) -> torch.Tensor:
+        """-> spacing [B] in metres on wave's device (config.mic_spacing when None)."""
+        spacing = self.config.mic_spacing if mic_spacing is None else mic_spacing
+        spacing = torch.as_tensor(spacing, dtype=torch.float32, device=wave.device)
+        return spacing.expand(wave.shape[0]) if spacing.dim() == 0 else spacing
+
+    def outputs(self, wave: torch.Tensor, mic_spacing: torch.Tensor | float | None = None) -> SSLOutput:
+        """wave [B, 2, T], mic_spacing [B] or float (metres; spacing_input models) -> SSLOutput."""
         if wave.dim() != 3 or wave.shape[1] != 2:
             raise ValueError(f"expected wave [batch, 2, samples], got shape {list(wave.shape)}")
+        config = self.config
         patches = self.check_length(wave.shape[-1])
         features = self.features(wave).to(wave.dtype)
         maps = self.inter_conv(features)  # [b, c, freq bins, frames]
-        frames = patches * self.config.frames_per_token
-        if self.config.tokens == "patches":
+        frames = patches * config.frames_per_token
+        if config.tokens == "patches":
             tokens = rearrange(self.patch_embed(maps), "b d f t -> b (t f) d")  # [b, dim, freq, time patches]
-        elif self.config.tokens == "srp":
+        elif config.tokens == "srp":
             masks = self.srp_mask(maps).float()
-            spectra = steered_response(features[:, :2].float(), masks, self.steer)  # [b, masks, frames, angles]
+            steer = self.steer
+            if config.spacing_input:
+                steer = steering(config.n_fft, config.sr, config.srp_angles, self.spacing_of(wave, mic_spacing),
+                                 config.sound_speed)  # [b, 2F, angles]
+            spectra = steered_response(features[:, :2].float(), masks, steer)  # [b, masks, frames, angles]
             tokens = self.patch_embed(spectra[:, :, :frames].to(maps.dtype))
         else:
             tokens = self.patch_embed(maps[..., :frames])
         cls = repeat(self.cls_tokens, "s d -> b s d", b=tokens.shape[0]).to(tokens.dtype)
+        if config.spacing_input:
+            # centred and scaled so 6..16 cm spans about -1..1
+            offset = (self.spacing_of(wave, mic_spacing) - 0.11) / 0.05
+            cls = cls + self.spacing_embed(offset[:, None].to(cls.dtype))[:, None, :]
         x = torch.cat((cls, tokens), dim=1)
         x = x + self.pos_embedding[: x.shape[1]].to(x.dtype)
         x = self.backbone(x)
-        slots = self.norm(x[:, : self.config.num_slots])
-        return self.head(slots)
+        slots = self.norm(x[:, : config.num_slots])
+        exist = self.exist_head(slots)[..., 0] if config.count_head else None
+        track = None
+        if config.frame_head:
+            steps = rearrange(x[:, config.num_slots:], "b t d -> b d t")
+            if steps.shape[-1] >= config.frame_step_tokens:
+                track = self.track_head(rearrange(self.track_pool(steps), "b d t -> b t d"))
+            else:
+                track = x.new_zeros(x.shape[0], 0, config.num_classes)
+        return SSLOutput(self.head(slots), exist, track)
+
+    def forward(self, wave: torch.Tensor, mic_spacing: torch.Tensor | float | None = None) -> torch.Tensor:
+        """wave [B, 2, T] (, mic_spacing [B] or float) -> direction logits [B, num_slots, num_classes]."""
+        return self.outputs(wave, mic_spacing).logits
