@@ -19,6 +19,10 @@ import torchaudio.functional as AF
 
 AUDIO_EXTENSIONS = (".flac", ".wav", ".ogg")
 SILENCE_DB = -50.0  # a segment whose RMS stays this far below full scale counts as silent
+# Quieter than this (AC RMS, dB full scale) is no recording at all: 24-bit PCM's LSB is -144 dBFS, so
+# anything below is digital silence, a DC offset or numerical noise.
+SILENT_DBFS = -150.0
+KERNEL_BUDGET = 1 << 22  # elements of the resampling kernel (float64 while built: 32 MB)
 
 
 def find_audio(root: str | Path) -> list[PurePosixPath]:
@@ -28,12 +32,52 @@ def find_audio(root: str | Path) -> list[PurePosixPath]:
     return sorted(PurePosixPath(p.as_posix()) for p in found)
 
 
+def kernel_elements(orig: np.ndarray | int, new: np.ndarray | int) -> np.ndarray | int:
+    """Size of torchaudio's windowed-sinc kernel for the reduced ratio orig -> new: [new, orig + 2 * width] with
+    width = ceil(6 * orig / (0.99 * min(orig, new))) (torchaudio.functional._get_sinc_resample_kernel)."""
+    width = np.ceil(6 * np.asarray(orig) / (0.99 * np.minimum(orig, new))).astype(np.int64)
+    return np.asarray(new, dtype=np.int64) * (np.asarray(orig, dtype=np.int64) + 2 * width)
+
+
+def resample_ratio(sr_in: int, sr_out: int, budget: int = KERNEL_BUDGET) -> tuple[int, int]:
+    """(sr_in, sr_out) -> (orig, new) with new / orig closest to sr_out / sr_in among the ratios whose kernel fits
+    `budget` elements: the exact ratio for every usual rate (44100 -> 16000 is 441 -> 160); for a rate like 44101
+    or 1000003 Hz, where gcd(sr_in, sr_out) is 1 and the exact kernel would take gigabytes, the closest fitting
+    ratio: off by 10 ppm for 96001 -> 16000 (as 6 -> 1), and at most 1 / min(sr_in, sr_out) for any rates, i.e. one
+    sample per second (16001 -> 16000 as 1 -> 1), about a sound card clock's own tolerance (tests/test_audio.py)."""
+    g = math.gcd(sr_in, sr_out)
+    if kernel_elements(sr_in // g, sr_out // g) <= budget:
+        return sr_in // g, sr_out // g
+    ratio = sr_out / sr_in
+    # The integer ratio (one of orig, new is 1): its kernel grows only with the input's own length.
+    coarse = (max(1, round(1 / ratio)), 1) if ratio < 1 else (1, round(ratio))
+    orig = np.arange(1, budget // 13 + 1, dtype=np.int64)  # new >= 1 makes every kernel >= 13 * orig
+    new = np.maximum(np.round(orig * ratio).astype(np.int64), 1)
+    error = np.where(kernel_elements(orig, new) <= budget, np.abs(new / orig - ratio), np.inf)
+    best = int(np.argmin(error))  # the first minimum: the smallest kernel of that error
+    if error[best] <= abs(coarse[1] / coarse[0] - ratio):
+        return int(orig[best]), int(new[best])
+    return coarse
+
+
 def resample(wave: torch.Tensor, sr_in: int, sr_out: int) -> torch.Tensor:
-    """wave [..., T] at sr_in -> [..., T * sr_out / sr_in] at sr_out (torchaudio's windowed sinc)."""
+    """wave [..., T] at sr_in -> [..., ~T * sr_out / sr_in] at sr_out (torchaudio's windowed sinc), in bounded
+    memory at any pair of rates (resample_ratio)."""
     if sr_in == sr_out:
         return wave
-    g = math.gcd(sr_in, sr_out)
-    return AF.resample(wave, sr_in // g, sr_out // g)
+    orig, new = resample_ratio(int(sr_in), int(sr_out))
+    return AF.resample(wave, orig, new)
+
+
+def is_near_silent(wave: np.ndarray | torch.Tensor) -> bool:
+    """wave [..., T] -> True when no channel holds a signal to localize: every channel's RMS after removing its
+    mean (DC) is below SILENT_DBFS, i.e. zeros, a constant offset or noise far under any microphone's floor."""
+    x = np.asarray(wave, dtype=np.float64)
+    if x.size == 0:
+        return True
+    ac = x - x.mean(axis=-1, keepdims=True)
+    power = np.mean(np.square(ac), axis=-1)
+    return bool(np.all(power <= 10 ** (SILENT_DBFS / 10)))
 
 
 def decode_audio(data: bytes | str | Path, name: str, sr: int | None = None, mono: bool = True) -> tuple[np.ndarray, int]:
