@@ -22,7 +22,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 import torch
 
-from shards.audio import decode_audio, resample
+from shards.audio import SILENT_DBFS, decode_audio, is_near_silent, resample
 from ssl_model.export import CheckpointError, LocalizerSpec, load_localizer
 from ssl_model.features import normalize_wave
 from ssl_model.targets import decode_posteriors
@@ -125,8 +125,8 @@ def check_stereo(wave: np.ndarray | torch.Tensor, sample_rate: int, name: str) -
         raise LocalizeError(f"{name}: {seconds:.3f} s of audio is too short; need at least {MIN_SECONDS:g} s")
     if not torch.isfinite(x).all():
         raise LocalizeError(f"{name}: NaN or infinite samples")
-    if not x.any():
-        raise LocalizeError(f"{name}: silent (every sample is zero)")
+    if is_near_silent(x.numpy()):
+        raise LocalizeError(f"{name}: silent (zeros, DC or noise below {SILENT_DBFS:g} dBFS): nothing to localize")
     return x
 
 
