@@ -9,10 +9,11 @@ import torch
 
 from simulate import generate_dataset
 from ssl_model import SSLModel
+from ssl_model.metrics import localization_metrics
 from training import plots
 from training.checkpoint import CONFIG, WEIGHTS, export_weights
 from training.config import dump_config, load_train_config
-from training.evaluate import evaluate_run, main, reshape_metrics, unique_scenes
+from training.evaluate import evaluate_run, main, reshape_metrics, unique_scenes, write_plots
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -141,3 +142,38 @@ def test_two_models_scored_on_the_same_mixtures(tiny_run, tmp_path):
     # GCC-PHAT sees the waves only: equal on the same mixtures, different on the other run's own eval set.
     assert gcc(alike) == gcc(mine) and gcc(own) != gcc(mine)
     assert alike["counts"] == mine["counts"] and alike["model_target"] == "lateral"
+
+
+def test_a_run_without_a_training_log_gets_no_curves_figure(tmp_path):
+    """The shipped model has no metrics.jsonl: no empty "nothing logged" figure; the azimuth CDF says why it has
+    no model curve."""
+    rng = np.random.default_rng(2)
+    truth = {t: np.sort(rng.uniform(0, 180, (30, 2)), axis=1) for t in ("lateral", "azimuth")}
+    preds = {"lateral": {"model": truth["lateral"] + 1, "GCC-PHAT": truth["lateral"] - 2},
+             "azimuth": {"GCC-PHAT": truth["azimuth"] + 3}}
+    classes = {"model": (truth["lateral"] // 5).astype(int)}
+    factors = {"rt60": rng.uniform(0.1, 0.7, 30)}
+    paths = write_plots(tmp_path, "lateral", truth, preds, classes, factors, tmp_path / "no-metrics.jsonl")
+    assert set(paths) == {"pred_vs_true", "error_cdf_lateral", "error_cdf_azimuth", "error_vs_factors", "confusion"}
+    assert not (tmp_path / "training_curves.png").exists()
+    for path in paths.values():
+        assert_png(path)
+
+
+def test_binned_error_of_the_legend_is_the_metric_evaluate_prints():
+    """plots.binned_abs_error (numpy, the pred_vs_true legend) == ssl_model.metrics' binned MAE, edges included."""
+    rng = np.random.default_rng(1)
+    true = np.sort(rng.uniform(0, 180, (200, 2)), axis=1)
+    true[:3] = [[0.0, 180.0], [5.0, 175.0], [4.999, 90.0]]  # bin edges and the closed end at 180
+    pred = np.clip(true + rng.normal(0, 8, true.shape), 0, 180)
+    flat = localization_metrics(torch.from_numpy(pred), torch.from_numpy(true), {})
+    for slot in (0, 1):
+        legend = plots.binned_abs_error(pred[:, slot], true[:, slot], 5.0).mean()
+        assert legend == pytest.approx(flat[f"binned_mae_deg_slot{slot + 1}"], abs=1e-9)
+
+
+def test_every_factor_bin_counts_its_sources():
+    x = np.array([0.1, 0.1, 0.2, 0.55, 0.7, 0.7, 0.7])
+    centers, means, _, counts = plots._binned_means(x, np.arange(7.0), np.linspace(0.1, 0.7, 4))
+    assert counts.tolist() == [3, 0, 4] and counts.sum() == x.size
+    assert means[0] == pytest.approx(1.0) and np.isnan(means[1]) and means[2] == pytest.approx(4.5)

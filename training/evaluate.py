@@ -1,6 +1,6 @@
 """Score a run on the held-out split: model, GCC-PHAT, the TDOA oracle and chance, for both targets.
 
-    python -m training.evaluate --run DIR [--shards DIR] [--speech SOURCE] [--num-samples N] [--device cpu]
+    python -m training.evaluate --run DIR [--shards DIR] [--speech SOURCE] [--num-samples N] [--device cpu] [-q | -v]
 
 Uses the same fixed, seeded eval set as training (training.eval_set.fixed_eval_set). Writes DIR/eval/metrics.json
 and PNG plots beside it. The model is scored on the target it was trained on; GCC-PHAT (a lateral-angle
@@ -8,12 +8,15 @@ estimate, read as the azimuth of a source at the array's height) and the oracle 
 slots; ssl_model.oracle) are scored on both targets. The oracle reads p(class | tdoa) from a dense reference
 table drawn from the eval split's own simulation prior (its manifest's config), else, when that manifest
 cannot be read, from the eval set's own sources (leave-one-out, which overstates the lateral floor).
+The model is run through ssl_model.Localizer (one window per eval clip). stdout carries the summary table and
+the written files; notes and progress go to stderr (-q: errors only, -v: more).
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import logging
 import math
 import sys
 from pathlib import Path
@@ -31,13 +34,14 @@ from shards.array import ArraySetup
 from simulate.config import SimulateConfig
 from simulate.scenes import sample_scenes
 from ssl_model.baselines import gcc_phat
-from ssl_model.localize import LocalizeError, torch_device
+from ssl_model.cli_log import add_verbosity, setup_logging
+from ssl_model.localizer import LocalizeError, Localizer, torch_device
 from ssl_model.metrics import localization_metrics
 from ssl_model.oracle import chance_binned_mae, oracle_floor_binned_mae, oracle_slot_classes
-from ssl_model.targets import (BIN_DEG, NUM_CLASSES, angle_to_class, angles_to_classes, class_centers, decode_posteriors,
+from ssl_model.targets import (BIN_DEG, NUM_CLASSES, angle_to_class, angles_to_classes, class_centers,
                                metadata_factors, source_angles)
 from training import plots
-from training.checkpoint import load_run, run_config
+from training.checkpoint import run_config
 from training.eval_set import fixed_eval_set, with_shards
 from training.sources import DataError
 
@@ -57,6 +61,7 @@ ORACLE_NOTE = ("oracle: knows each source's exact direct-path TDOA and the eval 
                "neighbourhood overstates the lateral floor (~2 degrees on 400 sources).")
 ORACLE_REFERENCE_SOURCES = 200_000
 ORACLE_REFERENCE_SEED = stable_seed("training.evaluate", "oracle_reference")
+log = logging.getLogger("training.evaluate")
 
 
 class EvaluateError(RuntimeError):
@@ -158,12 +163,10 @@ def eval_prior_reference(cfg, sources: int = ORACLE_REFERENCE_SOURCES) -> tuple[
 # ---------------------------------------------------------------------------------------------- inference
 
 
-@torch.no_grad()
-def model_predictions(model: torch.nn.Module, batches: list, progress: bool) -> torch.Tensor:
+def model_predictions(localizer: Localizer, batches: list, progress: bool) -> torch.Tensor:
     """eval batches -> the model's angles_deg [N, S], decoded and sorted as training's eval does."""
-    angles = []
-    for wave, _, _ in tqdm(batches, desc="model", unit="batch", disable=not progress):
-        angles.append(decode_posteriors(model(wave).float().softmax(dim=-1))[1].cpu())
+    angles = [localizer.clip_angles(wave) for wave, _, _ in tqdm(batches, desc="model", unit="batch",
+                                                                 disable=not progress)]
     return torch.cat(angles).double()
 
 
@@ -196,7 +199,8 @@ def training_records(metrics_file: Path) -> list[dict]:
 
 def write_plots(out: Path, target: str, truth: dict, preds: dict, classes: dict, factors: dict,
                 metrics_file: Path) -> dict[str, str]:
-    """Every figure of the report -> {name: path}. truth/preds/classes: per target, per method, [N, S] arrays."""
+    """Every figure of the report -> {name: path}. truth/preds/classes: per target, per method, [N, S] arrays.
+    No training-curves figure when metrics_file holds no record (the shipped model has no training log)."""
     paths: dict[str, Path] = {}
     t = truth[target]
     mine = preds[target]
@@ -204,13 +208,16 @@ def write_plots(out: Path, target: str, truth: dict, preds: dict, classes: dict,
                                                out / f"pred_vs_true_{target}.png", target=target)
     for tgt in TARGETS:
         errors = {k: v - truth[tgt] for k, v in preds[tgt].items()}
-        paths[f"error_cdf_{tgt}"] = plots.error_cdf(errors, out / f"error_cdf_{tgt}.png", target=tgt)
+        note = None if "model" in errors else f"no model curve: the model was\ntrained on the {target} target"
+        paths[f"error_cdf_{tgt}"] = plots.error_cdf(errors, out / f"error_cdf_{tgt}.png", target=tgt, note=note)
     factor_arrays = {FACTOR_LABELS[k]: np.broadcast_to(v.reshape(len(t), -1), t.shape) for k, v in factors.items()}
     paths["error_vs_factors"] = plots.error_vs_factors(
         factor_arrays, {k: v - t for k, v in mine.items()}, out / f"error_vs_factors_{target}.png", target=target)
     paths["confusion"] = plots.confusion(truth_classes(t), classes["model"], NUM_CLASSES, BIN_DEG,
                                          out / f"confusion_{target}.png", target=target)
-    paths["training_curves"] = plots.training_curves(training_records(metrics_file), out / "training_curves.png")
+    records = training_records(metrics_file)
+    if records:
+        paths["training_curves"] = plots.training_curves(records, out / "training_curves.png")
     return {k: str(v) for k, v in paths.items()}
 
 
@@ -266,10 +273,12 @@ def evaluate_run(run_dir: str | Path, shards: str | None = None, speech: str | N
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir is not None else run_dir / "eval"
     try:
-        model, model_cfg = load_run(run_dir, device)
+        model_cfg = run_config(run_dir)
+        localizer = Localizer.from_run(run_dir, device)
         cfg = run_config(eval_like) if eval_like is not None else model_cfg
-    except FileNotFoundError as err:
+    except (FileNotFoundError, LocalizeError) as err:
         raise EvaluateError(str(err)) from None
+    log.info("%r", localizer)
     cfg = dataclasses.replace(with_data_sources(cfg, shards, speech, num_samples), target=model_cfg.target)
     batches = fixed_eval_set(cfg, device=device).batches
     metadata = [m for _, _, metas in batches for m in metas]
@@ -279,11 +288,14 @@ def evaluate_run(run_dir: str | Path, shards: str | None = None, speech: str | N
     scenes, _ = unique_scenes(metadata)
     if len(scenes) < 2:
         raise EvaluateError(f"the eval split holds {len(scenes)} distinct scene(s); the oracle needs at least 2")
-    model_deg = model_predictions(model, batches, progress)
+    log.info("eval set: %d mixtures of %d distinct held-out scenes", len(metadata), len(scenes))
+    model_deg = model_predictions(localizer, batches, progress)
     model_cls = angle_to_class(model_deg)
     array = ArraySetup.from_meta(metadata[0], "the eval set's first scene")
     gcc_deg = gcc_predictions(batches, cfg.sr, array.mic_spacing, array.sound_speed, progress).clamp(0, 180)
     reference, reference_info = eval_prior_reference(cfg)
+    if reference is None:
+        log.warning("%s", reference_info["note"])
 
     results: dict[str, Any] = {}
     truth, preds, classes_of = {}, {}, {}
@@ -370,18 +382,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-like", help="score on this other run's eval set (clip, mixing, speech, seed), e.g. to put "
                                        "two models on the same mixtures")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (-q implies it)")
+    add_verbosity(p)
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    setup_logging(args)
     try:
-        device = str(torch_device(args.device))
+        device = str(torch_device(args.device, "--device"))
         report = evaluate_run(args.run, args.shards, args.speech, args.num_samples, device,
-                              progress=not args.no_progress, out_dir=args.out, eval_like=args.eval_like)
+                              progress=not (args.no_progress or args.quiet), out_dir=args.out, eval_like=args.eval_like)
     except (EvaluateError, DataError, ConfigError, LocalizeError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        log.error("%s", err)
         return 2
     for line in summary_lines(report):
         print(line)

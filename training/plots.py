@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 import numpy as np  # noqa: E402
 
 SLOT_NAMES = ("slot 1 (smaller angle)", "slot 2 (larger angle)")
+GUIDES_DEG = (5, 10)  # the ACC@5 / ACC@10 thresholds, drawn on the error CDFs
 # One colour per method, fixed so the same method looks the same in every figure.
 METHOD_COLORS = {"model": "tab:blue", "GCC-PHAT": "tab:orange", "oracle": "tab:green", "chance": "tab:gray"}
 
@@ -35,8 +36,18 @@ def _save(fig: plt.Figure, path: str | Path) -> Path:
     return path
 
 
-def pred_vs_true(true_deg: np.ndarray, preds: Mapping[str, np.ndarray], path: str | Path, *, target: str) -> Path:
-    """Scatter of predicted against true angle per method, one panel per slot; true_deg and each pred: [N, 2]."""
+def binned_abs_error(pred_deg: np.ndarray, true_deg: np.ndarray, bin_deg: float) -> np.ndarray:
+    """|class(pred) - class(true)| * bin_deg, the seed's binned error (ssl_model.targets.angle_to_class's bins,
+    180 falls in the last one); pred_deg, true_deg: same shape -> same shape."""
+    last = round(180.0 / bin_deg) - 1
+    classes = [np.clip(np.floor(np.asarray(a, float) / bin_deg), 0, last) for a in (pred_deg, true_deg)]
+    return np.abs(classes[0] - classes[1]) * bin_deg
+
+
+def pred_vs_true(true_deg: np.ndarray, preds: Mapping[str, np.ndarray], path: str | Path, *, target: str,
+                 bin_deg: float = 5.0) -> Path:
+    """Scatter of predicted against true angle per method, one panel per slot; true_deg and each pred: [N, 2].
+    The legend gives each slot's MAE (mean |pred - true|) and binned MAE (the seed's metric evaluate prints)."""
     true_deg = np.asarray(true_deg, float)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.6), sharey=True)
     for slot, ax in enumerate(axes):
@@ -44,9 +55,10 @@ def pred_vs_true(true_deg: np.ndarray, preds: Mapping[str, np.ndarray], path: st
         for i, (label, pred) in enumerate(preds.items()):
             pred = np.asarray(pred, float)
             err = np.abs(pred[:, slot] - true_deg[:, slot])
+            binned = binned_abs_error(pred[:, slot], true_deg[:, slot], bin_deg)
             ax.scatter(true_deg[:, slot], pred[:, slot], s=12 if i == 0 else 9, alpha=0.75 if i == 0 else 0.45,
                        marker="o" if i == 0 else "x", color=_color(label, i), zorder=3 - i,
-                       label=f"{label} (MAE {err.mean():.1f}°)")
+                       label=f"{label}: MAE {err.mean():.1f}°, binned MAE {binned.mean():.1f}°")
         ax.set_xlim(0, 180)
         ax.set_ylim(0, 180)
         ax.set_aspect("equal")
@@ -57,12 +69,16 @@ def pred_vs_true(true_deg: np.ndarray, preds: Mapping[str, np.ndarray], path: st
         ax.set_xlabel(f"true {target} angle (deg)")
         ax.legend(loc="upper left", fontsize=8)
     axes[0].set_ylabel(f"predicted {target} angle (deg)")
-    fig.suptitle(f"Predicted vs true {target} angle on the held-out split (N={len(true_deg)} mixtures)")
+    fig.suptitle(f"Predicted vs true {target} angle on the held-out split (N={len(true_deg)} mixtures)\n"
+                 f"MAE: mean |pred - true|; binned MAE: mean |class error| x {bin_deg:g}° (the seed's metric, "
+                 f"as evaluate prints it)", fontsize=10)
+    fig.tight_layout()
     return _save(fig, path)
 
 
-def error_cdf(errors: Mapping[str, np.ndarray], path: str | Path, *, target: str) -> Path:
-    """Empirical CDF of absolute errors per method; each value: errors in degrees, any shape."""
+def error_cdf(errors: Mapping[str, np.ndarray], path: str | Path, *, target: str, note: str | None = None) -> Path:
+    """Empirical CDF of absolute errors per method; each value: errors in degrees, any shape. `note`: a line
+    written on the axes (e.g. why a method has no curve)."""
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     top = 5.0
     for i, (label, err) in enumerate(errors.items()):
@@ -73,8 +89,13 @@ def error_cdf(errors: Mapping[str, np.ndarray], path: str | Path, *, target: str
         share = np.arange(1, err.size + 1) / err.size
         ax.step(err, share, where="post", color=_color(label, i),
                 label=f"{label} (median {np.median(err):.1f}°)")
-    for mark in (5, 10):
-        ax.axvline(mark, color="0.75", lw=0.8, ls=":")
+    for mark in GUIDES_DEG:
+        ax.axvline(mark, color="0.55", lw=0.8, ls=":")
+        ax.annotate(f"{mark}° (ACC@{mark})", (mark, 0.03), xytext=(3, 0), textcoords="offset points",
+                    rotation=90, fontsize=7, color="0.35", va="bottom")
+    if note:
+        ax.text(0.98, 0.45, note, transform=ax.transAxes, ha="right", va="center", fontsize=8, wrap=True,
+                bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "0.7"})
     ax.set_xlim(0, min(180.0, top * 1.05))
     ax.set_ylim(0, 1.01)
     ax.set_xlabel(f"absolute {target} error (deg)")
@@ -85,18 +106,20 @@ def error_cdf(errors: Mapping[str, np.ndarray], path: str | Path, *, target: str
     return _save(fig, path)
 
 
-def _binned_means(x: np.ndarray, y: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean and standard error of y in bins of x; x, y: [N] -> (centers, means, sems) of [bins]."""
+def _binned_means(x: np.ndarray, y: np.ndarray, edges: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and standard error of y in bins of x; x, y: [N] -> (centers, means, sems, counts) of [bins]."""
     idx = np.clip(np.digitize(x, edges) - 1, 0, len(edges) - 2)
     centers = 0.5 * (edges[:-1] + edges[1:])
     means = np.full(len(centers), np.nan)
     sems = np.full(len(centers), np.nan)
+    counts = np.bincount(idx, minlength=len(centers))
     for b in range(len(centers)):
         sel = y[idx == b]
         if sel.size:
             means[b] = sel.mean()
             sems[b] = sel.std() / math.sqrt(sel.size)
-    return centers, means, sems
+    return centers, means, sems, counts
 
 
 def error_vs_factors(factors: Mapping[str, np.ndarray], errors: Mapping[str, np.ndarray], path: str | Path,
@@ -114,8 +137,10 @@ def error_vs_factors(factors: Mapping[str, np.ndarray], errors: Mapping[str, np.
         edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
         for i, (label, err) in enumerate(errors.items()):
             y = np.abs(np.asarray(err, float)).ravel()
-            centers, means, sems = _binned_means(x[finite], y[finite], edges)
+            centers, means, sems, counts = _binned_means(x[finite], y[finite], edges)
             ax.errorbar(centers, means, yerr=sems, marker="o", ms=4, capsize=3, color=_color(label, i), label=label)
+        # Every method is scored on the same sources, so one row of counts (under the bin centres) serves them all.
+        ax.set_xticks(centers, [f"{c:.3g}\nn={n}" for c, n in zip(centers, counts)], fontsize=7)
         ax.set_xlabel(name)
         ax.set_ylabel(f"mean |{target} error| (deg)")
         ax.set_title(f"error vs {name.split(' (')[0]}")
@@ -124,7 +149,8 @@ def error_vs_factors(factors: Mapping[str, np.ndarray], errors: Mapping[str, np.
         ax.legend(fontsize=8)
     for k in range(len(names), rows * cols):
         axes[k // cols][k % cols].set_visible(False)
-    fig.suptitle(f"Where the errors are, {target} target (bins of equal width, bars: standard error)")
+    fig.suptitle(f"Where the errors are, {target} target (bins of equal width, bars: standard error, "
+                 f"n: sources per bin, under its centre)")
     fig.tight_layout()
     return _save(fig, path)
 
