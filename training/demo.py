@@ -8,6 +8,7 @@
 4. render a stereo wav from one eval scene (synthetic speech convolved with the scene's RIRs) and localize it;
 5. print a summary table: model, GCC-PHAT, oracle floor and chance on both targets, and the plot paths.
 `--quick` is a smoke version (tiny splits, a few dozen steps) for the test suite; its numbers mean nothing.
+The summary goes to stdout; the stages' notes go to stderr through logging (-q: errors only).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -31,7 +33,9 @@ from shards.files import read_samples
 from shards.layout import shard_name
 from shards.samples import decode_rir
 from simulate import generate_dataset
-from ssl_model.localize import PRETRAINED, load_model_checked, localize_wave, plot_half_circle, read_stereo
+from ssl_model.cli_log import add_verbosity, setup_logging
+from ssl_model.localize import plot_half_circle
+from ssl_model.localizer import PRETRAINED, Localizer
 from training.checkpoint import WEIGHTS
 from training.evaluate import evaluate_run, summary_lines
 from training.mixing import mix
@@ -40,6 +44,7 @@ from training.speech import synthetic_speech
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "tiny.yaml"
 PRETRAINED_RUN = PRETRAINED.parent  # the shipped model's folder: model.safetensors and the config.yaml it was trained with
+log = logging.getLogger("training.demo")
 
 
 @dataclass(frozen=True)
@@ -60,14 +65,14 @@ QUICK = Plan(train_scenes=16, eval_scenes=24, shard_size=8, steps=20, eval_mixtu
 
 @contextlib.contextmanager
 def stage(key: str, title: str, timings: dict[str, float]):
-    """Print a stage header, run the block, record its wall time under `key` (printed when it succeeds)."""
-    print(f"\n== {title}", flush=True)
+    """Log a stage header, run the block, record its wall time under `key` (logged when it succeeds)."""
+    log.info("\n== %s", title)
     t0 = time.time()
     try:
         yield
     finally:
         timings[key] = time.time() - t0
-    print(f"   ({timings[key]:.0f} s)", flush=True)
+    log.info("   (%.0f s)", timings[key])
 
 
 def simulate(out: Path, plan: Plan) -> dict[str, Path]:
@@ -83,7 +88,7 @@ def train(run_dir: Path, shards: Path, target: str, plan: Plan) -> None:
            "--run-dir", str(run_dir), f"target={target}", "speech.source=synthetic", *plan.overrides]
     if plan.steps is not None:
         cmd += ["--steps", str(plan.steps)]
-    print("   $ " + " ".join(cmd[1:]), flush=True)
+    log.info("   $ %s", " ".join(cmd[1:]))
     proc = subprocess.run(cmd, cwd=ROOT)
     if proc.returncode != 0:
         raise SystemExit(f"error: training ({target}) failed with exit code {proc.returncode}")
@@ -108,9 +113,7 @@ def render_scene(rir: np.ndarray, sr: int, seconds: float, seed: int = 7) -> np.
 
 def localize_file(path: Path, run_dir: Path, plot: Path, truth_deg: list[float]) -> dict[str, Any]:
     """The localize CLI's steps on one file -> its JSON result, plus the truth and the plot path."""
-    wave, sr = read_stereo(path)
-    model, spec = load_model_checked(run_dir / WEIGHTS, torch.device("cpu"))
-    result = localize_wave(wave, sr, model, spec)
+    result = Localizer.from_run(run_dir).localize_file(path).to_dict()
     result["truth_deg"] = [round(a, 2) for a in truth_deg]
     result["plot"] = str(plot_half_circle(result, plot, title=f"{path.name} ({run_dir.name})", truth_deg=truth_deg))
     return result
@@ -159,21 +162,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, help="training steps per target (default: configs/tiny.yaml's run.steps)")
     p.add_argument("--targets", help="comma-separated targets to train a tiny model for "
                                      "(default lateral,azimuth; with --quick: lateral)")
+    add_verbosity(p)
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    setup_logging(args, default=logging.INFO)
     plan = QUICK if args.quick else FULL
     if args.steps is not None:
         if args.steps < 1:
-            print(f"error: --steps: expected a positive integer, got {args.steps}", file=sys.stderr)
+            log.error("--steps: expected a positive integer, got %d", args.steps)
             return 2
         plan = dataclasses.replace(plan, steps=args.steps)
     args.targets = args.targets or ("lateral" if args.quick else "lateral,azimuth")
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     if not targets or any(t not in ("lateral", "azimuth") for t in targets):
-        print(f"error: --targets: expected lateral and/or azimuth, got {args.targets!r}", file=sys.stderr)
+        log.error("--targets: expected lateral and/or azimuth, got %r", args.targets)
         return 2
     out = Path(args.out).resolve()
     shards, runs = out / "shards", out / "runs"
@@ -190,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         with stage(f"evaluate {target}", f"3. evaluate {run_dir.name} on {plan.eval_mixtures} held-out mixtures", timings):
             reports[target] = evaluate_run(run_dir, num_samples=plan.eval_mixtures, device="cpu", progress=True)
             for line in summary_lines(reports[target]):
-                print("   " + line)
+                log.info("   %s", line)
 
     pretrained = None
     if PRETRAINED_RUN.joinpath(WEIGHTS).is_file():
@@ -199,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
                                       num_samples=plan.eval_mixtures, device="cpu", progress=True,
                                       out_dir=out / "pretrained_eval", eval_like=runs / f"tiny-{targets[0]}")
             for line in summary_lines(pretrained):
-                print("   " + line)
+                log.info("   %s", line)
 
     with stage("render+localize", "4. render one eval scene to a stereo wav and localize it", timings):
         rir, meta = first_eval_scene(shards)
