@@ -12,6 +12,21 @@ from shards.array import SOUND_SPEED, ArraySetup
 # CPU generator whatever the render device.
 GENERATOR_VERSION = "fra-rir-torch/3"
 MAX_MIC_SPACING = 1.0  # m: the largest mic_spacing_range accepted (a two-mic array, not a room-sized one)
+MAX_SR = 192_000  # Hz
+MAX_ROOM_M = 100.0  # m: the largest room side and source distance accepted
+MAX_IMAGES = 1 << 16  # FRA-RIR images per source (the seed protocol draws 1024-4096)
+MAX_SHARD_BYTES = 4 << 30  # SimulateConfig.shard_bytes() above this is refused before any work
+
+
+def _all_finite(value: object) -> bool:
+    """A config value (number, string, or nested lists/tuples/dicts of them) -> False when any number is NaN/Inf."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return all(map(_all_finite, value))
+    if isinstance(value, dict):
+        return all(map(_all_finite, value.values()))
+    return True
 
 
 @dataclass
@@ -58,6 +73,14 @@ class SimulateConfig:
             return self.mic_spacing_range[1] / 2
         return max(math.sqrt(x * x + y * y + z * z) for x, y, z in self.mic_positions)
 
+    def shard_bytes(self) -> int:
+        """A cheap upper bound of one shard's render memory: the image draws, 4 float32 per image per source per
+        scene, all drawn up front (fra_rir.draw_images), plus the full and early RIRs, float32 [B, M, S, L]."""
+        scenes, mics = self.shard_size, max(len(self.mic_positions), 2)
+        draws = 16 * scenes * self.num_sources * self.image_count_range[1]
+        rirs = 8 * scenes * mics * self.num_sources * math.ceil(self.rt60_range[1] * self.sr)
+        return draws + rirs
+
     def array_setup(self, mic_spacing: float | None = None) -> ArraySetup:
         """-> the array record of a scene with this spacing (m); None: the spacing of mic_positions' mics 0 and 1."""
         if mic_spacing is None:
@@ -65,7 +88,34 @@ class SimulateConfig:
         return ArraySetup(self.sr, mic_spacing, self.sound_speed, self.num_sources)
 
     def validate(self) -> None:
-        need(self.sr >= 1000, "sr", f"must be >= 1000 Hz, got {self.sr}")
+        for name, value in vars(self).items():
+            need(_all_finite(value), name, f"every number must be finite, got {value!r}")
+        need(1000 <= self.sr <= MAX_SR, "sr", f"must be in [1000, {MAX_SR}] Hz, got {self.sr}")
+        need(max(self.room_max) <= MAX_ROOM_M, "room_max", f"every side must be <= {MAX_ROOM_M:g} m (a hall), got "
+                                                           f"{list(self.room_max)}")
+        need(self.distance_range[1] <= MAX_ROOM_M, "distance_range",
+             f"max must be <= {MAX_ROOM_M:g} m, got {self.distance_range[1]}")
+        need(200.0 <= self.sound_speed <= 2000.0, "sound_speed",
+             f"must be in [200, 2000] m/s (air is ~340), got {self.sound_speed}")
+        need(0.0 <= self.reflection_tau <= 10.0, "reflection_tau", f"must be in [0, 10], got {self.reflection_tau}")
+        need(max(map(abs, self.reflection_perturb)) <= 20.0, "reflection_perturb",
+             f"must lie in [-20, 20], got {list(self.reflection_perturb)}")
+        need(self.image_count_range[1] <= MAX_IMAGES, "image_count_range",
+             f"max must be <= {MAX_IMAGES} images per source, got {self.image_count_range[1]}")
+        need(self.early_window_ms[1] <= 1000.0 and self.early_window_ms[0] >= -1000.0, "early_window_ms",
+             f"must lie within [-1000, 1000] ms, got {list(self.early_window_ms)}")
+        need(all(math.dist(p, (0, 0, 0)) <= MAX_MIC_SPACING for p in self.mic_positions), "mic_positions",
+             f"every mic must be within {MAX_MIC_SPACING:g} m of the array centre, got {self.mic_positions}")
+        mics = self.mic_positions
+        close = [(i, j) for i in range(len(mics)) for j in range(i + 1, len(mics)) if math.dist(mics[i], mics[j]) < 1e-3]
+        need(not close, "mic_positions", f"mics {close[0] if close else ''} are less than 1 mm apart (coincident), "
+                                         f"got {mics}")
+        estimate = self.shard_bytes()
+        need(estimate <= MAX_SHARD_BYTES, "shard_size",
+             f"one shard would take ~{estimate / 2**30:.1f} GiB to render (shard_size={self.shard_size} x "
+             f"num_sources={self.num_sources} x image_count_range max {self.image_count_range[1]} x rt60 max "
+             f"{self.rt60_range[1]} s at {self.sr} Hz); keep it under {MAX_SHARD_BYTES / 2**30:g} GiB with a smaller "
+             f"shard_size or image_count_range")
         lo, hi = self.rt60_range
         need(0 < lo <= hi, "rt60_range", f"must satisfy 0 < min <= max, got {list(self.rt60_range)}")
         need(hi <= 5.0, "rt60_range", f"max must be <= 5 s, got {hi}")

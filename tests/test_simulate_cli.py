@@ -140,6 +140,16 @@ def test_cli_writes_and_verifies(tmp_path):
     (["--splits", "eval=4", "--shards", "1,7"], "--shards"),
     (["--config", "missing.yaml"], "missing.yaml"),
     (["rt60_range=[0.5,4.0]"], "decay: fra"),
+    # Issue 20: values that cannot work are refused before work, not after an OOM or a NaN render.
+    (["image_count_range=[100000000,100000000]"], "image_count_range"),
+    (["distance_range=[0.2,.inf]"], "distance_range"),
+    (["room_max=[1000,1000,1000]"], "room_max"),
+    (["reflection_tau=.nan"], "reflection_tau"),
+    (["mic_positions=[[0.05,0,0],[0.05,0,0]]"], "mic_positions"),
+    (["mic_positions=[[-0.05,0,0],[0.05,0,0],[0.0502,0,0]]"], "coincident"),
+    (["sound_speed=.inf"], "sound_speed"),
+    (["early_window_ms=[-6,.nan]"], "early_window_ms"),
+    (["shard_size=100000"], "GiB to render"),
 ])
 def test_cli_bad_input_fails_in_one_line_before_any_work(tmp_path, args, key):
     run = cli("--out", str(tmp_path / "out"), "--no-progress", *args)
