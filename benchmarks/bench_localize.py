@@ -3,8 +3,8 @@
     python benchmarks/bench_localize.py [--model FILE | --run DIR] [--seconds 3] [--files 20] [--threads 1] [--json out.json]
 
 Writes `--files` stereo wavs of `--seconds` (noise bursts at 48 kHz, so resampling is included), loads the
-model once, and times the same per-file path the CLI takes (read, resample, window, normalize, model,
-average, decode), with torch limited to `--threads` threads. Reports the real-time factor (audio seconds per
+model once (ssl_model.Localizer), and times Localizer.localize_file per file (read, resample, window,
+normalize, model, average, decode), with torch limited to `--threads` threads. Reports the real-time factor (audio seconds per
 wall second) as the median over files, beside the CLI's end-to-end time for all files in one process
 (start-up and model loading included).
 """
@@ -27,7 +27,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ssl_model.localize import load_model_checked, localize_wave, read_stereo, weights_path  # noqa: E402
+from ssl_model.localize import weights_path  # noqa: E402
+from ssl_model.localizer import Localizer  # noqa: E402
 
 
 def write_files(folder: Path, count: int, seconds: float, sr: int = 48000) -> list[Path]:
@@ -56,15 +57,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     path = weights_path(args.run, args.model)
-    model, spec = load_model_checked(path, torch.device("cpu"))
+    localizer = Localizer.from_file(path)
     with tempfile.TemporaryDirectory() as tmp:
         files = write_files(Path(tmp), args.files, args.seconds)
-        localize_wave(*read_stereo(files[0]), model, spec)  # warm-up
+        localizer.localize_file(files[0])  # warm-up
         times = []
         for file in files:
             start = time.perf_counter()
-            wave, sr = read_stereo(file)
-            localize_wave(wave, sr, model, spec)
+            localizer.localize_file(file)
             times.append(time.perf_counter() - start)
         start = time.perf_counter()
         cli = subprocess.run([sys.executable, "-m", "ssl_model.localize", *map(str, files), "--model", str(path)],
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"model": str(path), "threads": args.threads, "seconds_per_file": args.seconds, "files": args.files,
               "median_s_per_file": per_file, "realtime_factor": args.seconds / per_file,
               "cli_total_s": cli_s, "cli_realtime_factor": args.files * args.seconds / cli_s,
-              "parameters": sum(t.numel() for t in model.parameters()),
+              "parameters": sum(t.numel() for t in localizer.model.parameters()),
               "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch thread(s)",
               "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
     print(f"{path.name}: {args.seconds:g} s stereo files at 48 kHz, {args.threads} thread(s): "

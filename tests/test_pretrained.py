@@ -1,12 +1,13 @@
 """The shipped model (ssl_model/pretrained/): what the model card promises, checked on rooms it never saw."""
+import numpy as np
 import torch
 import yaml
 
 from simulate.config import SimulateConfig
 from simulate.render import render_batch
-from ssl_model import PRESETS
+from ssl_model import PRESETS, Localizer
 from ssl_model.baselines import gcc_phat
-from ssl_model.localize import PRETRAINED, load_model_checked, localize_wave
+from ssl_model.localizer import PRETRAINED
 from training.mixing import convolve_sources
 from training.speech import synthetic_speech
 
@@ -23,7 +24,7 @@ def test_small_enough_to_ship_and_made_by_the_documented_recipe():
     for section in ("model", "speech", "mix", "optim"):
         assert {k: shipped[section][k] for k in recipe[section]} == recipe[section], section
     assert shipped["run"]["steps"] == recipe["run"]["steps"] and shipped["target"] == "lateral"
-    model, spec = load_model_checked(PRETRAINED, torch.device("cpu"))
+    spec = Localizer.from_pretrained().spec
     assert spec.sr == 16000 and spec.target == "lateral" and spec.mic_spacing == 0.1
     assert spec.model == PRESETS["srp"]  # the preset the model card and README name
 
@@ -38,8 +39,8 @@ def test_two_talkers_in_unseen_rooms_beat_gcc_phat():
     waves = convolve_sources(speech, batch["rir"], speech.shape[-1]).sum(dim=2)  # [B, 2, T]
     waves = waves / waves.abs().amax(dim=(1, 2), keepdim=True) * 0.9
     truth = torch.sort(batch["lateral_deg"], dim=-1).values
-    model, spec = load_model_checked(PRETRAINED, torch.device("cpu"))
-    predicted = torch.tensor([localize_wave(w.numpy(), cfg.sr, model, spec)["angles_deg"] for w in waves])
+    localizer = Localizer.from_pretrained()
+    predicted = torch.tensor(np.stack([localizer(w, cfg.sr).angles_deg for w in waves]))
     model_mae = (predicted - truth).abs().mean()
     gcc_mae = (gcc_phat(waves, cfg.sr, sound_speed=cfg.sound_speed) - truth).abs().mean()
     assert model_mae < 0.5 * gcc_mae, (model_mae, gcc_mae)
