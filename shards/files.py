@@ -91,10 +91,14 @@ def atomic_write(path: Path, data: bytes) -> None:
     """Write bytes to a temporary name, fsync, then rename: readers see all of it or nothing."""
     path = Path(path)
     tmp = temp_path(path)
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as err:  # a full disk or a read-only folder: leave no partial file behind
+        tmp.unlink(missing_ok=True)
+        raise OSError(err.errno, err.strerror or str(err), str(path)) from None
     kill_point(f"shard:{path.name}")
     os.replace(tmp, path)
     directory = os.open(path.parent, os.O_RDONLY)

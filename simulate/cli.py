@@ -14,6 +14,22 @@ from simulate.options import local_output_dir, parse_shards, parse_splits, resol
 from simulate.verify import verify
 
 
+def output_folder(out: str) -> Path:
+    """--out -> a local Path that is a folder or can become one; ConfigError for a URL or an existing file."""
+    path = local_output_dir(out)
+    blocker = next((p for p in (path, *path.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise ConfigError(f"--out {out}: {blocker} is a file, not a folder; give a folder for the shards")
+    return path
+
+
+def write_error(err: OSError) -> str:
+    """An OSError while writing -> one line naming the file and what the system said."""
+    where = f"{err.filename}: " if err.filename else ""
+    return (f"{where}{err.strerror or err} (errno {err.errno}); finished shards are kept and verified on rerun: "
+            f"free space or fix the folder's permissions, then rerun the same command")
+
+
 def generate_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m simulate",
@@ -36,7 +52,7 @@ def generate_main(argv: list[str]) -> int:
     splits = parse_splits(args.splits) if args.splits is not None else None
     shards = parse_shards(args.shards) if args.shards is not None else None
     cfg = resolve_config(load_config(SimulateConfig, args.config, args.overrides), splits, ())
-    local_output_dir(args.out)
+    output_folder(args.out)
     # torch is imported only now, so bad input fails fast (a genuinely heavy import).
     from simulate.generate import generate_dataset
 
@@ -84,7 +100,7 @@ def speech_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     from simulate.speech import pack_speech  # torchaudio: heavy
 
-    path = pack_speech(Path(args.audio_dir), local_output_dir(args.out), args.shard_size, args.sr, args.include,
+    path = pack_speech(Path(args.audio_dir), output_folder(args.out), args.shard_size, args.sr, args.include,
                        progress=not args.no_progress)
     manifest = load_manifest(path)
     print(f"{manifest['count']} files ({manifest['hours']} h at {manifest['sr']} Hz, {manifest['speakers']} speakers) in "
@@ -104,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        print(f"error: {write_error(err)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted: finished shards are kept; rerun the same command to write the rest", file=sys.stderr)
         return 130
