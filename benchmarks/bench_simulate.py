@@ -34,7 +34,7 @@ def time_ours(cfg: SimulateConfig, scenes, device: str, threads: int, repeats: i
     batch = scenes.to(device)
     times = []
     for run in range(repeats + 1):  # the first run warms up (allocations, FFT plans, CUDA context)
-        generator = torch.Generator(device=device).manual_seed(1000 + run)
+        generator = torch.Generator().manual_seed(1000 + run)  # simulate draws on the CPU for every device
         if device == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
@@ -75,10 +75,28 @@ def time_pyroomacoustics(
     return times, orders, timed
 
 
+def compare_pyroomacoustics(cfg: SimulateConfig, scenes, args: argparse.Namespace, ours_ms: float) -> dict:
+    """-> pyroomacoustics' per-scene times on the first --pra-scenes scenes and our speed-up (1 thread, ours_ms)."""
+    pra_times, orders, timed = time_pyroomacoustics(cfg, scenes, args.pra_scenes, args.pra_max_order)
+    # Our batch is the same scene distribution; the pyroomacoustics subset is its first scenes.
+    same_subset = time_ours(cfg, scenes.select(torch.tensor(timed, dtype=torch.long)), "cpu", 1, args.repeats)
+    return {
+        "pyroomacoustics_scenes": len(pra_times),
+        "pyroomacoustics_rejected_by_inverse_sabine": min(args.pra_scenes, len(scenes)) - len(timed),
+        "pyroomacoustics_max_orders": orders,
+        "pyroomacoustics_ms_per_scene_median": statistics.median(pra_times),
+        "pyroomacoustics_ms_per_scene_mean": statistics.mean(pra_times),
+        "ours_ms_per_scene_1thread_same_subset": same_subset,
+        "speedup_vs_pyroomacoustics_1thread": statistics.median(pra_times) / ours_ms,
+        "speedup_vs_pyroomacoustics_1thread_same_subset": statistics.mean(pra_times) / same_subset,
+    }
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenes", type=int, default=64, help="batch size for our simulator")
-    parser.add_argument("--pra-scenes", type=int, default=32, help="scenes timed with pyroomacoustics (~0.4 s each on average)")
+    parser.add_argument("--pra-scenes", type=int, default=32,
+                        help="scenes timed with pyroomacoustics (~0.4 s each on average); 0 skips it")
     parser.add_argument("--pra-max-order", type=int, default=None, help="cap the inverse-Sabine max order")
     parser.add_argument("--repeats", type=int, default=7, help="timed runs of our batch (median reported)")
     parser.add_argument("--decay", choices=["fra", "calibrated"], default="fra")
@@ -104,36 +122,24 @@ def main(argv: list[str] | None = None) -> dict:
         ms = time_ours(cfg, scenes, "cuda", all_threads, args.repeats)
         result["ours_ms_per_scene_cuda"] = ms
         result["ours_scenes_per_s_cuda"] = 1000.0 / ms
-    pra_times, orders, timed = time_pyroomacoustics(cfg, scenes, args.pra_scenes, args.pra_max_order)
-    result["pyroomacoustics_scenes"] = len(pra_times)
-    result["pyroomacoustics_rejected_by_inverse_sabine"] = min(args.pra_scenes, len(scenes)) - len(timed)
-    result["pyroomacoustics_max_orders"] = orders
-    result["pyroomacoustics_ms_per_scene_median"] = statistics.median(pra_times)
-    result["pyroomacoustics_ms_per_scene_mean"] = statistics.mean(pra_times)
-    # Our batch is the same scene distribution; the pyroomacoustics subset is its first scenes.
-    result["ours_ms_per_scene_1thread_same_subset"] = time_ours(
-        cfg, scenes.select(torch.tensor(timed, dtype=torch.long)), "cpu", 1, args.repeats
-    )
-    result["speedup_vs_pyroomacoustics_1thread"] = (
-        result["pyroomacoustics_ms_per_scene_median"] / result["ours_ms_per_scene_1thread"]
-    )
-    result["speedup_vs_pyroomacoustics_1thread_same_subset"] = (
-        statistics.mean(pra_times) / result["ours_ms_per_scene_1thread_same_subset"]
-    )
+    if args.pra_scenes > 0:
+        result.update(compare_pyroomacoustics(cfg, scenes, args, result["ours_ms_per_scene_1thread"]))
     torch.set_num_threads(all_threads)
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"scenes: {args.scenes} (ours), {len(pra_times)} (pyroomacoustics, max orders {orders}); "
-              f"{result['mics']} mics x {result['sources']} sources, decay {cfg.decay}, {all_threads} CPU threads")
+        print(f"scenes: {args.scenes} (ours), {result.get('pyroomacoustics_scenes', 0)} (pyroomacoustics, max orders "
+              f"{result.get('pyroomacoustics_max_orders', [])}); {result['mics']} mics x {result['sources']} sources, decay {cfg.decay}, {all_threads} CPU threads")
         print(f"ours, 1 thread:        {result['ours_ms_per_scene_1thread']:9.2f} ms/scene")
         print(f"ours, {all_threads} threads:       {result['ours_ms_per_scene_all_threads']:9.2f} ms/scene")
         if "ours_ms_per_scene_cuda" in result:
             print(f"ours, CUDA:            {result['ours_ms_per_scene_cuda']:9.3f} ms/scene "
                   f"({result['ours_scenes_per_s_cuda']:.0f} scenes/s, {result['cuda_device']})")
-        print(f"pyroomacoustics ISM:   {result['pyroomacoustics_ms_per_scene_median']:9.2f} ms/scene (median, 1 thread)")
-        print(f"speedup per core:      {result['speedup_vs_pyroomacoustics_1thread']:9.1f}x "
-              f"(same {len(pra_times)} scenes, mean/mean: {result['speedup_vs_pyroomacoustics_1thread_same_subset']:.1f}x)")
+        if "pyroomacoustics_scenes" in result:
+            print(f"pyroomacoustics ISM:   {result['pyroomacoustics_ms_per_scene_median']:9.2f} ms/scene (median, 1 thread)")
+            print(f"speedup per core:      {result['speedup_vs_pyroomacoustics_1thread']:9.1f}x "
+                  f"(same {result['pyroomacoustics_scenes']} scenes, mean/mean: "
+                  f"{result['speedup_vs_pyroomacoustics_1thread_same_subset']:.1f}x)")
     return result
 
 
