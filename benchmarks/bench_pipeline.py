@@ -43,7 +43,7 @@ def main() -> None:
     t0 = time.perf_counter()
     for step in range(args.steps):
         data.refresh(step)
-        wave, angles = data.batch(step)
+        data.batch(step)
     sync()
     elapsed = time.perf_counter() - t0
     data.close()

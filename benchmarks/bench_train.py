@@ -18,11 +18,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch
 
 from ssl_model import SSLModel
-from ssl_model.metrics import two_slot_cross_entropy
-from ssl_model.targets import angles_to_classes
 from shard_fixture import shards_or_simulated
 from training.config import load_train_config
 from training.batches import TrainData
+from training.objective import batch_loss
 
 
 def main() -> None:
@@ -43,14 +42,15 @@ def main() -> None:
     data.fill()
     model = SSLModel(cfg.model).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, fused=device.type == "cuda")
-    step_model = torch.compile(model) if args.compile else model
+    forward = torch.compile(model.outputs) if args.compile else model.outputs
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def train_step(step: int) -> None:
         data.refresh(step)
-        wave, angles = data.batch(step)
+        mixtures = data.batch(step)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
-            loss = two_slot_cross_entropy(step_model(wave), angles_to_classes(angles))
+            out = forward(mixtures.wave, mixtures.spacing)
+        loss = batch_loss(out, mixtures, cfg.model, cfg.optim.label_sigma_deg)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
         optimizer.step()

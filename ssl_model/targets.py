@@ -120,3 +120,28 @@ def metadata_factors(metadata: Sequence[dict[str, Any]], target: Target = "later
         "elevation": torch.tensor(elevation, dtype=torch.float64),
         "separation": angle_t[:, -1] - angle_t[:, 0],
     }
+
+
+def decode_count(exist_logits: torch.Tensor, threshold: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+    """existence logits [B, S] -> (count long [B], existence probabilities [B, S]): the slots are filled in order, so
+    the count is the number of leading slots whose probability passes `threshold`."""
+    probs = exist_logits.float().sigmoid()
+    return (probs > threshold).long().cumprod(dim=-1).sum(dim=-1), probs
+
+
+def decode_slots(logits: torch.Tensor, exist_logits: torch.Tensor | None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """logits [B, S, C], existence logits [B, S] or None -> (count long [B], angles_deg [B, S]: the held slots
+    ascending, then NaN, posteriors [B, S, C] and existence probabilities [B, S] in that order). Without existence logits every slot holds a
+    talker (the seed's two-slot model: count S, slots sorted by angle)."""
+    probs = logits.float().softmax(dim=-1)
+    if exist_logits is None:
+        _, angles, probs = decode_posteriors(probs)
+        return (torch.full(angles.shape[:1], angles.shape[1], dtype=torch.long, device=angles.device), angles, probs,
+                torch.ones_like(angles))
+    count, exist = decode_count(exist_logits)
+    _, angles = decode(logits)
+    held = torch.arange(angles.shape[1], device=angles.device)[None, :] < count[:, None]
+    key = torch.where(held, angles, torch.full_like(angles, float("inf")))
+    key, probs, exist = sort_slots(key, probs, exist)  # held slots ascending (the order the model was taught)
+    return count, torch.where(torch.isfinite(key), key, torch.full_like(key, float("nan"))), probs, exist

@@ -52,7 +52,7 @@ def stream_and_eval(cfg):
     data.fill()
     for step in range(3):
         data.refresh(step)
-        wave, angles = data.batch(step)
+        wave = data.batch(step).wave
         assert wave.shape == (4, 2, cfg.clip_samples) and torch.isfinite(wave).all()
     data.close()
     return data.scenes_stream, fixed_eval_set(cfg)

@@ -56,11 +56,12 @@ def test_stream_fills_reservoirs_and_mixes_a_batch(shards):
     data.fill()
     assert data.scenes.count == 8 and data.speech.count == 8
     data.refresh(0)
-    wave, angles = data.batch(3)
+    batch = data.batch(3)
+    wave, angles = batch.wave, batch.angles
     assert wave.shape == (5, 2, cfg.clip_samples) and torch.isfinite(wave).all()
     assert torch.allclose(wave.abs().amax(dim=(1, 2)), torch.full((5,), 0.9))
     assert (angles[:, 0] <= angles[:, 1]).all() and angles.min() >= 0 and angles.max() <= 180
-    again, _ = data.batch(3)
+    again = data.batch(3).wave
     assert torch.equal(wave, again)  # batch randomness is a function of (seed, step, rank)
     assert data.counters()["train_bad_shards"] == 0
     data.close()
@@ -72,7 +73,7 @@ def test_reservoirs_replace_after_full():
     scenes = [{"rir": torch.full((2, 2, 6), float(i)), "angles": torch.full((2, 2), float(i))} for i in range(6)]
     res.put(scenes, rng)
     assert res.count == 4 and res.rir[:, 0, 0, 7].eq(0).all()  # padded
-    rir, angles = res.sample(32, torch.Generator().manual_seed(0))
+    rir, angles, _ = res.sample(32, torch.Generator().manual_seed(0))
     assert rir.shape == (32, 2, 2, 10) and angles.shape == (32, 2, 2)
     sp = SpeechReservoir(3, 16, torch.device("cpu"))
     sp.put(torch.arange(3.0)[:, None].expand(3, 16), rng)

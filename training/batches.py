@@ -1,21 +1,27 @@
 """One rank's training data: both streams, both device reservoirs, and the batches mixed from them.
 
 Each step refreshes part of each reservoir from its stream, then draws a batch and mixes it on the device
-(training.mixing): speech * RIR by one batched rfft, per-source gain, optional noise, sum, normalize. All
-randomness of a batch is a function of (run.seed, step, rank), so a resumed run draws what it would have.
+(training.mixtures: talkers that come and go, speech * RIR by one batched rfft, gains, noise, array
+imperfections, normalize). A
+batch's own draws are a function of (run.seed, step, rank). The rest of the data path's state, the
+reservoirs, their slot RNG and the streams' accounting, is saved with every training state (`state()`),
+and the streams are reopened from (run.seed, step, rank) right after every save (`reopen`): a resumed run
+loads that state, reopens its streams at the same step and so draws exactly what the uninterrupted run drew.
 """
 from __future__ import annotations
 
+import functools
 import random
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
 from shards.layout import stable_seed
 from training.config import TrainConfig
-from training.mixing import draw_mix_params, mix
+from training.mixtures import Mixtures, make_mixtures
 from training.reservoirs import SceneReservoir, SpeechReservoir
-from training.sources import check_enough_shards, resolve_audio_folder, resolve_shards, resolve_speech_shards
+from training.sources import (check_enough_shards, check_setup, resolve_audio_folder, resolve_shards,
+                              resolve_speech_shards)
 from training.speech import synthetic_speech
 from training.streams import Stream, decode_scene, decode_speech, folder_pipeline, make_loader, shard_pipeline
 
@@ -23,37 +29,55 @@ TARGET_ROWS = {"azimuth": 0, "lateral": 1}  # row of a scene's `angles` tensor [
 
 
 class TrainData:
-    """Both streams and both reservoirs of one rank; `batch(step)` -> (wave [B, M, T], angles [B, S] sorted)."""
+    """Both streams and both reservoirs of one rank; `batch(step)` -> Mixtures."""
 
-    def __init__(self, cfg: TrainConfig, rank: int, world_size: int, device: torch.device, start_step: int = 0,
+    def __init__(self, cfg: TrainConfig, rank: int, world_size: int, device: torch.device,
                  log: Callable[[dict], None] | None = None):
-        self.cfg, self.rank, self.device = cfg, rank, device
-        seed = (cfg.run.seed, start_step, rank)  # a resumed run reseeds its streams from (seed, step, rank)
-        self.rng = random.Random(stable_seed(*seed, 1))
+        self.cfg, self.rank, self.world_size, self.device = cfg, rank, world_size, device
+        self.step = 0  # the optimizer step the data drawn now feeds; data_error records carry it
+        self.rng = random.Random(stable_seed(cfg.run.seed, 0, rank, 1))  # reservoir slots; saved with each state
         d, s = cfg.data, cfg.speech
 
-        def stream(pipeline, what: str) -> Stream:
-            return Stream(make_loader(pipeline, d.num_workers), what, d.max_fail_share, d.min_shards_for_share, log)
+        def stream(what: str) -> Stream:
+            return Stream(None, what, d.max_fail_share, d.min_shards_for_share,
+                          None if log is None else lambda record: log({**record, "step": self.step}))
 
-        urls = resolve_shards(cfg, d.train_split)
-        check_enough_shards(urls, world_size, d.num_workers, "train")
-        self.scenes_stream = stream(shard_pipeline(urls, decode_scene(d.max_rir_len), rank, world_size, seed,
-                                                   d.shuffle_buffer, d.verify_sha256), "train")
-        self.speech_stream = None
+        self.scene_urls = resolve_shards(cfg, d.train_split)
+        check_enough_shards(self.scene_urls, world_size, d.num_workers, "train")
+        self.scenes_stream = stream("train")
+        self.speech_stream, self.speech_urls = None, []
         if s.source == "shards":
-            urls = resolve_speech_shards(s.train_path, "speech.train_path")
-            check_enough_shards(urls, world_size, d.num_workers, "speech")
-            decode = decode_speech(cfg.sr, cfg.clip_samples, stable_seed(*seed, 2))
-            self.speech_stream = stream(shard_pipeline(urls, decode, rank, world_size, seed, d.shuffle_buffer,
-                                                       d.verify_sha256), "speech")
+            self.speech_urls = resolve_speech_shards(s.train_path, "speech.train_path")
         elif s.source == "folder":
-            files = resolve_audio_folder(s.train_path, "speech.train_path")
-            check_enough_shards(files, world_size, d.num_workers, "speech file")
-            self.speech_stream = stream(folder_pipeline(files, cfg.sr, cfg.clip_samples, rank, world_size, seed,
-                                                        d.shuffle_buffer), "speech")
+            self.speech_urls = resolve_audio_folder(s.train_path, "speech.train_path")
+        if self.speech_urls:
+            check_enough_shards(self.speech_urls, world_size, d.num_workers, "speech")
+            self.speech_stream = stream("speech")
+        self.reopen(0)
         self.scenes: SceneReservoir | None = None
         self.speech = SpeechReservoir(s.reservoir, cfg.clip_samples, device)
         self.generator = torch.Generator(device=device)
+
+    def reopen(self, step: int) -> None:
+        """(Re)start both streams from (run.seed, step, rank), skipping the shards already found damaged."""
+        cfg, d = self.cfg, self.cfg.data
+        seed = (cfg.run.seed, step, self.rank)
+        loader_seed = stable_seed(*seed, 17)
+        decode = decode_scene(d.max_rir_len, functools.partial(check_setup, cfg))
+        pipeline = shard_pipeline(self.scene_urls, decode, self.rank, self.world_size, seed, d.shuffle_buffer,
+                                  d.verify_sha256, self.scenes_stream.bad_shards)
+        self.scenes_stream.set_loader(make_loader(pipeline, d.num_workers, loader_seed))
+        if self.speech_stream is None:
+            return
+        known_bad = self.speech_stream.bad_shards
+        if cfg.speech.source == "shards":
+            decode = decode_speech(cfg.sr, cfg.clip_samples, stable_seed(*seed, 2))
+            pipeline = shard_pipeline(self.speech_urls, decode, self.rank, self.world_size, seed, d.shuffle_buffer,
+                                      d.verify_sha256, known_bad)
+        else:
+            pipeline = folder_pipeline(self.speech_urls, cfg.sr, cfg.clip_samples, self.rank, self.world_size, seed,
+                                       d.shuffle_buffer, known_bad)
+        self.speech_stream.set_loader(make_loader(pipeline, d.num_workers, stable_seed(loader_seed, 2)))
 
     def fill(self) -> None:
         """Fill both reservoirs completely (blocking; before the first step)."""
@@ -75,36 +99,60 @@ class TrainData:
         self.speech.put(audio, self.rng)
 
     def refresh(self, step: int) -> None:
-        """Replace data.rir_refresh scenes and speech.refresh segments (continuous refresh)."""
+        """Before 0-based step `step`: replace data.rir_refresh scenes and speech.refresh segments."""
+        self.step = step + 1
         self.scenes.put([self.scenes_stream.next() for _ in range(self.cfg.data.rir_refresh)], self.rng)
         self.refresh_speech(self.cfg.speech.refresh, stable_seed(self.cfg.run.seed, step, self.rank, 3))
 
-    def batch(self, step: int, micro: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> wave [B, M, T] fp32, angles [B, S] of the configured target, sorted; randomness from (seed, step, rank)."""
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """-> (the reservoirs' tensors, the rest as plain JSON: slot RNG, fill counts, streams' accounting)."""
+        version, internal, gauss = self.rng.getstate()
+        tensors = {"scenes.rir": self.scenes.rir, "scenes.angles": self.scenes.angles,
+                   "scenes.spacing": self.scenes.spacing, "speech.audio": self.speech.audio}
+        meta = {"rng": [version, list(internal), gauss], "scenes.count": self.scenes.count,
+                "speech.count": self.speech.count, "step": self.step,
+                "streams": {st.what: st.state() for st in self.streams()}}
+        return tensors, meta
+
+    def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any], where: str) -> None:
+        """The reservoirs, slot RNG and streams' accounting of `state()`; ValueError naming `where` when they
+        do not fit this config's reservoirs."""
+        want = {"scenes.rir": (self.cfg.data.rir_reservoir, self.cfg.data.max_rir_len),
+                "speech.audio": (self.speech.capacity, self.cfg.clip_samples)}
+        for key, (rows, length) in want.items():
+            shape = tuple(tensors[key].shape) if key in tensors else None
+            if shape is None or shape[0] != rows or shape[-1] != length:
+                raise ValueError(f"{where}: {key} has shape {shape}, this config's reservoir holds {rows} x ... x {length}")
+        rir = tensors["scenes.rir"]
+        self.scenes = SceneReservoir(rir.shape[0], rir.shape[1], rir.shape[2], rir.shape[3], self.device)
+        self.scenes.rir.copy_(rir)
+        self.scenes.angles.copy_(tensors["scenes.angles"])
+        if "scenes.spacing" in tensors:  # states saved before spacings were kept: NaN, the model's default spacing
+            self.scenes.spacing.copy_(tensors["scenes.spacing"])
+        self.speech.audio.copy_(tensors["speech.audio"])
+        self.scenes.count, self.speech.count, self.step = int(meta["scenes.count"]), int(meta["speech.count"]), int(meta["step"])
+        version, internal, gauss = meta["rng"]
+        self.rng.setstate((version, tuple(internal), gauss))
+        for st in self.streams():
+            st.restore(meta["streams"][st.what])
+
+    def streams(self) -> list[Stream]:
+        return [self.scenes_stream] + ([self.speech_stream] if self.speech_stream is not None else [])
+
+    def batch(self, step: int, micro: int = 0) -> Mixtures:
+        """-> this step's Mixtures (training.mixtures: wave [B, M, T] fp32, target angles, counts, activity,
+        spacing); every draw from (run.seed, step, rank, micro)."""
         cfg = self.cfg
         self.generator.manual_seed(stable_seed(cfg.run.seed, step, self.rank, micro, 5))
-        rir, angles = self.scenes.sample(cfg.run.batch_size, self.generator)
+        rir, angles, spacing = self.scenes.sample(cfg.run.batch_size, self.generator)
         speech = self.speech.sample(cfg.run.batch_size, rir.shape[2], self.generator)
-        gains, snr = draw_mix_params(cfg.run.batch_size, rir.shape[2], cfg.mix.gain_db, cfg.mix.noise_prob,
-                                     cfg.mix.snr_db, self.generator, self.device)
-        noise = None
-        if cfg.mix.noise_prob > 0:
-            noise = torch.randn(cfg.run.batch_size, rir.shape[1], speech.shape[-1], generator=self.generator,
-                                device=self.device)
-        mic_gain = None
-        if cfg.mix.mic_gain_db > 0:
-            u = torch.rand(cfg.run.batch_size, rir.shape[1], generator=self.generator, device=self.device)
-            mic_gain = (2 * u - 1) * cfg.mix.mic_gain_db
-        wave = mix(speech, rir, gains, snr, noise, cfg.mix.normalize, mic_gain)
-        return wave, angles[:, TARGET_ROWS[cfg.target]].sort(dim=-1).values
+        spacing = torch.nan_to_num(spacing, nan=cfg.model.mic_spacing)
+        return make_mixtures(speech, rir, angles[:, TARGET_ROWS[cfg.target]], spacing, cfg.mix, cfg.sr,
+                             cfg.model.hop, cfg.model.sound_speed, self.generator)
 
     def counters(self) -> dict[str, int]:
-        out = self.scenes_stream.counters()
-        if self.speech_stream is not None:
-            out.update(self.speech_stream.counters())
-        return out
+        return {key: value for st in self.streams() for key, value in st.counters().items()}
 
     def close(self) -> None:
-        self.scenes_stream.close()
-        if self.speech_stream is not None:
-            self.speech_stream.close()
+        for st in self.streams():
+            st.close()

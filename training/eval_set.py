@@ -21,7 +21,7 @@ from shards.layout import stable_seed
 from shards.samples import speech_member
 from training.batches import TARGET_ROWS
 from training.config import TrainConfig
-from training.mixing import draw_mix_params, mix
+from training.mixtures import Mixtures, make_mixtures
 from training.sources import (DataError, check_setup, resolve_audio_folder, resolve_shards,
                               resolve_speech_shards)
 from training.speech import synthetic_speech
@@ -32,10 +32,12 @@ Batch = tuple[torch.Tensor, torch.Tensor, list[dict]]
 
 @dataclass
 class EvalSet:
-    """This rank's eval batches [(wave [B, 2, T], angles_deg [B, S] sorted, metadata dicts (B))] and the
+    """This rank's eval batches [(wave [B, 2, T], angles_deg [B, S] sorted (NaN: no talker in that slot),
+    metadata dicts (B))], the same batches as Mixtures (counts, activity, spacing: training.mixtures), and the
     whole set's sorted target angles [N, S] (every rank; e.g. for the chance floor)."""
     batches: list[Batch]
     angles: torch.Tensor
+    mixtures: list[Mixtures]
 
 
 def read_split_in_order(urls: list[str], max_len: int, verify: bool) -> list[dict]:
@@ -97,10 +99,8 @@ def fixed_eval_set(cfg: TrainConfig, device: torch.device | str = "cpu", rank: i
     g = torch.Generator().manual_seed(stable_seed(cfg.eval.seed, 23))
     order = torch.cat([torch.randperm(len(scenes), generator=g) for _ in range(math.ceil(n / len(scenes)))])[:n]
     speech = eval_speech(cfg, n * sources).view(n, sources, -1)
-    gains, snr = draw_mix_params(n, sources, cfg.mix.gain_db, cfg.mix.noise_prob, cfg.mix.snr_db, g, torch.device("cpu"))
-    noise_seed = stable_seed(cfg.eval.seed, 24)
     row = TARGET_ROWS[cfg.target]
-    batches = []
+    batches, mixtures = [], []
     for b, start in enumerate(range(0, n, cfg.eval.batch_size)):
         if b % world_size != rank:
             continue
@@ -109,17 +109,16 @@ def fixed_eval_set(cfg: TrainConfig, device: torch.device | str = "cpu", rank: i
         rir = torch.zeros(len(picked), *picked[0]["rir"].shape[:2], length)
         for j, s in enumerate(picked):
             rir[j, ..., : s["rir"].shape[-1]] = s["rir"]
-        noise = None
-        if cfg.mix.noise_prob > 0:
-            noise = torch.randn(len(picked), rir.shape[1], speech.shape[-1],
-                                generator=torch.Generator().manual_seed(stable_seed(noise_seed, b)))
-        part = slice(start, start + len(picked))
-        wave = mix(speech[part], rir, gains[part], snr[part], noise, cfg.mix.normalize)
-        angles = torch.stack([s["angles"][row] for s in picked]).sort(dim=-1).values
+        angles = torch.stack([s["angles"][row] for s in picked])
+        spacing = torch.tensor([float(s["spacing"]) for s in picked])
+        g_batch = torch.Generator().manual_seed(stable_seed(cfg.eval.seed, 24, b))  # batch b: same on any world size
+        mixed = make_mixtures(speech[start:start + len(picked)], rir, angles, spacing, cfg.mix, cfg.sr,
+                              cfg.model.hop, cfg.model.sound_speed, g_batch)
         metas = [dict(json.loads(s["meta"]), key=s["__key__"], shard=s["url"]) for s in picked]
-        batches.append((wave.to(device), angles.to(device), metas))
+        batches.append((mixed.wave.to(device), mixed.angles.to(device), metas))
+        mixtures.append(mixed.to(device))
     every = torch.stack([scenes[i]["angles"][row] for i in order.tolist()]).sort(dim=-1).values
-    return EvalSet(batches, every)
+    return EvalSet(batches, every, mixtures)
 
 
 def with_shards(cfg: TrainConfig, shards: str) -> TrainConfig:

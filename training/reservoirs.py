@@ -25,15 +25,18 @@ def fill_slots(count: int, capacity: int, incoming: int, rng: random.Random) -> 
 
 
 class SceneReservoir:
-    """RIR scenes on the device: rir [N, M, S, L_max] (zero-padded), angles [N, 2, S] (azimuth, lateral)."""
+    """RIR scenes on the device: rir [N, M, S, L_max] (zero-padded), angles [N, 2, S] (azimuth, lateral),
+    spacing [N] (mic 0 to mic 1 in metres; NaN where a scene did not say)."""
 
     def __init__(self, capacity: int, mics: int, sources: int, max_len: int, device: torch.device):
         self.rir = torch.zeros(capacity, mics, sources, max_len, device=device)
         self.angles = torch.zeros(capacity, 2, sources, device=device)
+        self.spacing = torch.full((capacity,), float("nan"), device=device)
         self.capacity, self.count, self.device = capacity, 0, device
 
     def put(self, scenes: list[dict], rng: random.Random) -> None:
-        """scenes [{rir [M, S, L], angles [2, S]}] -> into empty slots first, then over distinct random ones."""
+        """scenes [{rir [M, S, L], angles [2, S], spacing (optional)}] -> into empty slots first, then over distinct
+        random ones."""
         slots, self.count = fill_slots(self.count, self.capacity, len(scenes), rng)
         if not slots:
             return
@@ -43,14 +46,16 @@ class SceneReservoir:
             r = scene["rir"]
             rir[i, : r.shape[0], : r.shape[1], : r.shape[2]] = r
         angles = torch.stack([s["angles"] for s in scenes])
+        spacing = torch.tensor([float(s.get("spacing", float("nan"))) for s in scenes])
         index = torch.tensor(slots, device=self.device)
         self.rir[index] = rir.to(self.device, non_blocking=True)
         self.angles[index] = angles.to(self.device, non_blocking=True)
+        self.spacing[index] = spacing.to(self.device, non_blocking=True)
 
-    def sample(self, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> rir [B, M, S, L_max], angles [B, 2, S] drawn with replacement."""
+    def sample(self, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """-> rir [B, M, S, L_max], angles [B, 2, S], spacing [B], drawn with replacement."""
         index = torch.randint(self.count, (batch,), generator=generator, device=generator.device).to(self.device)
-        return self.rir[index], self.angles[index]
+        return self.rir[index], self.angles[index], self.spacing[index]
 
 
 class SpeechReservoir:

@@ -4,42 +4,52 @@ what failed.
     shard list -> split by rank -> split by worker -> resample forever (seeded)
                -> read (any URL) + sha256 check -> samples -> decode -> shuffle buffer
 
-Workers only read and decode. Failures never vanish: a damaged shard becomes a `__bad__` marker, a
-damaged sample a `__bad_sample__` marker, and a shard whose sidecar cannot be reached an `__unchecked__`
-marker; `Stream` (main process) warns naming each, counts them, and stops the run above
-`data.max_fail_share`.
+Workers only read and decode. Failures never vanish: a damaged shard (or one simulated for another setup
+than the run's) becomes a `__bad__` marker, a damaged sample a `__bad_sample__` marker, and a shard whose
+sidecar cannot be reached an `__unchecked__` marker; `Stream` (main process) warns naming each, counts them,
+and stops the run when more than `data.max_fail_share` of the shards or of the samples failed.
+
+A stream is a pure function of its seed and of the shards known to be damaged: `Stream.state()` and
+`Stream.set_loader` let a resumed run reopen it where the uninterrupted run reopened it (training.batches).
 """
 from __future__ import annotations
 
 import json
 import random
 import warnings
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 import webdataset as wds
 
 from shards.audio import decode_audio, fit_length
+from shards.array import ArraySetup
 from shards.files import ShardError, iter_samples, read_url, sha256_bytes, sidecar_sha256
 from shards.layout import stable_seed
 from shards.samples import decode_rir, speech_member
 from training.sources import DataError
 
 Decode = Callable[[str, dict[str, bytes], str], dict]
+CheckSetup = Callable[[dict, str], None]  # (a scene's metadata, where) -> None; DataError for another setup
 
 
 # ----------------------------------------------------------------------------------------------
 # Decoders (worker side): (key, members, shard url) -> a sample dict of CPU tensors
 
 
-def decode_scene(max_len: int) -> Decode:
-    """-> decoder to {key, url, rir float32 [M, S, L<=max_len], angles float32 [2, S] (azimuth, lateral), meta}."""
+def decode_scene(max_len: int, check_setup: CheckSetup | None = None) -> Decode:
+    """-> decoder to {key, url, rir float32 [M, S, L<=max_len], angles float32 [2, S] (azimuth, lateral), spacing
+    (mic 0 to mic 1, metres), meta};
+    `check_setup` raises DataError for a scene of another array setup than the run's (its shard is skipped)."""
     def decode(key: str, parts: dict[str, bytes], url: str) -> dict:
         sample = decode_rir(key, parts, url)
+        if check_setup is not None:
+            check_setup(sample.meta, f"train shard {url}")
         angles = torch.from_numpy(np.stack([sample.angles("azimuth"), sample.angles("lateral")]))
+        spacing = ArraySetup.from_meta(sample.meta, f"{url}: {key}").mic_spacing
         return {"__key__": key, "url": url, "rir": torch.from_numpy(sample.rir[..., :max_len].copy()),
-                "angles": angles, "meta": json.dumps(sample.meta)}
+                "angles": angles, "spacing": spacing, "meta": json.dumps(sample.meta)}
     return decode
 
 
@@ -108,7 +118,8 @@ def read_verified(verify: bool, bad: set[str]) -> Callable:
 
 
 def expand_samples(decode: Decode, bad: set[str]) -> Callable:
-    """{url, data} -> decoded samples; a tar error marks the shard bad, a sample error skips the sample."""
+    """{url, data} -> decoded samples; a tar error or a scene of another setup marks the shard bad, a sample
+    error skips the sample."""
     def stage(src):
         for item in src:
             if "url" not in item or "data" not in item:
@@ -125,12 +136,21 @@ def expand_samples(decode: Decode, bad: set[str]) -> Callable:
                 bad.add(url)
                 yield {"__bad__": url, "__error__": "no samples in the tar"}
                 continue
+            decoded = 0
             for key, parts in members:
                 try:
-                    yield decode(key, parts, url)
+                    sample = decode(key, parts, url)
+                except DataError as err:  # the whole shard belongs to another setup
+                    bad.add(url)
+                    yield {"__bad__": url, "__error__": str(err).removeprefix(f"train shard {url}: ")}
+                    break
                 except (ShardError, ValueError, KeyError, TypeError) as err:
                     yield {"__bad_sample__": f"{url}:{key}", "__error__": f"{type(err).__name__}: {err}"}
-            yield {"__shard_ok__": url}
+                    continue
+                decoded += 1
+                yield sample
+            else:
+                yield {"__shard_ok__": url, "__samples__": decoded}
     return stage
 
 
@@ -157,9 +177,9 @@ def shuffle_samples(size: int, initial: int, seed: int) -> Callable:
 
 
 def shard_pipeline(urls: list[str], decode: Decode, rank: int, world_size: int, seed: tuple[int, ...],
-                   shuffle_buffer: int, verify: bool) -> wds.DataPipeline:
+                   shuffle_buffer: int, verify: bool, known_bad: Iterable[str] = ()) -> wds.DataPipeline:
     """The worker-side chain: list -> rank split -> worker split -> resample -> read -> decode -> shuffle."""
-    bad: set[str] = set()  # per worker process: shards found damaged are never drawn again
+    bad: set[str] = set(known_bad)  # per worker process: shards found damaged are never drawn again
     return wds.DataPipeline(
         wds.SimpleShardList(urls),
         split_by_rank(rank, world_size),
@@ -172,9 +192,9 @@ def shard_pipeline(urls: list[str], decode: Decode, rank: int, world_size: int, 
 
 
 def folder_pipeline(files: list[str], sr: int, samples: int, rank: int, world_size: int,
-                    seed: tuple[int, ...], shuffle_buffer: int) -> wds.DataPipeline:
+                    seed: tuple[int, ...], shuffle_buffer: int, known_bad: Iterable[str] = ()) -> wds.DataPipeline:
     """Audio folder: list -> rank split -> worker split -> resample -> decode (any rate, downmixed) -> crop."""
-    bad: set[str] = set()
+    bad: set[str] = set(known_bad)
     rng = random.Random(stable_seed(*seed, 11))
 
     def read(src):
@@ -186,7 +206,7 @@ def folder_pipeline(files: list[str], sr: int, samples: int, rank: int, world_si
                 yield {"__bad__": item["url"], "__error__": str(err)}
                 continue
             yield {"__key__": item["url"], "url": item["url"], "audio": torch.from_numpy(fit_length(audio, samples, rng).copy())}
-            yield {"__shard_ok__": item["url"]}
+            yield {"__shard_ok__": item["url"], "__samples__": 1}
 
     return wds.DataPipeline(
         wds.SimpleShardList(files), split_by_rank(rank, world_size), wds.split_by_worker,
@@ -194,10 +214,13 @@ def folder_pipeline(files: list[str], sr: int, samples: int, rank: int, world_si
     )
 
 
-def make_loader(pipeline: wds.DataPipeline, num_workers: int) -> torch.utils.data.DataLoader:
-    """Workers decode; batch_size=None passes single samples through; never through accelerator.prepare."""
+def make_loader(pipeline: wds.DataPipeline, num_workers: int, seed: int) -> torch.utils.data.DataLoader:
+    """Workers decode; batch_size=None passes single samples through; never through accelerator.prepare.
+    The loader draws its workers' base seed from its own generator, never from the global RNG that a saved
+    state restores (so opening a stream does not shift dropout draws)."""
     return torch.utils.data.DataLoader(pipeline, batch_size=None, num_workers=num_workers,
-                                       persistent_workers=num_workers > 0, prefetch_factor=4 if num_workers else None)
+                                       persistent_workers=num_workers > 0, prefetch_factor=4 if num_workers else None,
+                                       generator=torch.Generator().manual_seed(seed))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -207,8 +230,8 @@ def make_loader(pipeline: wds.DataPipeline, num_workers: int) -> torch.utils.dat
 class Stream:
     """Main-process side of a DataLoader stream: yields good samples, counts and warns about bad ones.
 
-    Raises DataError when more than `max_fail_share` of the opened shards failed (after `min_shards` opened)
-    or when the workers run out of readable shards.
+    Raises DataError when more than `max_fail_share` of the opened shards, or of the samples met, failed
+    (once `min_shards` shards were opened), or when the workers run out of readable shards.
     """
 
     def __init__(self, loader: torch.utils.data.DataLoader, what: str, max_fail_share: float, min_shards: int,
@@ -220,11 +243,28 @@ class Stream:
         self.bad_shards: dict[str, str] = {}
         self.unchecked: set[str] = set()
         self.bad_samples = 0
-        self.good_samples = 0
+        self.good_samples = 0  # decoded without error (counted per shard, when the shard is done)
 
     def counters(self) -> dict[str, int]:
         return {f"{self.what}_bad_shards": len(self.bad_shards), f"{self.what}_bad_samples": self.bad_samples,
                 f"{self.what}_shards_read": len(self.ok_shards) + len(self.bad_shards)}
+
+    def set_loader(self, loader: torch.utils.data.DataLoader) -> None:
+        """Read from `loader` from now on (its workers start at the next `next`); the accounting carries over."""
+        self.close()
+        self.loader = loader
+
+    def state(self) -> dict[str, Any]:
+        """The accounting as plain JSON, for a saved training state."""
+        return {"ok_shards": sorted(self.ok_shards), "bad_shards": dict(sorted(self.bad_shards.items())),
+                "unchecked": sorted(self.unchecked), "bad_samples": self.bad_samples,
+                "good_samples": self.good_samples}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """The accounting of `state()`, as saved with a training state."""
+        self.ok_shards, self.bad_shards = set(state["ok_shards"]), dict(state["bad_shards"])
+        self.unchecked = set(state["unchecked"])
+        self.bad_samples, self.good_samples = int(state["bad_samples"]), int(state["good_samples"])
 
     def next(self) -> dict[str, Any]:
         if self.iterator is None:
@@ -247,8 +287,8 @@ class Stream:
                 continue
             if "__shard_ok__" in item:
                 self.ok_shards.add(item["__shard_ok__"])
+                self.good_samples += item["__samples__"]
                 continue
-            self.good_samples += 1
             return item
 
     def _failure(self, item: dict) -> None:
@@ -265,10 +305,14 @@ class Stream:
         if self.log is not None:
             self.log({"event": "data_error", "what": self.what, "item": name, "error": item["__error__"], **self.counters()})
         opened = len(self.ok_shards) + len(self.bad_shards)
-        share = len(self.bad_shards) / max(opened, 1)
-        if opened >= self.min_shards and share > self.max_fail_share:
-            raise DataError(f"{len(self.bad_shards)} of {opened} {self.what} shards failed ({share:.0%} > "
-                            f"data.max_fail_share={self.max_fail_share}); last: {message}")
+        if opened < self.min_shards:
+            return
+        met = self.good_samples + self.bad_samples
+        for failed, total, unit in ((len(self.bad_shards), opened, "shards"), (self.bad_samples, met, "samples")):
+            share = failed / max(total, 1)
+            if share > self.max_fail_share:
+                raise DataError(f"{failed} of {total} {self.what} {unit} failed ({share:.0%} > "
+                                f"data.max_fail_share={self.max_fail_share}); last: {message}")
 
     def close(self) -> None:
-        self.iterator = None
+        self.iterator = None  # a dropped iterator shuts its workers down
