@@ -107,6 +107,12 @@ def test_yaml_is_the_seed_protocol():
         ({"decay": "sabine"}, "decay"),
         ({"rt60_range": [0.5, 3.0]}, "decay: fra, which holds only while c \\* T60 < 1000 m"),
         ({"no_such_key": 1}, "no_such_key"),
+        ({"mic_spacing_range": [0.0, 0.1]}, "mic_spacing_range"),
+        ({"mic_spacing_range": [0.12, 0.08]}, "mic_spacing_range"),
+        ({"mic_spacing_range": [0.1, 1.5]}, "mic_spacing_range"),
+        ({"mic_spacing_range": [0.05, float("nan")]}, "mic_spacing_range"),
+        ({"mic_spacing_range": [0.1]}, "mic_spacing_range"),
+        ({"mic_positions": [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]}, "mic_positions"),
     ],
 )
 def test_bad_config_fails_naming_the_key(data, key):
@@ -120,6 +126,47 @@ def test_fra_decay_is_capped_where_its_reflection_law_breaks_down():
     build_config(SimulateConfig, {"rt60_range": [0.5, 3.0], "decay": "calibrated"})
     with pytest.raises(ConfigError, match="rt60_range: max 3.0 s is too long for decay: fra.*2.94 s"):
         build_config(SimulateConfig, {"rt60_range": [0.5, 3.0]})
+
+
+def test_mic_spacing_range_draws_each_scenes_pair_inside_it():
+    cfg = SimulateConfig(mic_spacing_range=(0.06, 0.16))
+    s = _sample(cfg, 300, seed=4)
+    assert s.mic_pos.shape == (300, 2, 3)
+    assert ((s.mic_spacing >= 0.06) & (s.mic_spacing <= 0.16)).all() and s.mic_spacing.std() > 0.02
+    # Mics at -d/2 and +d/2 along x around the centre; the centre keeps wall_margin + hi/2 from the walls.
+    half = s.mic_spacing[:, None] / 2 * torch.tensor([-1.0, 1.0], dtype=torch.float64)
+    assert torch.allclose(s.mic_pos[..., 0] - s.array_pos[:, None, 0], half, atol=1e-12)
+    assert torch.equal(s.mic_pos[..., 1:], s.array_pos[:, None, 1:].expand(-1, 2, -1))
+    keep = cfg.wall_margin + 0.08
+    assert cfg.array_radius == 0.08 and ((s.array_pos >= keep) & (s.array_pos <= s.room_dim - keep)).all()
+    # Rerun: the same spacings.
+    assert torch.equal(_sample(cfg, 300, seed=4).mic_spacing, s.mic_spacing)
+
+
+def test_tdoas_follow_each_scenes_own_spacing():
+    cfg = SimulateConfig(mic_spacing_range=(0.06, 0.16))
+    s = _sample(cfg, 300, seed=5)
+    geo = s.geometry(cfg.sound_speed)
+    # Exact: c tdoa = |s - m1| - |s - m0| with the mics at -/+ d/2 along x from the centre, d the scene's own.
+    axis = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
+    m0 = s.array_pos - s.mic_spacing[:, None] / 2 * axis
+    m1 = s.array_pos + s.mic_spacing[:, None] / 2 * axis
+    path = (s.src_pos - m1[:, None]).norm(dim=-1) - (s.src_pos - m0[:, None]).norm(dim=-1)
+    assert torch.allclose(geo["tdoa_s"] * cfg.sound_speed, path, atol=1e-12)
+    assert (geo["tdoa_s"].abs() <= s.mic_spacing[:, None] / cfg.sound_speed + 1e-15).all()
+    # Far field: c tdoa -> -d cos(lateral), so the lateral angle and the spacing agree with the TDOA.
+    far = geo["distance_m"] > 10 * s.mic_spacing[:, None]
+    farfield = -s.mic_spacing[:, None] * torch.cos(torch.deg2rad(geo["lateral_deg"]))
+    assert far.sum() > 300
+    assert ((geo["tdoa_s"] * cfg.sound_speed - farfield).abs()[far] < 0.01 * s.mic_spacing[:, None].expand_as(far)[far]).all()
+
+
+def test_a_one_point_spacing_range_is_the_fixed_array():
+    # The spacing is drawn after everything else, so the range [0.1, 0.1] reproduces the default scenes.
+    fixed, ranged = _sample(SimulateConfig(), 50, 9), _sample(SimulateConfig(mic_spacing_range=(0.1, 0.1)), 50, 9)
+    for name in ("room_dim", "rt60", "array_pos", "src_pos", "image_count", "mic_spacing"):
+        assert torch.equal(getattr(fixed, name), getattr(ranged, name)), name
+    assert torch.allclose(fixed.mic_pos, ranged.mic_pos, atol=1e-15)
 
 
 def test_unplaceable_sources_fail_naming_distance_range():
