@@ -22,16 +22,12 @@ from typing import Any
 
 import matplotlib
 import numpy as np
-import torch
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
-from shards.audio import resample  # noqa: F401  (re-exported: tests resample as the CLI does)
 from ssl_model.cli_log import add_verbosity, setup_logging
-from ssl_model.export import LocalizerSpec
-from ssl_model.localizer import (PRETRAINED, LocalizeError, Localizer, cut_windows, read_stereo,  # noqa: F401
-                                 run_weights, torch_device, window_starts)
+from ssl_model.localizer import PRETRAINED, LocalizeError, Localizer, run_weights, torch_device
 
 EXIT_BAD_INPUT = 2
 log = logging.getLogger("ssl_model.localize")
@@ -45,18 +41,6 @@ def weights_path(run: str | None, model: str | None) -> Path:
     if not path.is_file():
         raise LocalizeError(f"{path}: no such weights file" + ("" if model else "; pass --run DIR or --model FILE"))
     return path
-
-
-# The two helpers below keep benchmarks/bench_accuracy.py's imports working; new code uses ssl_model.Localizer.
-def load_model_checked(path: Path, device: torch.device) -> tuple[torch.nn.Module, LocalizerSpec]:
-    localizer = Localizer.from_file(path, device)
-    return localizer.model, localizer.spec
-
-
-def localize_wave(wave: np.ndarray, sr_in: int, model: torch.nn.Module, spec: LocalizerSpec,
-                  device: torch.device | str = "cpu") -> dict[str, Any]:
-    """wave [2, T] at sr_in -> the JSON fields of Localizer(model, spec)(wave, sr_in)."""
-    return Localizer(model, spec, device)(wave, sr_in).to_dict()
 
 
 def plot_half_circle(result: dict[str, Any], path: str | Path, title: str = "",

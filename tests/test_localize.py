@@ -11,7 +11,9 @@ import soundfile as sf
 import torch
 
 from ssl_model import SSLModel
-from ssl_model.localize import PRETRAINED, main, resample, window_starts
+from shards.audio import resample
+from ssl_model.localize import main
+from ssl_model.localizer import PRETRAINED, window_starts
 from training.checkpoint import CONFIG, WEIGHTS, export_weights
 from training.config import dump_config, load_train_config
 
