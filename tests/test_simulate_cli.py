@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from shards.array import SOUND_SPEED, ArraySetup
 from simulate import generate_dataset
 from simulate.config import GENERATOR_VERSION
 from shards.files import read_samples
@@ -175,3 +176,35 @@ def test_ranks_write_disjoint_shards_and_the_last_one_completes_the_manifest(dat
     generate_dataset(tmp_path, splits=SPLITS, overrides=SMALL, rank=0, world_size=2)
     assert json.loads((tmp_path / "train" / "manifest.json").read_text())["complete"]
     assert files(tmp_path) == files(out)
+
+
+def test_every_sample_and_manifest_carry_the_array_record(dataset):
+    out, manifests = dataset
+    record = {"sr": 16000, "mic_spacing": 0.1, "sound_speed": SOUND_SPEED, "num_sources": 2}
+    assert json.loads(manifests["train"].read_text())["array"] == record
+    for key, parts in read_samples(out / "train" / "train-000000.tar"):
+        meta = json.loads(parts["json"])
+        assert meta["array"] == record
+        assert ArraySetup.from_meta(meta, key) == ArraySetup(16000, 0.1)
+
+
+def test_a_spacing_range_gives_each_sample_its_own_consistent_record(tmp_path):
+    overrides = (*SMALL, "mic_spacing_range=[0.06,0.16]")
+    generate_dataset(tmp_path / "a", splits={"train": 4}, overrides=overrides)
+    manifest = json.loads((tmp_path / "a" / "train" / "manifest.json").read_text())
+    assert manifest["config"]["mic_spacing_range"] == [0.06, 0.16]
+    assert manifest["array"]["mic_spacing"] is None and manifest["array"]["mic_spacing_range"] == [0.06, 0.16]
+    spacings = []
+    for name in ("train-000000.tar", "train-000001.tar"):
+        for key, parts in read_samples(tmp_path / "a" / "train" / name):
+            meta = json.loads(parts["json"])
+            setup = ArraySetup.from_meta(meta, key)  # checks the record against mic_pos, sr and src_pos
+            mic, src = np.array(meta["mic_pos"]), np.array(meta["src_pos"])
+            path = np.linalg.norm(src - mic[1], axis=1) - np.linalg.norm(src - mic[0], axis=1)
+            tdoa = np.array([s["tdoa_s"] for s in meta["sources"]])
+            np.testing.assert_allclose(tdoa * setup.sound_speed, path, atol=1e-12)
+            assert (np.abs(tdoa) <= setup.mic_spacing / setup.sound_speed + 1e-15).all()
+            spacings.append(setup.mic_spacing)
+    assert len(spacings) == 4 and all(0.06 <= d <= 0.16 for d in spacings) and len(set(spacings)) == 4
+    generate_dataset(tmp_path / "b", splits={"train": 4}, overrides=overrides)
+    assert files(tmp_path / "b") == files(tmp_path / "a")
