@@ -3,6 +3,7 @@
     {root}/{split}/{split}-{k:06d}.tar     RIR shard k of a split; samples `{split}-{index:09d}`
     {root}/{split}/{split}-{k:06d}.json    its sidecar (count, bytes, sha256, ...)
     {root}/{split}/manifest.json           the split, merged from the sidecars
+    {root}/dataset.json                    the folder's config fingerprint and its splits (one config per folder)
     {folder}/speech-{k:06d}.tar            speech shard k; samples `speech-{index:09d}`
 
 A URL's sidecar is the same URL with its last `.tar` turned into `.json`, so `pipe:` commands and
@@ -15,6 +16,7 @@ import math
 from pathlib import Path
 
 MANIFEST = "manifest.json"
+DATASET = "dataset.json"  # {root}/dataset.json: the config fingerprint and every split the folder holds
 SPEECH = "speech"  # name prefix of speech shards and their samples
 
 
@@ -47,6 +49,20 @@ def sidecar_url(url: str) -> str:
     """A shard's path or URL -> its sidecar's: the last `.tar` becomes `.json` (works inside `pipe:` commands)."""
     head, dot_tar, tail = url.rpartition(".tar")
     return head + ".json" + tail if dot_tar else url + ".json"
+
+
+def manifest_url(shard: str) -> str:
+    """A shard's path or URL -> its split's manifest beside it: the shard's file name becomes `manifest.json`
+    (works inside `pipe:` commands)."""
+    name = shard_basename(shard)
+    head, _, tail = shard.rpartition(name)
+    return head + MANIFEST + tail
+
+
+def shard_basename(shard: str) -> str:
+    """A shard's path or URL (`pipe:cat /x/train-000001.tar -`) -> its file name, `train-000001.tar`."""
+    head, dot_tar, _ = str(shard).rpartition(".tar")
+    return head.replace("\\", "/").rsplit("/", 1)[-1].rsplit(" ", 1)[-1] + dot_tar if dot_tar else ""
 
 
 def is_url(location: str) -> bool:

@@ -14,9 +14,9 @@ from tqdm import tqdm
 
 from configs import ConfigError, config_to_dict
 from shards.array import ARRAY_KEY
-from shards.files import atomic_write, remove_stale_temps, shard_is_current, tar_bytes, write_sidecar
-from shards.layout import MANIFEST, shard_count, shard_name, shard_span
-from shards.manifest import load_manifest, merge_manifest
+from shards.files import atomic_write, remove_stale_temps, sha256_bytes, shard_is_current, tar_bytes, write_sidecar
+from shards.layout import DATASET, MANIFEST, shard_count, shard_name, shard_span
+from shards.manifest import load_manifest, merge_manifest, split_lock
 from simulate.cluster import owns, resolve_device, resolve_rank
 from simulate.config import GENERATOR_VERSION, SimulateConfig
 from simulate.options import local_output_dir, resolve_config
@@ -55,6 +55,7 @@ class ShardJob:
     path: Path
     config_hash: str
     device: str
+    recorded_sha256: str | None = None  # the split manifest's record of this shard, when it lists one
 
     def sidecar_fields(self) -> dict[str, Any]:
         return {"split": self.split, "shard": self.k, "first_index": self.first, "count": self.count,
@@ -76,20 +77,95 @@ def single_thread(device: str) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def listed_as_current(job: ShardJob) -> dict[str, Any] | None:
+    """The shard's sidecar record when the shard matches it AND the manifest's record of it (the cheap check)."""
+    record = shard_is_current(job.path, job.sidecar_fields())
+    return record if record is not None and record["sha256"] == job.recorded_sha256 else None
+
+
 def ensure_shard(job: ShardJob) -> tuple[dict[str, Any], bool]:
-    """Write shard `job` unless a verified copy exists -> (sidecar record, whether it was written)."""
-    expected = job.sidecar_fields()
-    record = shard_is_current(job.path, expected)
+    """Write shard `job` unless a verified copy exists -> (sidecar record, whether it was written).
+
+    A sidecar alone never vouches for a shard (it can be rewritten to match damage): a shard the manifest does
+    not list yet (a killed run's) is rendered again and kept only when its bytes are the ones it would get.
+    """
+    record = listed_as_current(job)
     if record is not None:
         return record, False
+    record = shard_is_current(job.path, job.sidecar_fields())
     with single_thread(job.device):
-        members = render_shard(job.cfg, job.split, job.k, job.first, job.count, job.device)
-    atomic_write(job.path, tar_bytes(members))
-    return write_sidecar(job.path, {**expected, "device": torch.device(job.device).type}), True
+        data = tar_bytes(render_shard(job.cfg, job.split, job.k, job.first, job.count, job.device))
+    if record is not None and sha256_bytes(data) == record["sha256"]:
+        return record, False
+    atomic_write(job.path, data)
+    return write_sidecar(job.path, {**job.sidecar_fields(), "device": torch.device(job.device).type}), True
 
 
 def _worker_init() -> None:
     torch.set_num_threads(1)
+
+
+def manifest_records(path: Path, digest: str) -> dict[str, dict[str, Any]]:
+    """A split's manifest.json -> {shard name: its record} when it holds this config's shards, else {}."""
+    try:
+        manifest = load_manifest(path) if path.is_file() else {}
+    except ValueError:
+        return {}  # a damaged manifest is rewritten; its shards are checked by rendering them again
+    if manifest.get("config_hash") != digest:
+        return {}
+    return {r["name"]: r for r in manifest.get("shards", []) if isinstance(r, dict) and "name" in r}
+
+
+def written_records(out: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Every RIR split manifest and shard sidecar under `out/*/` -> (path, record); unreadable ones left out."""
+    for path in sorted(out.glob("*/*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict) and isinstance(record.get("split"), str) and "config_hash" in record:
+            yield path, record
+
+
+def check_folder(out: Path, cfg: SimulateConfig) -> None:
+    """A folder holds one config: ConfigError naming the first manifest, sidecar or dataset.json written with
+    another (another seed, another option), also where a killed run left only sidecars."""
+    shaping = shaping_config(cfg)
+    dataset = read_dataset(out)
+    if dataset is not None and dataset.get("config_hash") != dataset_hash(shaping):
+        raise ConfigError(f"{out / DATASET}: {out} holds shards of a different config (seed {dataset.get('seed')} "
+                          f"there, {cfg.seed} now); a folder holds one config: use another --out or remove that folder")
+    for path, record in written_records(out):
+        if record["config_hash"] != config_hash(shaping, record["split"]):
+            raise ConfigError(f"{path}: {path.parent} holds shards of a different config (seed {record.get('seed')} "
+                              f"there, {cfg.seed} now; config_hash {str(record['config_hash'])[:12]}...); a folder "
+                              f"holds one config: use another --out or remove that folder")
+
+
+def dataset_hash(shaping: dict[str, Any]) -> str:
+    """Fingerprint of the folder's config (every split's shards are shaped by it)."""
+    return config_hash(shaping, "*")
+
+
+def read_dataset(out: Path) -> dict[str, Any] | None:
+    """{out}/dataset.json -> its record, None when absent; a damaged one is rewritten."""
+    try:
+        record = json.loads((out / DATASET).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def record_dataset(out: Path, cfg: SimulateConfig) -> None:
+    """Add this run's splits to {out}/dataset.json (under the folder's lock; checked against its config first)."""
+    with split_lock(out):
+        check_folder(out, cfg)
+        old = read_dataset(out) or {}
+        splits = {**(old.get("splits") if isinstance(old.get("splits"), dict) else {}), **cfg.splits}
+        record = {"kind": "rir", "config_hash": dataset_hash(shaping_config(cfg)), "seed": cfg.seed,
+                  "generator_version": GENERATOR_VERSION, "splits": dict(sorted(splits.items()))}
+        if record != old:
+            atomic_write(out / DATASET, json.dumps(record, sort_keys=True, indent=1).encode() + b"\n")
 
 
 def plan_split(cfg: SimulateConfig, out: Path, split: str, count: int, device: str,
@@ -97,15 +173,7 @@ def plan_split(cfg: SimulateConfig, out: Path, split: str, count: int, device: s
     """One split -> (manifest header, the jobs this rank owns); refuses a folder of another config."""
     directory = out / split
     digest = config_hash(shaping_config(cfg), split)
-    existing = directory / MANIFEST
-    if existing.is_file():
-        try:
-            old = load_manifest(existing).get("config_hash")
-        except ValueError:
-            old = None  # a damaged manifest is rewritten from the sidecars
-        if old is not None and old != digest:
-            raise ConfigError(f"{directory} holds shards of a different config (config_hash {old[:12]}...); "
-                              f"use another --out or remove that folder")
+    recorded = manifest_records(directory / MANIFEST, digest)
     header = {"kind": "rir", "split": split, "seed": cfg.seed, "generator_version": GENERATOR_VERSION,
               ARRAY_KEY: split_array(cfg),
               "config_hash": digest, "shard_size": cfg.shard_size,
@@ -115,7 +183,9 @@ def plan_split(cfg: SimulateConfig, out: Path, split: str, count: int, device: s
     for k in range(shard_count(count, cfg.shard_size)):
         if owns(k, rank, world_size) and (shards is None or k in shards):
             first, n = shard_span(count, cfg.shard_size, k)
-            jobs.append(ShardJob(cfg, split, k, first, n, directory / shard_name(split, k), digest, device))
+            name = shard_name(split, k)
+            jobs.append(ShardJob(cfg, split, k, first, n, directory / name, digest, device,
+                                 recorded.get(name, {}).get("sha256")))
     return header, jobs
 
 
@@ -162,14 +232,18 @@ def generate_dataset(out_dir, cfg: SimulateConfig | None = None, splits: dict[st
     largest = max((shard_count(n, cfg.shard_size) for n in cfg.splits.values()), default=0)
     if wanted and max(wanted) >= largest:
         raise ConfigError(f"--shards: shard {max(wanted)} does not exist; the largest split has {largest} shards")
+    check_folder(out, cfg)  # before anything is created
     plans = {split: plan_split(cfg, out, split, count, device, wanted, rank, world_size)
              for split, count in cfg.splits.items()}
     jobs = [job for _, split_jobs in plans.values() for job in split_jobs]
+    out.mkdir(parents=True, exist_ok=True)
+    record_dataset(out, cfg)
     for split in plans:
         (out / split).mkdir(parents=True, exist_ok=True)
         remove_stale_temps(out / split)  # what killed writers left; a live writer's files are kept
-    # Verified shards are skipped here, so a finished set costs one hash pass and no worker start-up.
-    missing = [job for job in jobs if shard_is_current(job.path, job.sidecar_fields()) is None]
+    # Shards the manifest vouches for are skipped here, so a finished set costs one hash pass and no worker
+    # start-up; the rest go to the workers, which render each and keep it only if its bytes are right.
+    missing = [job for job in jobs if listed_as_current(job) is None]
     if progress:
         print(f"simulate: {len(missing)} shards to write, {len(jobs) - len(missing)} already verified "
               f"(rank {rank} of {world_size})", flush=True)

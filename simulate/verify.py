@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import io
+import json
+import math
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import numpy as np
 import soundfile
 
 from shards.files import ShardError, iter_samples, sha256_bytes
-from shards.layout import MANIFEST, SPEECH, sample_key
+from shards.array import ArraySetup
+from shards.layout import DATASET, MANIFEST, SPEECH, sample_key
 from shards.manifest import load_manifest
 from shards.samples import decode_rir, speech_member
 
@@ -59,6 +63,34 @@ def check_shard(path: Path, record: dict[str, Any], prefix: str,
         raise ShardError(f"{path}: {count} samples, manifest says {record.get('count')}")
 
 
+def check_setup(meta: dict[str, Any], manifest: dict[str, Any], where: str) -> None:
+    """One RIR sample vs its split's manifest: the same sample rate, sound speed, source count, and mics where the
+    config put them (or a spacing inside mic_spacing_range); ShardError naming the sample and both values."""
+    config, key = manifest.get("config", {}), meta.get("index")
+    try:
+        setup = ArraySetup.from_meta(meta, where)
+    except (ValueError, KeyError, TypeError) as err:
+        raise ShardError(f"{where}: sample {key}: {err}") from None
+    expected = {"sr": config.get("sr"), "num_sources": config.get("num_sources"),
+                "sound_speed": config.get("sound_speed")}
+    for field, value in expected.items():
+        if value is not None and not math.isclose(getattr(setup, field), value, rel_tol=1e-9):
+            raise ShardError(f"{where}: sample {key} has {field} {getattr(setup, field)}, the split's manifest "
+                             f"says {value} (a shard of another setup)")
+    spacing_range = config.get("mic_spacing_range")
+    if spacing_range is not None:
+        lo, hi = spacing_range
+        if not lo - 1e-9 <= setup.mic_spacing <= hi + 1e-9:
+            raise ShardError(f"{where}: sample {key} has mic_spacing {setup.mic_spacing} m, outside the manifest's "
+                             f"mic_spacing_range {spacing_range}")
+    elif "mic_positions" in config:
+        offsets = np.asarray(meta["mic_pos"], dtype=np.float64) - np.asarray(meta["array_pos"], dtype=np.float64)
+        wanted = np.asarray(config["mic_positions"], dtype=np.float64)
+        if offsets.shape != wanted.shape or not np.allclose(offsets, wanted, atol=1e-6):
+            raise ShardError(f"{where}: sample {key} has mics at {offsets.round(6).tolist()} from the array centre, "
+                             f"the split's manifest says {wanted.tolist()} (a shard of another setup)")
+
+
 def scene_signature(meta: dict[str, Any]) -> tuple:
     """Sample metadata -> rounded geometry (room, array, sources): equal for a repeated scene."""
     values = [*meta["room_dim"], *meta["array_pos"], *(x for p in meta["src_pos"] for x in p)]
@@ -84,16 +116,32 @@ def verify_split(manifest_path: Path) -> tuple[dict[str, Any], dict[tuple, str]]
         path = directory / record["name"]
         for meta in check_shard(path, record, prefix, check_sample):
             if kind == "rir":
+                check_setup(meta, manifest, str(path))
                 scenes.setdefault(scene_signature(meta), f"{path} (sample index {meta.get('index')})")
     return manifest, scenes
+
+
+def missing_splits(root: Path) -> list[str]:
+    """Splits `root` should hold but has no manifest for -> one line each: those its dataset.json lists, and any
+    folder holding shards or sidecars without a manifest.json (deleted, or never merged)."""
+    try:
+        listed = json.loads((root / DATASET).read_text()).get("splits", {})
+    except (OSError, ValueError, AttributeError):
+        listed = {}
+    folders = {root / name for name in listed if isinstance(name, str)}
+    folders |= {p.parent for pattern in ("*/*.tar", "*/*.json") for p in root.glob(pattern)}
+    return [f"{folder / MANIFEST}: missing; " + (f"{root / DATASET} lists split {folder.name!r}" if folder.name in listed
+                                                 else "the folder holds shards") + "; rerun the writer"
+            for folder in sorted(folders) if not (folder / MANIFEST).is_file()]
 
 
 def verify(root: Path) -> tuple[list[str], list[str]]:
     """Every manifest under `root` -> (one-line problems, one-line summaries); no problems means valid."""
     manifests = find_manifests(root)
+    problems = [] if (root / MANIFEST).is_file() else missing_splits(root)
     if not manifests:
-        return [f"{root}: no {MANIFEST} found"], []
-    problems, summaries = [], []
+        return problems or [f"{root}: no {MANIFEST} found"], []
+    summaries = []
     by_root: dict[Path, list[tuple[str, dict[tuple, str]]]] = {}
     for path in manifests:
         try:

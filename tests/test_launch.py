@@ -9,7 +9,7 @@ import pytest
 
 from configs import ConfigError
 from training.config import load_train_config
-from training.train import all_gpus_command, resolve_mixed_precision, trackers
+from training.launch import all_gpus_command, resolve_mixed_precision, trackers
 
 from run_helpers import ROOT, TINY, TRAIN, records, small_shards, subprocess_env
 

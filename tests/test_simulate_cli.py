@@ -208,3 +208,45 @@ def test_a_spacing_range_gives_each_sample_its_own_consistent_record(tmp_path):
     assert len(spacings) == 4 and all(0.06 <= d <= 0.16 for d in spacings) and len(set(spacings)) == 4
     generate_dataset(tmp_path / "b", splits={"train": 4}, overrides=overrides)
     assert files(tmp_path / "b") == files(tmp_path / "a")
+
+
+def test_a_folder_belongs_to_one_config(dataset, tmp_path):
+    """Issue 20: another seed is refused in another split of the folder, and after a killed run that left only
+    sidecars (no manifest yet); nothing is written by the refused run."""
+    from configs import ConfigError
+    import shutil
+    out, _ = dataset
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    before = files(copy)
+    with pytest.raises(ConfigError, match="different config.*seed 0 there, 5 now"):
+        generate_dataset(copy, splits={"val": 2}, overrides=(*SMALL, "seed=5"))
+    (copy / "dataset.json").unlink()
+    for manifest in copy.glob("*/manifest.json"):
+        manifest.unlink()  # as a run SIGKILLed before its merge leaves the folder
+    with pytest.raises(ConfigError, match=r"-000000.json: .*different config"):
+        generate_dataset(copy, splits={"train": 2}, overrides=(*SMALL, "seed=5"))
+    assert not (copy / "val").exists()
+    generate_dataset(copy, splits=SPLITS, overrides=SMALL)  # the folder's own config resumes
+    assert files(copy) == before
+
+
+@pytest.mark.parametrize("listed", [True, False])
+def test_a_rerun_never_launders_a_damaged_shard_whose_sidecar_was_rewritten(dataset, tmp_path, listed):
+    """listed: the manifest still holds the shard's record; else the shard is unlisted (a killed run's)."""
+    import shutil
+    from shards.files import write_sidecar
+    out, _ = dataset
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    clean = files(copy)
+    shard = copy / "train" / "train-000001.tar"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0x04  # inside a float: the tar still parses
+    shard.write_bytes(bytes(data))
+    sidecar = json.loads(sidecar_path(shard).read_text())
+    write_sidecar(shard, {k: v for k, v in sidecar.items() if k not in ("bytes", "sha256", "name")})
+    if not listed:
+        (copy / "train" / "manifest.json").unlink()
+    generate_dataset(copy, splits=SPLITS, overrides=SMALL)
+    assert files(copy) == clean

@@ -28,7 +28,7 @@ def test_out_that_is_a_file_is_one_line(tmp_path):
     assert (tmp_path / "taken").read_text() == "not a folder"
 
 
-@pytest.mark.parametrize("code, after, words", [(errno.ENOSPC, 3, "No space left on device"),
+@pytest.mark.parametrize("code, after, words", [(errno.ENOSPC, 8, "No space left on device"),
                                                (errno.EROFS, 0, "Read-only file system")])
 def test_a_full_disk_or_read_only_folder_is_one_line_and_finished_shards_stay_valid(code, after, words, tmp_path,
                                                                                      monkeypatch, capsys):
@@ -48,7 +48,7 @@ def test_a_full_disk_or_read_only_folder_is_one_line_and_finished_shards_stay_va
     assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0] and "rerun" in lines[0], lines
     assert not list(out.rglob("*.tmp-*"))  # nothing half-written is left under a temporary name
     finished = [p for p in out.rglob("*.tar") if (p.with_suffix(".json")).is_file()]
-    assert len(finished) == (1 if after else 0)  # fsyncs: shard, its folder, sidecar, its folder; then the 2nd shard
+    assert (len(finished) >= 1) if after else not finished  # each file costs two fsyncs (it, then its folder)
     for shard in finished:
         assert shard_is_current(shard, {}) is not None
     monkeypatch.setattr(shards.files.os, "fsync", real_fsync)

@@ -107,3 +107,45 @@ def test_cli_exit_codes(out):
     empty = subprocess.run([sys.executable, "-m", "simulate", "verify", str(out / "nothing")],
                            capture_output=True, text=True)
     assert empty.returncode == 1 and "no manifest.json" in empty.stderr
+
+
+def reseal(shard, manifest_dir):
+    """Rewrite a shard's sidecar and its split's manifest to match the shard's current bytes (what a careless
+    repair does): only content checks can still tell."""
+    sidecar = json.loads(shard.with_suffix(".json").read_text())
+    write_sidecar(shard, {k: v for k, v in sidecar.items() if k not in ("bytes", "sha256", "name")})
+    manifest = json.loads((manifest_dir / "manifest.json").read_text())
+    header = {k: v for k, v in manifest.items()
+              if k not in ("count", "num_shards", "present_count", "present_shards", "complete", "shards")}
+    merge_manifest(manifest_dir, header, [s["name"] for s in manifest["shards"]], manifest["count"])
+
+
+def test_every_split_the_folder_should_have_is_checked(out):
+    (out / "train" / "manifest.json").unlink()
+    (out / "train" / "train-000001.tar").unlink()
+    problems, summaries = verify(out)
+    assert len(problems) == 1 and f"{out / 'train' / 'manifest.json'}: missing" in problems[0], problems
+    assert len(summaries) == 1  # eval is still checked
+    shutil.rmtree(out / "train")  # the whole split gone: dataset.json still lists it
+    problem = only_problem(out)
+    assert "train" in problem and "dataset.json lists split 'train'" in problem
+
+
+def test_a_later_shard_of_another_setup_is_named(out, tmp_path):
+    # Issue 20: only the first shard's setup used to be looked at. Shard 1 comes from an 8 kHz simulation,
+    # sealed into the 16 kHz split (sidecar and manifest rewritten), so every byte check passes.
+    other = tmp_path / "other"
+    generate_dataset(other, splits={"train": 4}, overrides=(*SMALL, "sr=8000", "highpass_hz=40"))
+    shutil.copy(other / "train" / "train-000001.tar", out / "train" / "train-000001.tar")
+    reseal(out / "train" / "train-000001.tar", out / "train")
+    problem = only_problem(out)
+    assert "train-000001.tar" in problem and "sr 8000" in problem and "16000" in problem
+
+
+def test_mics_moved_in_a_later_shard_are_named(out, tmp_path):
+    other = tmp_path / "other"
+    generate_dataset(other, splits={"train": 4}, overrides=(*SMALL, "mic_positions=[[-0.04,0,0],[0.04,0,0]]"))
+    shutil.copy(other / "train" / "train-000001.tar", out / "train" / "train-000001.tar")
+    reseal(out / "train" / "train-000001.tar", out / "train")
+    problem = only_problem(out)
+    assert "train-000001.tar" in problem and "mics at" in problem

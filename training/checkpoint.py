@@ -2,7 +2,7 @@
 
 Nothing here unpickles: weights are safetensors with their usage in the metadata (ssl_model.export);
 Accelerate loads its optimizer and RNG files with `torch.load(weights_only=True)`; our own trainer state is
-JSON.
+JSON and each rank's data-path state (training.batches) is safetensors with JSON metadata.
 """
 from __future__ import annotations
 
@@ -10,10 +10,16 @@ import json
 import os
 import pickle
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
+from accelerate.utils import RNG_STATE_NAME
+from accelerate.utils.other import load as accelerate_load
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 from shards.files import kill_point
 from ssl_model import SSLModel
@@ -24,12 +30,13 @@ WEIGHTS = "model.safetensors"
 CONFIG = "config.yaml"
 STATES = "states"
 TRAINER_STATE = "trainer_state.json"  # written last inside a state folder: its presence marks it complete
+DATA_STATE = "data_state_{rank}.safetensors"  # one per rank: reservoirs, slot RNG, stream accounting
 
 
 def localizer_spec(cfg: TrainConfig) -> LocalizerSpec:
     """What a model trained under `cfg` expects of its input."""
     return LocalizerSpec(model=cfg.model, sr=cfg.sr, clip_samples=cfg.clip_samples, normalize=cfg.mix.normalize,
-                         target=cfg.target, mic_spacing=cfg.data.mic_spacing)
+                         target=cfg.target, mic_spacing=cfg.model.mic_spacing)
 
 
 def export_weights(model: torch.nn.Module, cfg: TrainConfig, path: str | Path) -> Path:
@@ -37,14 +44,64 @@ def export_weights(model: torch.nn.Module, cfg: TrainConfig, path: str | Path) -
     return save_localizer(model, localizer_spec(cfg), path)
 
 
+def first_line(err: BaseException) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+def random_states_problem(state_dir: Path, rank: int) -> str | None:
+    """Why Accelerate will not restore this rank's RNG states from `state_dir` (it only logs that), or None."""
+    path = Path(state_dir) / f"{RNG_STATE_NAME}_{rank}.pkl"
+    try:
+        accelerate_load(path)  # the very load Accelerate runs: weights_only, so a pickle's code never runs
+    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError) as err:
+        return first_line(err)
+    return None
+
+
 def load_state(accelerator, state_dir: Path) -> None:
-    """Accelerate state folder -> model, optimizer and RNG states; its loads are weights_only (no code runs)."""
+    """Accelerate state folder -> model, optimizer and RNG states; its loads are weights_only (no code runs).
+
+    Random states that cannot be loaded are a warning, not an error: the weights and the optimizer are whole,
+    only the global draws after the restored step (dropout) differ from the uninterrupted run's.
+    """
+    problem = random_states_problem(state_dir, accelerator.process_index)
+    if problem is not None:
+        warnings.warn(f"{state_dir}: random states of rank {accelerator.process_index} refused ({problem}); the run "
+                      f"continues from fresh random states, so dropout and other global draws after this step will "
+                      f"not reproduce the uninterrupted run (the data stream has its own saved state)",
+                      RuntimeWarning, stacklevel=2)
     try:
         accelerator.load_state(str(state_dir))
-    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError) as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+    except RuntimeError as err:
+        if "size mismatch" in str(err) or "Missing key" in str(err) or "Unexpected key" in str(err):
+            raise CheckpointError(f"{state_dir}: its weights are of another architecture than the model of "
+                                  f"config.yaml ({first_line(err)}); resume with the config the run was "
+                                  f"started with") from None
         raise CheckpointError(f"{state_dir}: cannot load this saved state without executing code or it is damaged "
-                              f"({reason})") from None
+                              f"({first_line(err)})") from None
+    except (pickle.UnpicklingError, SafetensorError, OSError, EOFError) as err:
+        raise CheckpointError(f"{state_dir}: cannot load this saved state without executing code or it is damaged "
+                              f"({first_line(err)})") from None
+
+
+def save_data_state(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    """One rank's data-path state -> a safetensors file, its JSON part in the metadata."""
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path), metadata={"state": json.dumps(meta)})
+
+
+def load_data_state(state_dir: Path, rank: int) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+    """-> this rank's saved data-path state, None when the state has none for it (another world size);
+    CheckpointError naming the file when it is not safetensors or lacks its metadata."""
+    path = Path(state_dir) / DATA_STATE.format(rank=rank)
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            meta = json.loads((handle.metadata() or {})["state"])
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{path}: not a data state this repository writes ({first_line(err)})") from None
+    return tensors, meta
 
 
 def run_file(run_dir: str | Path, name: str) -> Path:
@@ -55,9 +112,15 @@ def run_file(run_dir: str | Path, name: str) -> Path:
     return path
 
 
-def run_config(run_dir: str | Path) -> TrainConfig:
-    """run folder -> its resolved TrainConfig (no weights loaded)."""
-    return load_train_config(run_file(run_dir, CONFIG))
+def run_config(run_dir: str | Path, overrides=()) -> TrainConfig:
+    """run folder -> its resolved TrainConfig (no weights loaded), with `key=value` overrides on top;
+    CheckpointError in one line when config.yaml is not plain YAML (a tag: nothing in it is constructed)."""
+    path = run_file(run_dir, CONFIG)
+    try:
+        return load_train_config(path, overrides)
+    except yaml.YAMLError as err:
+        reason = " ".join(str(err).split())
+        raise CheckpointError(f"{path}: not a plain YAML config, nothing in it was run ({reason})") from None
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[SSLModel, TrainConfig]:
@@ -84,11 +147,13 @@ def read_trainer_state(state_dir: Path) -> dict[str, Any]:
     return json.loads((state_dir / TRAINER_STATE).read_text())
 
 
-def save_training_state(accelerator, run_dir: str | Path, step: int, trainer_state: dict[str, Any], keep: int) -> Path:
-    """Accelerate save_state into a temporary folder, then trainer_state.json, then rename; prune old ones.
+def save_training_state(accelerator, run_dir: str | Path, step: int, trainer_state: dict[str, Any], keep: int,
+                        data_state: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None) -> Path:
+    """Accelerate save_state into a temporary folder, each rank's data state, then trainer_state.json, then
+    rename; prune old ones.
 
     A run killed at any point leaves either a complete state folder or a `.tmp` folder that is ignored.
-    Every rank must call this (each writes its RNG state).
+    Every rank must call this (each writes its RNG and data states).
     """
     root = Path(run_dir) / STATES
     final = root / f"step-{step:08d}"
@@ -98,6 +163,8 @@ def save_training_state(accelerator, run_dir: str | Path, step: int, trainer_sta
         tmp.mkdir(parents=True, exist_ok=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp), safe_serialization=True)
+    if data_state is not None:
+        save_data_state(tmp / DATA_STATE.format(rank=accelerator.process_index), *data_state)
     kill_point(f"save:{step}")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:

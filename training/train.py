@@ -1,48 +1,55 @@
 """Train the two-source localizer on RIR shards, mixing speech on the training device.
 
+    python -m training.train --config configs/tiny.yaml --shards shards/ --run-dir runs/tiny --steps 400
+    python training/train.py ...                                   # the same, by path
     accelerate launch --config_file accelerate_config.yaml training/train.py --config configs/train.yaml key=value ...
-    python training/train.py --config configs/tiny.yaml --shards shards/ --run-dir runs/tiny --steps 400
     ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2 training/train.py ...   # 2 CPU ranks (gloo)
-    python training/train.py --run-dir runs/tiny --resume        # continue from the newest saved state
+    python -m training.train --run-dir runs/tiny --resume          # continue from the newest saved state
 
-One loop, top to bottom: config -> shards checked -> Accelerator -> model/optimizer -> (resume) -> fill the
-device reservoirs -> for each step: refresh, mix a batch on the device, forward/backward (accumulated),
-clip, skip the step on NaN/Inf, AdamW step -> log / eval / save. The run folder gets config.yaml,
-metrics.jsonl, TensorBoard scalars (tb/), Accelerate states (states/step-*) and model.safetensors.
+`train` reads top to bottom: config, resume plan and shards checked -> Accelerator -> model/optimizer ->
+data -> (resume: saved state) -> run folder opened -> for each step: refresh the reservoirs, forward/backward
+(accumulated) on batches mixed on the device, clip, skip the step on NaN/Inf, AdamW step -> log / eval / save.
+The run folder gets config.yaml, metrics.jsonl, TensorBoard scalars (tb/), states (states/step-*) and
+model.safetensors. Launching (one process per GPU, precision, trackers) lives in training.launch, the
+schedule in training.schedule, what a resume may change in training.resume.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import json
-import math
 import os
 import subprocess
 import sys
 import time
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 if __package__ in (None, ""):  # run as a script path: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 from accelerate import Accelerator
-from accelerate.tracking import get_available_trackers
-from accelerate.utils import LoggerType, ProjectConfiguration, set_seed
+from accelerate.utils import ProjectConfiguration, set_seed
 from tqdm.auto import tqdm
 
-from configs import ConfigError, config_to_dict
-from ssl_model import SSLModel
+from configs import ConfigError
 from shards.files import kill_point
+from ssl_model import SSLModel
 from ssl_model.metrics import metric_sums, metrics_from_sums, two_slot_cross_entropy
 from ssl_model.oracle import chance_binned_mae
 from ssl_model.targets import angles_to_classes, decode_posteriors, soft_targets
-from training.checkpoint import (CONFIG, WEIGHTS, CheckpointError, export_weights, latest_state, load_state,
-                                 read_trainer_state, save_training_state)
-from training.config import TrainConfig, dump_config, load_train_config
 from training.batches import TrainData
+from training.budget import check_run_config
+from training.checkpoint import (CONFIG, WEIGHTS, CheckpointError, export_weights, latest_state, load_data_state,
+                                 load_state, read_trainer_state, run_config, save_training_state)
+from training.config import TrainConfig, load_train_config
 from training.eval_set import fixed_eval_set
+from training.launch import all_gpus_command, precision_warning, resolve_mixed_precision, trackers
+from training.resume import check_resume_changes
+from training.runlog import RunLog
+from training.schedule import learning_rate
 from training.sources import DataError, check_sources
 
 
@@ -50,8 +57,34 @@ class TrainingError(RuntimeError):
     """The run cannot go on (too many non-finite steps); the message says why and which key controls it."""
 
 
+@dataclass
+class Resume:
+    """The newest complete state of the run folder, its trainer state, and the allowed config changes."""
+    state_dir: Path
+    trainer_state: dict
+    changes: dict[str, tuple]
+
+
+@dataclass
+class Progress:
+    """The loop's counters; the loss window is saved with each state so that logging resumes mid-window."""
+    step: int = 0
+    skipped: int = 0
+    steps_run: int = 0
+    loss_sum: float = 0.0
+    loss_count: int = 0
+    window_skipped: int = 0
+    window_start: float = field(default_factory=time.time)
+
+    def window(self) -> dict[str, float]:
+        return {"loss_sum": self.loss_sum, "loss_count": self.loss_count, "skipped": self.window_skipped}
+
+    def reset_window(self) -> None:
+        self.loss_sum, self.loss_count, self.window_skipped, self.window_start = 0.0, 0, 0, time.time()
+
+
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n\n")[0],
                                 epilog="Overrides: key.sub=value, e.g. run.batch_size=32 optim.lr=1e-3 target=lateral")
     p.add_argument("--config", help="YAML config (default: the seed protocol; with --resume: the run's config.yaml)")
     p.add_argument("--shards", help="shard root holding train/ and eval/ (= data.shards)")
@@ -63,97 +96,163 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def resolve_config(args: argparse.Namespace) -> TrainConfig:
+    """Flags and overrides on top of --config, or (--resume without --config) of the run's config.yaml."""
     overrides = list(args.overrides)
-    if args.shards:
-        overrides.append(f"data.shards={args.shards}")
-    if args.run_dir:
-        overrides.append(f"run.dir={args.run_dir}")
-    if args.steps is not None:
-        overrides.append(f"run.steps={args.steps}")
-    path = args.config
-    if path is None and args.resume:
+    for flag, key in ((args.shards, "data.shards"), (args.run_dir, "run.dir"), (args.steps, "run.steps")):
+        if flag is not None:
+            overrides.append(f"{key}={flag}")
+    if args.resume and args.config is None:
         run_dir = Path(args.run_dir or TrainConfig().run.dir)
-        path = run_dir / CONFIG
-        if not path.is_file():
+        if not (run_dir / CONFIG).is_file():
             raise ConfigError(f"--resume: {run_dir} holds no run (no {CONFIG}); nothing to resume, "
                               f"start without --resume")
-    cfg = load_train_config(path, overrides)
-    if cfg.clip_samples < cfg.model.min_samples():
-        raise ConfigError(f"speech.clip_seconds: {cfg.speech.clip_seconds} s is shorter than the model's "
-                          f"minimum input ({cfg.model.min_samples()} samples at {cfg.sr} Hz)")
-    if cfg.model.sr != cfg.sr:
-        raise ConfigError(f"model.sr: must equal sr={cfg.sr}, got {cfg.model.sr}")
+        cfg = run_config(run_dir, overrides)
+    else:
+        cfg = load_train_config(args.config, overrides)
+    check_run_config(cfg)
     return cfg
 
 
-def resolve_mixed_precision(cfg: TrainConfig, env: Mapping[str, str], cuda: bool) -> tuple[str, str]:
-    """-> (precision, who chose it). `accelerate launch` always exports its choice (its --mixed_precision flag,
-    else its config file, else "no"), and a precision asked of accelerate wins; without it, run.mixed_precision
-    decides, auto meaning bf16 on CUDA and fp32 on the CPU."""
-    launched = env.get("ACCELERATE_MIXED_PRECISION")
-    if launched:
-        return launched, "accelerate launch"
-    if cfg.run.mixed_precision != "auto":
-        return cfg.run.mixed_precision, "run.mixed_precision"
-    on_cpu = env.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true")
-    return ("bf16" if cuda and not on_cpu else "no"), "run.mixed_precision=auto"
+def plan_resume(cfg: TrainConfig) -> Resume:
+    """The state to resume from, checked against the run's saved config before anything is written."""
+    run_dir = Path(cfg.run.dir)
+    state_dir = latest_state(run_dir)
+    if state_dir is None:
+        raise CheckpointError(f"--resume: {run_dir} holds no saved state (states/step-*/); nothing to resume, "
+                              f"start without --resume")
+    changes = check_resume_changes(run_config(run_dir), cfg, run_dir / CONFIG)
+    try:
+        trainer_state = read_trainer_state(state_dir)
+        int(trainer_state["step"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{state_dir}: unreadable trainer state ({err})") from None
+    return Resume(state_dir, trainer_state, changes)
 
 
-def all_gpus_command(argv: list[str], env: Mapping[str, str], gpus: int) -> list[str] | None:
-    """The command that reruns this script once per GPU under torch.distributed.run, or None.
-
-    `accelerate launch --config_file accelerate_config.yaml` starts one process (a config file cannot say
-    "every GPU": accelerate wants num_processes as a number); on a node with several visible GPUs that
-    process hands over to torchrun, one process per GPU. Accelerate's choices travel in the environment.
-    """
-    launched_alone = "ACCELERATE_MIXED_PRECISION" in env and "LOCAL_RANK" not in env and "RANK" not in env
-    if gpus < 2 or not launched_alone or env.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true"):
-        return None
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
-            str(Path(__file__).resolve()), *argv]
-
-
-def trackers(cfg: TrainConfig) -> list[str]:
-    """run.log_with -> accelerate tracker names; ConfigError for an unknown or uninstalled one."""
-    names = [n.strip() for n in cfg.run.log_with.split(",") if n.strip() and n.strip() != "none"]
-    known = [t for t in LoggerType.list() if t != "all"]
-    installed = [str(t) for t in get_available_trackers()]
-    for name in names:
-        if name not in known:
-            raise ConfigError(f"run.log_with: unknown tracker {name!r}; accelerate supports {', '.join(known)} "
-                              f"(comma-separated), or none")
-        if name not in installed:
-            raise ConfigError(f"run.log_with: {name} is not installed here (pip install {name}); installed: "
-                              f"{', '.join(installed) or 'none'}")
-    return names
+def make_accelerator(cfg: TrainConfig) -> tuple[Accelerator, dict]:
+    """-> (the Accelerator, the start record's launch fields); trackers and precision checked first."""
+    log_with = trackers(cfg)
+    precision, chosen_by = resolve_mixed_precision(cfg, os.environ, torch.cuda.is_available())
+    warning = precision_warning(cfg, precision, chosen_by)
+    if warning:
+        print(warning, file=sys.stderr)
+    run_dir = Path(cfg.run.dir)
+    accelerator = Accelerator(mixed_precision=precision, log_with=log_with or None,
+                              project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "tb")))
+    return accelerator, {"mixed_precision": precision, "mixed_precision_from": chosen_by}
 
 
-def flat_config(cfg: TrainConfig) -> dict[str, int | float | str | bool]:
-    """Config -> {'optim.lr': ..., ...} of scalars (lists as strings), the form trackers take as hyperparameters."""
-    flat = {}
+def build_model(cfg: TrainConfig, accelerator: Accelerator):
+    """-> (model, AdamW), prepared by Accelerate; identical initial weights on every rank."""
+    set_seed(cfg.run.seed)
+    model = SSLModel(cfg.model)
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.optim.lr, betas=cfg.optim.betas, fused=accelerator.device.type == "cuda")
+    if cfg.run.compile:
+        model = torch.compile(model)
+    return accelerator.prepare(model, optimizer)  # the WebDataset loaders are NOT prepared
 
-    def walk(prefix: str, value) -> None:
-        if isinstance(value, dict):
-            for key, sub in value.items():
-                walk(f"{prefix}{key}.", sub)
-        else:
-            flat[prefix[:-1]] = value if isinstance(value, (int, float, str, bool)) else str(value)
 
-    walk("", config_to_dict(cfg))
-    return flat
+def restore(accelerator: Accelerator, data: TrainData, resume: Resume) -> Progress:
+    """Model, optimizer and RNG states (Accelerate), this rank's data state, and the loop's counters."""
+    rank, world_size = accelerator.process_index, accelerator.num_processes
+    load_state(accelerator, resume.state_dir)
+    saved = load_data_state(resume.state_dir, rank)
+    if saved is None:
+        warnings.warn(f"{resume.state_dir}: no data state for rank {rank} (saved by {resume.trainer_state.get('world_size')} "
+                      f"rank(s), now {world_size}): this rank refills its reservoirs from fresh streams, so the data "
+                      f"drawn from here differs from the uninterrupted run's", RuntimeWarning, stacklevel=2)
+        data.fill()
+    else:
+        try:
+            data.load_state(*saved, where=str(resume.state_dir))
+        except (KeyError, ValueError, TypeError) as err:
+            raise CheckpointError(f"{resume.state_dir}: data state of rank {rank} does not fit this config ({err})") from None
+    state = resume.trainer_state
+    step = int(state["step"])
+    data.reopen(step)
+    window = state.get("window", {})
+    return Progress(step=step, skipped=int(state.get("skipped_steps", 0)), loss_sum=float(window.get("loss_sum", 0.0)),
+                    loss_count=int(window.get("loss_count", 0)), window_skipped=int(window.get("skipped", 0)))
 
 
-def learning_rate(step: int, cfg: TrainConfig) -> float:
-    """Linear warmup, then cosine to lr * min_lr_ratio (or the seed's StepLR, or constant)."""
-    o = cfg.optim
-    if step < o.warmup_steps:
-        return o.lr * (step + 1) / o.warmup_steps
-    if o.schedule == "constant":
-        return o.lr
-    if o.schedule == "step":
-        return o.lr * o.gamma ** ((step - o.warmup_steps) // o.step_size)
-    progress = min(1.0, (step - o.warmup_steps) / max(1, cfg.run.steps - o.warmup_steps))
-    return o.lr * (o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+def start_record(accelerator, model, optimizer, cfg: TrainConfig, launch: dict, progress: Progress,
+                 resume: Resume | None) -> dict:
+    optimizer_steps = [int(s["step"]) for s in optimizer.optimizer.state.values() if "step" in s][:1]
+    record = {"event": "start", "step": progress.step, "world_size": accelerator.num_processes,
+              "device": str(accelerator.device), **launch,
+              "resumed_from": str(resume.state_dir) if resume else None,
+              "optimizer_state_steps": optimizer_steps[0] if optimizer_steps else 0,
+              "parameters": sum(p.numel() for p in model.parameters()), "target": cfg.target}
+    if resume is not None and resume.changes:
+        record["changed_on_resume"] = {key: list(change) for key, change in resume.changes.items()}
+    return record
+
+
+def batch_loss(model, batch, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """One micro-batch (wave [B, M, T] fp32, angles [B, S] sorted) -> (loss (scalar), whether the batch held
+    NaN/Inf (bool scalar)); the only place that knows what a batch holds and which loss trains the model."""
+    wave, angles = batch
+    bad = ~torch.isfinite(wave).all()
+    wave = torch.nan_to_num(wave, nan=0.0, posinf=0.0, neginf=0.0)  # keeps BatchNorm statistics clean
+    if cfg.optim.label_sigma_deg > 0:
+        classes = soft_targets(angles, cfg.model.num_classes, cfg.optim.label_sigma_deg)
+    else:
+        classes = angles_to_classes(angles, cfg.model.num_classes)
+    return two_slot_cross_entropy(model(wave), classes, cfg.optim.label_smoothing), bad
+
+
+def train_step(model, optimizer, accelerator, data: TrainData, cfg: TrainConfig, progress: Progress) -> float:
+    """Forward/backward over optim.accum_steps micro-batches, clip, then the AdamW step unless the gradient is
+    non-finite (skipped and counted; weights and moments untouched). -> the gradient norm."""
+    loss_sum = torch.zeros((), device=accelerator.device)
+    for micro in range(cfg.optim.accum_steps):
+        last = micro == cfg.optim.accum_steps - 1
+        with contextlib.nullcontext() if last else accelerator.no_sync(model):
+            loss, bad = batch_loss(model, data.batch(progress.step, micro), cfg)
+            # A non-finite batch poisons the gradients on purpose: after DDP's all-reduce every rank sees a
+            # non-finite norm and skips the same step, with no extra collective.
+            loss = loss * torch.where(bad, torch.full_like(loss, float("nan")), torch.ones_like(loss))
+            accelerator.backward(loss / cfg.optim.accum_steps)
+        loss_sum = loss_sum + torch.nan_to_num(loss.detach(), nan=0.0, posinf=0.0)
+    grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip or float("inf"))
+    if torch.isfinite(grad_norm):
+        optimizer.step()
+        progress.loss_sum += loss_sum.item()
+        progress.loss_count += cfg.optim.accum_steps
+    else:
+        progress.skipped += 1
+        progress.window_skipped += 1
+    optimizer.zero_grad(set_to_none=True)
+    return float(grad_norm)
+
+
+def check_skip_budget(progress: Progress, cfg: TrainConfig) -> None:
+    if progress.step >= 20 and progress.skipped / progress.step > cfg.run.max_skip_share:
+        raise TrainingError(f"{progress.skipped} of {progress.step} steps had NaN/Inf in the batch or the loss "
+                            f"(> run.max_skip_share={cfg.run.max_skip_share}); weights were not updated on those steps")
+
+
+def log_train(run: RunLog, accelerator, data: TrainData, progress: Progress, cfg: TrainConfig, lr: float,
+              grad_norm: float) -> dict:
+    """The window's mean loss and counters, summed over ranks -> a `train` record; the window restarts."""
+    counters = data.counters()
+    packed = torch.tensor([progress.loss_sum, progress.loss_count, progress.window_skipped, *counters.values()],
+                          dtype=torch.float64, device=accelerator.device)
+    packed = accelerator.reduce(packed, reduction="sum")
+    elapsed = max(time.time() - progress.window_start, 1e-9)
+    mixtures = packed[1].item() * cfg.run.batch_size  # samples of the steps taken, every rank
+    record = {"event": "train", "step": progress.step, "loss": packed[0].item() / max(packed[1].item(), 1),
+              "lr": lr, "grad_norm": grad_norm, "skipped_steps_window": int(packed[2].item()),
+              "skipped_steps": progress.skipped, "samples_per_s": mixtures / elapsed,
+              **{k: int(v) for k, v in zip(counters, packed[3:].tolist())}}
+    run.log(record)
+    run.scalars("train", record, progress.step)
+    progress.reset_window()
+    return record
 
 
 @torch.no_grad()
@@ -172,6 +271,90 @@ def evaluate(model, batches, accelerator) -> dict[str, float]:
     return metrics_from_sums(accelerator.reduce(sums, reduction="sum"))
 
 
+def log_eval(run: RunLog, model, accelerator, eval_set, chance: float, cfg: TrainConfig, step: int) -> None:
+    metrics = evaluate(model, eval_set.batches, accelerator)
+    run.log({"event": "eval", "step": step, "target": cfg.target, "chance_binned_mae_deg": chance, **metrics})
+    run.scalars("eval", metrics, step)
+
+
+def save(accelerator, model, data: TrainData, cfg: TrainConfig, progress: Progress) -> None:
+    """A complete state (model, optimizer, RNG, every rank's data state, counters), the exported weights, and
+    the streams reopened from this step: where a resumed run reopens them."""
+    run_dir = Path(cfg.run.dir)
+    trainer_state = {"skipped_steps": progress.skipped, "world_size": accelerator.num_processes,
+                     "window": progress.window(), **data.counters()}
+    save_training_state(accelerator, run_dir, progress.step, trainer_state, cfg.run.keep_states, data.state())
+    if accelerator.is_main_process:
+        export_weights(accelerator.unwrap_model(model), cfg, run_dir / WEIGHTS)
+    data.reopen(progress.step)
+
+
+def finish(run: RunLog, accelerator, model, data: TrainData, cfg: TrainConfig, progress: Progress) -> None:
+    """Final weights, this rank's marker, the `end` record, and one line saying where everything is."""
+    run_dir = Path(cfg.run.dir)
+    if accelerator.is_main_process:
+        export_weights(accelerator.unwrap_model(model), cfg, run_dir / WEIGHTS)
+    marker = run_dir / "ranks" / f"rank-{accelerator.process_index}.json"
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"rank": accelerator.process_index, "world_size": accelerator.num_processes,
+                                  "step": progress.step, "steps_run": progress.steps_run, "pid": os.getpid(),
+                                  "skipped_steps": progress.skipped, **data.counters()}))
+    run.log({"event": "end", "step": progress.step, "skipped_steps": progress.skipped})
+    data.close()
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    run.close()
+    if accelerator.is_main_process:
+        print(f"trained {progress.step} steps: weights {run_dir / WEIGHTS}, run {run_dir} "
+              f"(config.yaml, metrics.jsonl, tb/, states/)", flush=True)
+
+
+def train(args: argparse.Namespace) -> int:
+    cfg = resolve_config(args)  # nothing is built or written before these checks pass
+    resume = plan_resume(cfg) if args.resume else None
+    check_sources(cfg, int(os.environ.get("WORLD_SIZE", "1")))
+    accelerator, launch = make_accelerator(cfg)
+    model, optimizer = build_model(cfg, accelerator)
+    run = RunLog(accelerator, Path(cfg.run.dir))
+    data = TrainData(cfg, accelerator.process_index, accelerator.num_processes, accelerator.device, log=run.log)
+    eval_set = fixed_eval_set(cfg, device=accelerator.device, rank=accelerator.process_index,
+                              world_size=accelerator.num_processes)
+    progress = restore(accelerator, data, resume) if resume else Progress()
+    for key, (old, new) in (resume.changes.items() if resume else ()):
+        print(f"warning: --resume: {key} changed from {old!r} to {new!r} (recorded in metrics.jsonl)", file=sys.stderr)
+    run.open(cfg, progress.step if resume else None)
+    run.log(start_record(accelerator, model, optimizer, cfg, launch, progress, resume))
+    if resume is None:
+        data.fill()
+    chance = chance_binned_mae(angles_to_classes(eval_set.angles)).mean().item()
+
+    bar = tqdm(total=cfg.run.steps, initial=progress.step, unit="step",
+               disable=not (accelerator.is_main_process and cfg.run.progress))
+    model.train()
+    while progress.step < cfg.run.steps:
+        lr = learning_rate(progress.step, cfg.optim, cfg.run.steps)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        data.refresh(progress.step)
+        grad_norm = train_step(model, optimizer, accelerator, data, cfg, progress)
+        progress.step += 1
+        progress.steps_run += 1
+        bar.update(1)
+        kill_point(f"step:{progress.step}")
+        check_skip_budget(progress, cfg)
+        last = progress.step == cfg.run.steps
+        if progress.step % cfg.run.log_every == 0 or last:
+            record = log_train(run, accelerator, data, progress, cfg, lr, grad_norm)
+            bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{lr:.2e}")
+        if (cfg.eval.every and progress.step % cfg.eval.every == 0) or last:
+            log_eval(run, model, accelerator, eval_set, chance, cfg, progress.step)
+        if progress.step % cfg.run.save_every == 0 or last:
+            save(accelerator, model, data, cfg, progress)
+    bar.close()
+    finish(run, accelerator, model, data, cfg, progress)
+    return 0
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
@@ -185,162 +368,6 @@ def main(argv=None) -> int:
     except (ConfigError, DataError, TrainingError, CheckpointError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-
-
-def train(args: argparse.Namespace) -> int:
-    # -------------------------------------------------- config and shards, before any model is built
-    cfg = resolve_config(args)
-    check_sources(cfg, int(os.environ.get("WORLD_SIZE", "1")))
-    run_dir = Path(cfg.run.dir)
-    resume_from = None
-    if args.resume:
-        resume_from = latest_state(run_dir)
-        if resume_from is None:
-            raise CheckpointError(f"--resume: {run_dir} holds no saved state (states/step-*/); nothing to resume, "
-                                  f"start without --resume")
-    log_with = trackers(cfg)
-    mixed_precision, precision_from = resolve_mixed_precision(cfg, os.environ, torch.cuda.is_available())
-    if precision_from == "accelerate launch" and cfg.run.mixed_precision not in ("auto", mixed_precision):
-        print(f"warning: run.mixed_precision={cfg.run.mixed_precision} ignored: accelerate launch asked for "
-              f"{mixed_precision} (pass --mixed_precision to accelerate launch to change it)", file=sys.stderr)
-
-    accelerator = Accelerator(mixed_precision=mixed_precision, log_with=log_with or None,
-                              project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "tb")))
-    device, rank, world_size = accelerator.device, accelerator.process_index, accelerator.num_processes
-    main_process = accelerator.is_main_process
-    if main_process:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        dump_config(cfg, run_dir / CONFIG)
-        # TensorBoard writes under RUN/tb; wandb names the run after its folder.
-        accelerator.init_trackers("dual-mic-ssl", config=flat_config(cfg), init_kwargs={"wandb": {"name": run_dir.name}})
-    metrics_file = open(run_dir / "metrics.jsonl", "a") if main_process else None
-
-    def log(record: dict) -> None:
-        if metrics_file is not None:
-            metrics_file.write(json.dumps(record) + "\n")
-            metrics_file.flush()
-
-    # -------------------------------------------------- model, optimizer
-    set_seed(cfg.run.seed)  # identical initial weights on every rank
-    model = SSLModel(cfg.model)
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.optim.lr, betas=cfg.optim.betas, fused=device.type == "cuda")
-    if cfg.run.compile:
-        model = torch.compile(model)
-    model, optimizer = accelerator.prepare(model, optimizer)  # the WebDataset loaders are NOT prepared
-
-    step, skipped, first_state = 0, 0, {}
-    if resume_from is not None:
-        load_state(accelerator, resume_from)  # model, optimizer, RNG states (weights_only loads)
-        first_state = read_trainer_state(resume_from)
-        step, skipped = int(first_state["step"]), int(first_state.get("skipped_steps", 0))
-    optimizer_steps = [int(s["step"]) for s in optimizer.optimizer.state.values() if "step" in s][:1]
-    log({"event": "start", "step": step, "world_size": world_size, "device": str(device),
-         "mixed_precision": mixed_precision, "mixed_precision_from": precision_from, "resumed_from": str(resume_from) if resume_from else None,
-         "optimizer_state_steps": optimizer_steps[0] if optimizer_steps else 0,
-         "parameters": sum(p.numel() for p in model.parameters()), "target": cfg.target})
-
-    # -------------------------------------------------- data: device reservoirs and the fixed eval set
-    data = TrainData(cfg, rank, world_size, device, start_step=step, log=log)
-    data.fill()
-    eval_set = fixed_eval_set(cfg, device=device, rank=rank, world_size=world_size)
-    chance = chance_binned_mae(angles_to_classes(eval_set.angles)).mean().item()
-    samples_per_step = cfg.run.batch_size * cfg.optim.accum_steps * world_size
-
-    # -------------------------------------------------- the loop
-    bar = tqdm(total=cfg.run.steps, initial=step, disable=not (main_process and cfg.run.progress), unit="step")
-    loss_sum = torch.zeros((), device=device)
-    loss_count, window_skipped, t_window, steps_run = 0, 0, time.time(), 0
-    last_saved = step
-    model.train()
-    while step < cfg.run.steps:
-        lr = learning_rate(step, cfg)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        data.refresh(step)
-        for micro in range(cfg.optim.accum_steps):
-            wave, angles = data.batch(step, micro)  # fp32, mixed on the device outside autocast
-            bad = ~torch.isfinite(wave).all()
-            wave = torch.nan_to_num(wave, nan=0.0, posinf=0.0, neginf=0.0)  # keeps BatchNorm statistics clean
-            if cfg.optim.label_sigma_deg > 0:
-                classes = soft_targets(angles, cfg.model.num_classes, cfg.optim.label_sigma_deg)
-            else:
-                classes = angles_to_classes(angles, cfg.model.num_classes)
-            last = micro == cfg.optim.accum_steps - 1
-            with contextlib.nullcontext() if last else accelerator.no_sync(model):
-                logits = model(wave)
-                loss = two_slot_cross_entropy(logits, classes, cfg.optim.label_smoothing)
-                # A non-finite batch poisons the gradients on purpose: after DDP's all-reduce every rank sees a
-                # non-finite norm and skips the same step, with no extra collective.
-                loss = loss * torch.where(bad, torch.full_like(loss, float("nan")), torch.ones_like(loss))
-                accelerator.backward(loss / cfg.optim.accum_steps)
-            loss_sum = loss_sum + torch.nan_to_num(loss.detach(), nan=0.0, posinf=0.0)
-        grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip or float("inf"))
-        if torch.isfinite(grad_norm):
-            optimizer.step()
-            loss_count += cfg.optim.accum_steps
-        else:  # skipped and counted; the weights and the optimizer moments are untouched
-            skipped += 1
-            window_skipped += 1
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        steps_run += 1
-        bar.update(1)
-        kill_point(f"step:{step}")
-        if step >= 20 and skipped / step > cfg.run.max_skip_share:
-            raise TrainingError(f"{skipped} of {step} steps had NaN/Inf in the batch or the loss "
-                                f"(> run.max_skip_share={cfg.run.max_skip_share}); weights were not updated on those steps")
-
-        if step % cfg.run.log_every == 0 or step == cfg.run.steps:
-            counters = data.counters()
-            packed = torch.tensor([loss_sum.item(), loss_count, window_skipped, *counters.values()],
-                                  dtype=torch.float64, device=device)
-            packed = accelerator.reduce(packed, reduction="sum")
-            elapsed = time.time() - t_window
-            record = {"event": "train", "step": step, "loss": packed[0].item() / max(packed[1].item(), 1),
-                      "lr": lr, "grad_norm": float(grad_norm), "skipped_steps_window": int(packed[2].item()),
-                      "skipped_steps": skipped, "samples_per_s": samples_per_step * loss_count / cfg.optim.accum_steps / max(elapsed, 1e-9)
-                      if loss_count else 0.0,
-                      **{k: int(v) for k, v in zip(counters, packed[3:].tolist())}}
-            log(record)
-            accelerator.log({f"train/{k}": v for k, v in record.items() if isinstance(v, (int, float))}, step=step)
-            bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{lr:.2e}")
-            loss_sum.zero_()
-            loss_count, window_skipped, t_window = 0, 0, time.time()
-
-        if (cfg.eval.every and step % cfg.eval.every == 0) or step == cfg.run.steps:
-            metrics = evaluate(model, eval_set.batches, accelerator)
-            log({"event": "eval", "step": step, "target": cfg.target, "chance_binned_mae_deg": chance, **metrics})
-            accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=step)
-            model.train()
-
-        if step % cfg.run.save_every == 0 or step == cfg.run.steps:
-            trainer_state = {"skipped_steps": skipped, "world_size": world_size, **data.counters()}
-            save_training_state(accelerator, run_dir, step, trainer_state, cfg.run.keep_states)
-            if main_process:
-                export_weights(accelerator.unwrap_model(model), cfg, run_dir / WEIGHTS)
-            last_saved = step
-
-    # -------------------------------------------------- the end
-    bar.close()
-    if last_saved != step:
-        save_training_state(accelerator, run_dir, step, {"skipped_steps": skipped, "world_size": world_size}, cfg.run.keep_states)
-    if main_process:
-        export_weights(accelerator.unwrap_model(model), cfg, run_dir / WEIGHTS)
-    marker = run_dir / "ranks" / f"rank-{rank}.json"
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps({"rank": rank, "world_size": world_size, "step": step, "steps_run": steps_run,
-                                  "pid": os.getpid(), "skipped_steps": skipped, **data.counters()}))
-    log({"event": "end", "step": step, "skipped_steps": skipped})
-    data.close()
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
-    if metrics_file is not None:
-        metrics_file.close()
-    return 0
 
 
 if __name__ == "__main__":
