@@ -5,12 +5,26 @@ the seed-size model. `configs/tiny.yaml` shrinks everything for a CPU demo.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
 from configs import ConfigError, dump_config, load_config, need
 from ssl_model.config import ModelConfig
+
+MAX_BATCH = 1 << 16  # mixtures per rank per micro-step (the seed uses 64)
+MAX_SAMPLES = 1 << 20  # samples of one RIR, a reservoir's slots: 65 s at 16 kHz, a million slots
+
+
+def need_finite(section, prefix: str) -> None:
+    """Every float field (or tuple of floats) of a config section is finite: NaN and inf never work."""
+    for f in fields(section):
+        value = getattr(section, f.name)
+        values = value if isinstance(value, tuple) else (value,)
+        need(all(math.isfinite(v) for v in values if isinstance(v, float)), f"{prefix}.{f.name}",
+             f"must be finite, got {value}")
+
 
 
 @dataclass
@@ -33,12 +47,16 @@ class DataConfig:
     min_shards_for_share: int = 5  # ... once at least this many shards were opened
 
     def validate(self) -> None:
-        need(self.num_workers >= 0, "data.num_workers", f"must be >= 0, got {self.num_workers}")
-        need(self.shuffle_buffer >= 1, "data.shuffle_buffer", f"must be >= 1, got {self.shuffle_buffer}")
-        need(self.rir_reservoir >= 1, "data.rir_reservoir", f"must be >= 1, got {self.rir_reservoir}")
+        need_finite(self, "data")
+        need(0 <= self.num_workers <= 256, "data.num_workers", f"must be in [0, 256], got {self.num_workers}")
+        need(1 <= self.shuffle_buffer <= MAX_SAMPLES, "data.shuffle_buffer",
+             f"must be in [1, {MAX_SAMPLES}], got {self.shuffle_buffer}")
+        need(1 <= self.rir_reservoir <= MAX_SAMPLES, "data.rir_reservoir",
+             f"must be in [1, {MAX_SAMPLES}], got {self.rir_reservoir}")
         need(0 <= self.rir_refresh <= self.rir_reservoir, "data.rir_refresh",
               f"must be in [0, data.rir_reservoir={self.rir_reservoir}], got {self.rir_refresh}")
-        need(self.max_rir_len >= 16, "data.max_rir_len", f"must be >= 16 samples, got {self.max_rir_len}")
+        need(16 <= self.max_rir_len <= MAX_SAMPLES, "data.max_rir_len",
+             f"must be in [16, {MAX_SAMPLES}] samples, got {self.max_rir_len}")
         need(self.mic_spacing > 0, "data.mic_spacing", f"must be > 0 m, got {self.mic_spacing}")
         need(0.0 <= self.max_fail_share <= 1.0, "data.max_fail_share",
               f"must be in [0, 1], got {self.max_fail_share}")
@@ -124,7 +142,8 @@ class OptimConfig:
     label_sigma_deg: float = 0.0  # > 0: soft targets, a Gaussian of this width around each angle over the classes
 
     def validate(self) -> None:
-        need(self.lr > 0, "optim.lr", f"must be > 0, got {self.lr}")
+        need_finite(self, "optim")
+        need(0 < self.lr <= 1, "optim.lr", f"must be in (0, 1], got {self.lr}")
         need(0 <= self.min_lr_ratio <= 1, "optim.min_lr_ratio", f"must be in [0, 1], got {self.min_lr_ratio}")
         need(self.warmup_steps >= 0, "optim.warmup_steps", f"must be >= 0, got {self.warmup_steps}")
         need(self.step_size >= 1, "optim.step_size", f"must be >= 1, got {self.step_size}")
@@ -132,7 +151,7 @@ class OptimConfig:
         need(self.weight_decay >= 0, "optim.weight_decay", f"must be >= 0, got {self.weight_decay}")
         need(all(0 <= b < 1 for b in self.betas), "optim.betas", f"must be in [0, 1), got {list(self.betas)}")
         need(self.grad_clip >= 0, "optim.grad_clip", f"must be >= 0, got {self.grad_clip}")
-        need(self.accum_steps >= 1, "optim.accum_steps", f"must be >= 1, got {self.accum_steps}")
+        need(1 <= self.accum_steps <= 4096, "optim.accum_steps", f"must be in [1, 4096], got {self.accum_steps}")
         need(0 <= self.label_smoothing < 1, "optim.label_smoothing", f"must be in [0, 1), got {self.label_smoothing}")
         need(self.label_sigma_deg >= 0, "optim.label_sigma_deg", f"must be >= 0, got {self.label_sigma_deg}")
 
@@ -146,8 +165,8 @@ class EvalConfig:
 
     def validate(self) -> None:
         need(self.every >= 0, "eval.every", f"must be >= 0, got {self.every}")
-        need(self.num_samples >= 1, "eval.num_samples", f"must be >= 1, got {self.num_samples}")
-        need(self.batch_size >= 1, "eval.batch_size", f"must be >= 1, got {self.batch_size}")
+        need(1 <= self.num_samples <= MAX_SAMPLES, "eval.num_samples", f"must be in [1, {MAX_SAMPLES}], got {self.num_samples}")
+        need(1 <= self.batch_size <= MAX_BATCH, "eval.batch_size", f"must be in [1, {MAX_BATCH}], got {self.batch_size}")
 
 
 @dataclass
@@ -168,8 +187,9 @@ class RunConfig:
     progress: bool = True  # tqdm bar on the main process
 
     def validate(self) -> None:
-        need(self.steps >= 1, "run.steps", f"must be >= 1, got {self.steps}")
-        need(self.batch_size >= 1, "run.batch_size", f"must be >= 1, got {self.batch_size}")
+        need_finite(self, "run")
+        need(1 <= self.steps <= 10**9, "run.steps", f"must be in [1, 1e9], got {self.steps}")
+        need(1 <= self.batch_size <= MAX_BATCH, "run.batch_size", f"must be in [1, {MAX_BATCH}], got {self.batch_size}")
         need(self.seed >= 0, "run.seed", f"must be >= 0, got {self.seed}")
         need(self.log_every >= 1, "run.log_every", f"must be >= 1, got {self.log_every}")
         need(self.save_every >= 1, "run.save_every", f"must be >= 1, got {self.save_every}")

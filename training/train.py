@@ -37,15 +37,18 @@ from tqdm.auto import tqdm
 from configs import ConfigError
 from shards.files import kill_point
 from ssl_model import SSLModel
-from ssl_model.metrics import metric_sums, metrics_from_sums, two_slot_cross_entropy
+from ssl_model.metrics import metric_sums, metrics_from_sums
+from training.scores import metrics_from_score_sums, score_sums
 from ssl_model.oracle import chance_binned_mae
-from ssl_model.targets import angles_to_classes, decode_posteriors, soft_targets
+from ssl_model.targets import angles_to_classes, decode_posteriors
 from training.batches import TrainData
 from training.budget import check_run_config
 from training.checkpoint import (CONFIG, WEIGHTS, CheckpointError, export_weights, latest_state, load_data_state,
                                  load_state, read_trainer_state, run_config, save_training_state)
 from training.config import TrainConfig, load_train_config
 from training.eval_set import fixed_eval_set
+from training.mixtures import Mixtures
+from training.objective import batch_loss as objective_loss
 from training.launch import all_gpus_command, precision_warning, resolve_mixed_precision, trackers
 from training.resume import check_resume_changes
 from training.runlog import RunLog
@@ -192,17 +195,13 @@ def start_record(accelerator, model, optimizer, cfg: TrainConfig, launch: dict, 
     return record
 
 
-def batch_loss(model, batch, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """One micro-batch (wave [B, M, T] fp32, angles [B, S] sorted) -> (loss (scalar), whether the batch held
-    NaN/Inf (bool scalar)); the only place that knows what a batch holds and which loss trains the model."""
-    wave, angles = batch
-    bad = ~torch.isfinite(wave).all()
-    wave = torch.nan_to_num(wave, nan=0.0, posinf=0.0, neginf=0.0)  # keeps BatchNorm statistics clean
-    if cfg.optim.label_sigma_deg > 0:
-        classes = soft_targets(angles, cfg.model.num_classes, cfg.optim.label_sigma_deg)
-    else:
-        classes = angles_to_classes(angles, cfg.model.num_classes)
-    return two_slot_cross_entropy(model(wave), classes, cfg.optim.label_smoothing), bad
+def batch_loss(model, batch: Mixtures, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """One micro-batch's Mixtures -> (loss (scalar), whether its wave held NaN/Inf (bool scalar)); the one place
+    that knows what a batch holds and which objective trains the model (training.objective)."""
+    bad = ~torch.isfinite(batch.wave).all()
+    wave = torch.nan_to_num(batch.wave, nan=0.0, posinf=0.0, neginf=0.0)  # keeps BatchNorm statistics clean
+    out = model(wave, batch.spacing, heads=True)  # through the (DDP-)wrapped forward: every head's gradients sync
+    return objective_loss(out, batch, cfg.model, cfg.optim.label_sigma_deg, cfg.optim.label_smoothing), bad
 
 
 def train_step(model, optimizer, accelerator, data: TrainData, cfg: TrainConfig, progress: Progress) -> float:
@@ -256,23 +255,24 @@ def log_train(run: RunLog, accelerator, data: TrainData, progress: Progress, cfg
 
 
 @torch.no_grad()
-def evaluate(model, batches, accelerator) -> dict[str, float]:
-    """Score this rank's fixed eval batches; the metric sums are reduced across ranks once."""
+def evaluate(model, mixtures: list[Mixtures], accelerator) -> dict[str, float]:
+    """Score this rank's fixed eval mixtures (training.scores); the sums are reduced across ranks once."""
     net = accelerator.unwrap_model(model)  # no DDP: ranks hold different batch counts, no collective inside
     was_training = net.training
     net.eval()
     sums = torch.zeros(net.config.num_slots, 5, dtype=torch.float64, device=accelerator.device)
-    for wave, angles, _ in batches:
+    counts = torch.zeros(2, dtype=torch.float64, device=accelerator.device)
+    for batch in mixtures:
         with accelerator.autocast():
-            logits = net(wave)
-        _, pred_deg, _ = decode_posteriors(logits.float().softmax(dim=-1))
-        sums = sums + metric_sums(pred_deg, angles).to(sums.device)
+            out = net(batch.wave, batch.spacing, heads=True)
+        direction, count = score_sums(out, batch)
+        sums, counts = sums + direction.to(sums.device), counts + count.to(counts.device)
     net.train(was_training)
-    return metrics_from_sums(accelerator.reduce(sums, reduction="sum"))
+    return metrics_from_score_sums(accelerator.reduce(sums, reduction="sum"), accelerator.reduce(counts, reduction="sum"))
 
 
 def log_eval(run: RunLog, model, accelerator, eval_set, chance: float, cfg: TrainConfig, step: int) -> None:
-    metrics = evaluate(model, eval_set.batches, accelerator)
+    metrics = evaluate(model, eval_set.mixtures, accelerator)
     run.log({"event": "eval", "step": step, "target": cfg.target, "chance_binned_mae_deg": chance, **metrics})
     run.scalars("eval", metrics, step)
 
