@@ -8,6 +8,7 @@ error naming the shard, never a quietly shorter shard.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import io
 import json
 import os
@@ -15,15 +16,20 @@ import signal
 import socket
 import tarfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from shards.layout import sidecar_path, sidecar_url
+from shards.layout import manifest_url, shard_basename, sidecar_path, sidecar_url
 
 # Every header field that could vary between runs or machines is pinned (2000-01-01, root, 0644).
 FIXED_MTIME = 946684800
 _CHUNK = 1 << 20
 STALE_TEMP_S = 3600  # a temporary file from another host this old belongs to a dead writer
+HTTP_TIMEOUT_S = 30.0  # per connect or read of an http(s) shard, sidecar or manifest
+HTTP_TRIES = 3  # then the shard is named and skipped (a manifest: a one-line error)
+HTTP_PAUSE_S = 1.0  # before the 2nd try; doubles after
 
 
 class ShardError(Exception):
@@ -152,10 +158,33 @@ def shard_is_current(shard: Path, expected: dict[str, Any]) -> dict[str, Any] | 
         return None
 
 
+def read_http(url: str) -> bytes:
+    """An http(s) URL -> its bytes, each try bounded by HTTP_TIMEOUT_S per connect or read, HTTP_TRIES tries with
+    a doubling pause between; OSError naming the URL when none answers (a 4xx answer is final at once)."""
+    last: Exception | None = None
+    for attempt in range(HTTP_TRIES):
+        if attempt:
+            time.sleep(HTTP_PAUSE_S * 2 ** (attempt - 1))
+        try:
+            with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_S) as response:
+                return response.read()
+        except urllib.error.HTTPError as err:
+            if 400 <= err.code < 500:
+                raise OSError(f"{url}: cannot read (HTTP {err.code} {err.reason})") from None
+            last = err
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
+            last = err
+    raise OSError(f"{url}: no answer after {HTTP_TRIES} tries ({HTTP_TIMEOUT_S:g} s timeout each; "
+                  f"{type(last).__name__}: {last})")
+
+
 def read_url(url: str) -> bytes:
-    """A path or URL (see the module docstring) -> its bytes; OSError naming it when it cannot be read."""
+    """A path or URL (see the module docstring) -> its bytes; OSError naming it when it cannot be read.
+    http(s) goes through read_http (timeouts and a bounded retry), everything else through WebDataset's gopen."""
     from webdataset.gopen import gopen  # webdataset imports torch: heavy for the writer's CLI, which never reads URLs
 
+    if str(url).startswith(("http://", "https://")):
+        return read_http(str(url))
     try:
         with gopen(str(url), "rb") as stream:
             return stream.read()
@@ -164,13 +193,26 @@ def read_url(url: str) -> bytes:
 
 
 def sidecar_sha256(url: str) -> str | None:
-    """The sha256 recorded in the sidecar beside a shard path or URL, or None where none is reachable."""
+    """The sha256 recorded for a shard path or URL: its sidecar's, else its split manifest's record of it (the
+    manifest beside it, by file name); None where neither is reachable."""
     try:
         record = json.loads(read_url(sidecar_url(str(url))))
     except (OSError, ValueError):
-        return None
+        record = None
     digest = record.get("sha256") if isinstance(record, dict) else None
-    return digest if isinstance(digest, str) else None
+    return digest if isinstance(digest, str) else manifest_sha256(str(url))
+
+
+def manifest_sha256(url: str) -> str | None:
+    """A shard path or URL -> the sha256 its split's manifest.json (beside it) records for its file name, or None."""
+    name = shard_basename(url)
+    try:
+        manifest = json.loads(read_url(manifest_url(url))) if name else None
+    except (OSError, ValueError):
+        return None
+    records = manifest.get("shards") if isinstance(manifest, dict) else None
+    digests = [r.get("sha256") for r in records or [] if isinstance(r, dict) and r.get("name") == name]
+    return digests[0] if digests and isinstance(digests[0], str) else None
 
 
 def iter_samples(data: bytes, where: str) -> Iterator[tuple[str, dict[str, bytes]]]:

@@ -140,7 +140,7 @@ def test_three_sources_train_and_evaluate_end_to_end(tmp_path):
 @pytest.mark.parametrize("overrides, setting, words", [
     (("sr=8000", "highpass_hz=40"), [], ("8000 Hz", "sr=16000", "set sr=8000")),
     (("mic_positions=[[-0.05,0,0],[0.05,0,0],[0,0.05,0],[0,-0.05,0]]",), [], ("4-mic array", "takes 2 mics")),
-    (("mic_positions=[[-0.04,0,0],[0.04,0,0]]",), [], ("0.0800 m", "data.mic_spacing=0.1", "data.mic_spacing=0.08")),
+    (("mic_positions=[[-0.04,0,0],[0.04,0,0]]",), [], ("0.0800 m", "model.mic_spacing=0.1", "model.mic_spacing=0.08")),
     (("num_sources=3",), [], ("3 sources", "model.num_slots=2", "set model.num_slots=3")),
 ])
 def test_a_split_of_another_setup_is_one_line_naming_both_values(overrides, setting, words, tmp_path):
@@ -166,3 +166,90 @@ def test_the_eval_set_shares_nothing_with_the_training_stream(shards, tmp_path):
     for overrides, words in cases:
         with pytest.raises(DataError, match=words):
             check_sources(cfg_with(shards, *overrides), world_size=1)
+
+
+def test_a_local_shard_without_sidecar_is_checked_against_the_manifest(shards, tmp_path):
+    """Issue 20: a shard with no sidecar used to be read unchecked; its split's manifest records its sha256."""
+    from training.streams import read_checked
+    copy = tmp_path / "copy"
+    shutil.copytree(shards, copy)
+    shard = copy / "train" / "train-000001.tar"
+    shard.with_suffix(".json").unlink()
+    data, checked = read_checked(str(shard), verify=True)
+    assert checked and data == (shards / "train" / "train-000001.tar").read_bytes()
+    flipped = bytearray(data)
+    flipped[len(flipped) // 2] ^= 0x10
+    shard.write_bytes(bytes(flipped))
+    for url in (str(shard), f"pipe:cat {shard}"):
+        with pytest.raises(DataError, match="sha256 mismatch"):
+            read_checked(url, verify=True)
+
+
+@pytest.fixture
+def mute_server():
+    """A TCP server on 127.0.0.1 that accepts every connection and never answers -> (base URL, accepted list)."""
+    import socket
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted, stop = [], threading.Event()
+
+    def serve():
+        listener.settimeout(0.05)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}", accepted
+    stop.set()
+    thread.join()
+    for conn in accepted:
+        conn.close()
+    listener.close()
+
+
+def test_a_server_that_never_answers_is_tried_a_bounded_number_of_times(mute_server, monkeypatch, shards):
+    import shards.files as files
+    from training.streams import read_checked
+    base, accepted = mute_server
+    monkeypatch.setattr(files, "HTTP_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(files, "HTTP_PAUSE_S", 0.0)
+    with pytest.raises(OSError, match=r"train-000000.tar: no answer after 3 tries"):
+        read_checked(f"{base}/train/train-000000.tar", verify=True)  # the stream skips and names an OSError
+    assert len(accepted) == 3
+    with pytest.raises(DataError) as err:
+        check_sources(cfg_with(base), world_size=1)  # the manifest: one line, no hang
+    assert "\n" not in str(err.value) and "manifest.json" in str(err.value) and "no answer after 3 tries" in str(err.value)
+    assert len(accepted) == 6
+
+
+def test_the_overlap_check_is_by_identity_not_by_name(shards, tmp_path, monkeypatch):
+    """Issue 20: `train/../train`, a symlinked root, a relative path, and train shards copied as eval-* with or
+    without their sidecars are all the training stream."""
+    import os
+    link = tmp_path / "link"
+    link.symlink_to(shards)
+    copied = tmp_path / "copied"
+    (copied / "eval").mkdir(parents=True)
+    for k in range(2):
+        shutil.copy(shards / "train" / f"train-{k:06d}.tar", copied / "eval" / f"eval-{k:06d}.tar")
+    bare = tmp_path / "bare"
+    shutil.copytree(copied, bare)
+    shutil.copy(shards / "train" / "train-000000.json", copied / "eval" / "eval-000000.json")
+    relative = os.path.relpath(shards / "train", tmp_path)
+    train = f"data.train_glob={shards}/train/train-{{000000..000005}}.tar"
+    cases = [f"data.eval_glob={shards}/train/../train/train-00000{{4..5}}.tar",
+             f"data.eval_glob={link}/train/train-00000{{4..5}}.tar",
+             f"data.eval_glob={relative}/train-00000{{4..5}}.tar",
+             f"data.eval_glob={copied}/eval/eval-*.tar",
+             f"data.eval_glob={bare}/eval/eval-*.tar"]
+    monkeypatch.chdir(tmp_path)
+    for case in cases:
+        with pytest.raises(DataError, match="in both the training stream and the eval set"):
+            check_sources(cfg_with(shards, train, case), world_size=1)
+    with pytest.raises(DataError, match="speech.train_path and speech.eval_path are both"):
+        check_sources(cfg_with(shards, "speech.source=folder", f"speech.train_path={tmp_path}",
+                               f"speech.eval_path={tmp_path}/copied/.."), world_size=1)
+    check_sources(cfg_with(shards, train, f"data.eval_glob={shards}/eval/eval-*.tar"), world_size=1)  # held out

@@ -15,7 +15,7 @@ from pathlib import Path
 import webdataset as wds
 
 from shards.audio import find_audio
-from shards.files import ShardError, iter_samples, read_url
+from shards.files import ShardError, iter_samples, read_url, sha256_file, sidecar_sha256
 from shards.layout import MANIFEST, SPEECH, is_url, shard_glob, split_glob
 from shards.manifest import load_manifest
 from shards.array import ArraySetup
@@ -100,6 +100,26 @@ def check_enough_shards(paths: list[str], world_size: int, num_workers: int, wha
                         f"= {readers} readers; write more shards or lower data.num_workers")
 
 
+def same_location(a: str, b: str) -> bool:
+    """Two paths or URLs name one place: equal URLs, or local paths equal once resolved (`x/../x`, symlinks)."""
+    if is_url(a) or is_url(b):
+        return a == b
+    return Path(a).resolve() == Path(b).resolve()
+
+
+def shard_identities(url: str) -> set[str]:
+    """A shard -> what identifies it beyond its name: its resolved path (local), and its content's sha256 as its
+    sidecar or split manifest records it (local and http(s); a local file without either is hashed). A `pipe:`
+    command is only its own text: running one per shard just to compare would cost a process each."""
+    if url.startswith("pipe:"):
+        return {url}
+    if not is_url(url):
+        digest = sidecar_sha256(url) or sha256_file(Path(url))
+        return {str(Path(url).resolve()), f"sha256:{digest}"}
+    digest = sidecar_sha256(url)
+    return {url} | ({f"sha256:{digest}"} if digest else set())
+
+
 def check_disjoint(cfg: TrainConfig, train: list[str], evaluation: list[str]) -> None:
     """The fixed eval set must share nothing with the training stream: not a split, a shard or a speech path."""
     d, s = cfg.data, cfg.speech
@@ -109,11 +129,13 @@ def check_disjoint(cfg: TrainConfig, train: list[str], evaluation: list[str]) ->
     if d.train_glob and d.train_glob == d.eval_glob:
         raise DataError(f"data.train_glob and data.eval_glob are the same pattern ({d.train_glob}); the eval set "
                         f"must be held out")
-    shared = sorted(set(train) & set(evaluation))
+    seen = {ident: url for url in train for ident in shard_identities(url)}
+    shared = [(url, seen[ident]) for url in evaluation for ident in shard_identities(url) if ident in seen]
     if shared:
-        raise DataError(f"{len(shared)} shard(s) are in both the training stream and the eval set, e.g. {shared[0]}; "
-                        f"check data.train_glob / data.eval_glob / data.*_split")
-    if s.source != "synthetic" and s.train_path and s.train_path == s.eval_path:
+        raise DataError(f"{len({e for e, _ in shared})} shard(s) are in both the training stream and the eval set, "
+                        f"e.g. {shared[0][0]} is {shared[0][1]} (same file or same content); check data.train_glob / data.eval_glob / "
+                        f"data.*_split")
+    if s.source != "synthetic" and s.train_path and same_location(s.train_path, s.eval_path):
         raise DataError(f"speech.train_path and speech.eval_path are both {s.train_path}: eval voices would be "
                         f"training voices; give speech.eval_path held-out speech")
 
