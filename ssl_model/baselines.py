@@ -83,6 +83,20 @@ def centroid(curve: torch.Tensor, peaks: torch.Tensor, lags: torch.Tensor, half_
     return torch.where(total > 0, mean, lags.to(curve.device, curve.dtype)[peaks])
 
 
+def frame_correlation(wave: torch.Tensor, frame: int, hop: int, lags: torch.Tensor,
+                      silence_db: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """wave [B, 2, T] float64 -> (GCC-PHAT of each Hann frame [B, F, L] at `lags`, voiced frames bool [B, F]: energy
+    within silence_db of the loudest frame)."""
+    if wave.shape[-1] < frame:
+        raise ValueError(f"signal of {wave.shape[-1]} samples is shorter than one frame ({frame})")
+    frames = wave.unfold(-1, frame, hop) * torch.hann_window(frame, dtype=wave.dtype, device=wave.device)
+    spec = torch.fft.rfft(frames, dim=-1)  # [B, 2, F, K]
+    corr = phat_correlation(spec[:, 0], spec[:, 1], frame, lags)  # [B, F, L]
+    energy = frames.square().sum(dim=(1, 3))  # [B, F]
+    loudest = energy.max(dim=-1, keepdim=True).values
+    return corr, (energy > loudest * 10 ** (-silence_db / 10)) & (energy > 0)
+
+
 def gcc_phat(wave: torch.Tensor, sr: int = 16000, mic_distance: float = 0.1,
              method: Literal["votes", "whole"] = "votes", num_sources: int = 2, frame: int = 512, hop: int = 256,
              upsample: int = 16, silence_db: float = 40.0, min_separation_samples: float = 0.25,
@@ -97,14 +111,7 @@ def gcc_phat(wave: torch.Tensor, sr: int = 16000, mic_distance: float = 0.1,
     lags = lag_grid(sr, mic_distance, sound_speed, upsample, device=wave.device)
     separation = max(1, round(min_separation_samples * upsample))
     if method == "votes":
-        if wave.shape[-1] < frame:
-            raise ValueError(f"signal of {wave.shape[-1]} samples is shorter than one frame ({frame})")
-        frames = wave.unfold(-1, frame, hop) * torch.hann_window(frame, dtype=wave.dtype, device=wave.device)
-        spec = torch.fft.rfft(frames, dim=-1)  # [B, 2, F, K]
-        corr = phat_correlation(spec[:, 0], spec[:, 1], frame, lags)  # [B, F, L]
-        energy = frames.square().sum(dim=(1, 3))  # [B, F]
-        loudest = energy.max(dim=-1, keepdim=True).values
-        voiced = (energy > loudest * 10 ** (-silence_db / 10)) & (energy > 0)
+        corr, voiced = frame_correlation(wave, frame, hop, lags, silence_db)
         votes = torch.zeros(corr.shape[0], corr.shape[-1], dtype=wave.dtype, device=wave.device)
         votes.scatter_add_(1, corr.argmax(dim=-1), voiced.to(wave.dtype))
         smooth = torch.nn.functional.conv1d(votes.unsqueeze(1), votes.new_tensor([[[0.25, 0.5, 0.25]]]), padding=1)
@@ -126,3 +133,121 @@ def gcc_phat(wave: torch.Tensor, sr: int = 16000, mic_distance: float = 0.1,
     if return_tdoa:
         return lateral.float(), tdoa_s.gather(-1, order).float()
     return lateral.float()
+
+
+# ---------------------------------------------------------------------------------------------- counting baselines
+
+
+def window_mass(curve: torch.Tensor, half_width: int) -> torch.Tensor:
+    """curve [B, L] -> sum of each +-half_width window [B, L] (zero beyond the ends)."""
+    kernel = curve.new_ones(1, 1, 2 * half_width + 1)
+    return torch.nn.functional.conv1d(curve.unsqueeze(1), kernel, padding=half_width).squeeze(1)
+
+
+def ranked_detections(mass: torch.Tensor, votes: torch.Tensor, lags: torch.Tensor, total: torch.Tensor,
+                      half_width: int, max_sources: int, min_share: float, relative: float) -> dict[str, torch.Tensor]:
+    """window masses and raw votes [B, L] on lags [L] (samples), total weight [B] -> candidates ranked by mass:
+    {'tdoa_samples', 'share': [B, P] (vote centroid within +-half_width; share of the total), 'count': [B] (leading
+    candidates with share >= min_share and mass >= relative x the best's)}. Candidates are greedy maxima at
+    least 2 half_width + 1 bins apart, so no two share a vote."""
+    peaks = two_peaks(mass, 2 * half_width, max_sources)  # [B, P]
+    share = mass.gather(-1, peaks) / total.clamp_min(1e-12)[:, None]
+    share = torch.cat((share[:, :1], torch.where(peaks[:, 1:] == peaks[:, :1], 0.0, share[:, 1:])), dim=-1)
+    tdoa = centroid(votes, peaks, lags, half_width)
+    passed = (share >= min_share) & (share >= relative * share[:, :1])
+    count = passed.long().cumprod(dim=-1).sum(dim=-1)
+    return {"tdoa_samples": tdoa, "share": share, "count": count}
+
+
+def to_detections(ranked: dict[str, torch.Tensor], sr: int, mic_distance: float,
+                  sound_speed: float) -> dict[str, torch.Tensor]:
+    """ranked candidates (ranked_detections) -> the same plus 'lateral_deg' [B, P] (ranked, not sorted) and
+    'tdoa_s' [B, P]."""
+    tdoa_s = ranked["tdoa_samples"] / sr
+    return {**ranked, "tdoa_s": tdoa_s, "lateral_deg": tdoa_to_lateral(tdoa_s, mic_distance, sound_speed)}
+
+
+def gcc_phat_count(wave: torch.Tensor, sr: int = 16000, mic_distance: float = 0.1, max_sources: int = 3,
+                   frame: int = 512, hop: int = 256, upsample: int = 16, silence_db: float = 40.0,
+                   min_peak: float = 0.25, min_share: float = 0.1, relative: float = 0.35,
+                   sound_speed: float = 340.0) -> dict[str, torch.Tensor]:
+    """wave [B, 2, T] -> talkers counted and located by frame-wise GCC-PHAT with peak thresholds:
+    {'count': [B], 'lateral_deg', 'tdoa_s', 'share': [B, max_sources] ranked by votes}.
+
+    Each voiced frame whose GCC-PHAT peak reaches `min_peak` (a coherent wavefront; a diffuse field's GCC-PHAT
+    is a flat box over the physical lags, about c / (2 d sr) high) votes for its peak lag. A candidate is the
+    vote mass within +-0.5 sample of a greedy maximum; it counts as a talker when that mass is at least
+    `min_share` of the voiced frames and `relative` x the strongest candidate's. Defaults: min_peak above the
+    90th percentile of a diffuse field's frame peaks (0.23 for pink noise at 10 cm; reverberant speech frames
+    peak at 0.2-0.5), `relative` low enough to keep a third talker heard in a quarter of the frames (looked at
+    on synthetic mixtures and 6 development mixtures, not tuned on a benchmark).
+    """
+    if wave.dim() != 3 or wave.shape[1] != 2:
+        raise ValueError(f"expected wave [batch, 2, samples], got shape {list(wave.shape)}")
+    wave = wave.double()
+    lags = lag_grid(sr, mic_distance, sound_speed, upsample, device=wave.device)
+    corr, voiced = frame_correlation(wave, frame, hop, lags, silence_db)
+    peak, lag = corr.max(dim=-1)
+    votes = torch.zeros(corr.shape[0], corr.shape[-1], dtype=wave.dtype, device=wave.device)
+    votes.scatter_add_(1, lag, (voiced & (peak >= min_peak)).to(wave.dtype))
+    half_width = max(1, upsample // 2)
+    ranked = ranked_detections(window_mass(votes, half_width), votes, lags, voiced.sum(-1).to(wave.dtype),
+                               half_width, max_sources, min_share, relative)
+    return to_detections(ranked, sr, mic_distance, sound_speed)
+
+
+def duet(wave: torch.Tensor, sr: int = 16000, mic_distance: float = 0.1, max_sources: int = 3, frame: int = 1024,
+         hop: int = 256, p: float = 1.0, q: float = 0.0, delay_step: float = 0.0625, alpha_max: float = 1.0,
+         alpha_bins: int = 41, low_hz: float = 100.0, min_share: float = 0.075, relative: float = 0.2,
+         sound_speed: float = 340.0) -> dict[str, torch.Tensor]:
+    """wave [B, 2, T] -> talkers counted and located by DUET: {'count': [B], 'lateral_deg', 'tdoa_s', 'share',
+    'alpha': [B, max_sources] ranked by histogram mass}.
+
+    DUET (Yilmaz and Rickard, IEEE TSP 52(7), 2004, sections IV-V): assuming each time-frequency bin is dominated
+    by one talker (W-disjoint orthogonality), the ratio X1/X0 of a bin gives that talker's relative attenuation,
+    as the symmetric attenuation alpha = a - 1/a with a = |X1/X0|, and its delay delta = -angle(X1/X0) / omega
+    (samples; mic 1 hears the talker delta after mic 0). A histogram of (alpha, delta) over all bins, weighted
+    by |X0 X1|^p omega^q, is smoothed; its peaks are the talkers. Only bins below c / (2 d) enter (above it the
+    phase wraps for a pair d apart: the paper's condition omega delta_max < pi). Peaks: greedy maxima of the
+    mass within +-0.5 sample and +-1 alpha bin, at least a sample apart in delay (the pair is compact, so
+    talkers differ by delay); a peak counts as a talker when its mass is at least `min_share` of the total and
+    `relative` x the strongest's (a priori thresholds).
+    """
+    if wave.dim() != 3 or wave.shape[1] != 2:
+        raise ValueError(f"expected wave [batch, 2, samples], got shape {list(wave.shape)}")
+    if wave.shape[-1] < frame:
+        raise ValueError(f"signal of {wave.shape[-1]} samples is shorter than one frame ({frame})")
+    wave = wave.double()
+    frames = wave.unfold(-1, frame, hop) * torch.hann_window(frame, dtype=wave.dtype, device=wave.device)
+    spec = torch.fft.rfft(frames, dim=-1)  # [B, 2, F, K]
+    k = torch.arange(spec.shape[-1], device=wave.device)
+    freq = k * sr / frame
+    use = (freq >= low_hz) & (freq < min(sound_speed / (2 * mic_distance), sr / 2))
+    x0, x1 = spec[:, 0][..., use], spec[:, 1][..., use]  # [B, F, K']
+    omega = (2 * math.pi * k[use] / frame).to(wave.dtype)  # rad / sample
+    ratio = x1 / (x0 + 1e-30)
+    a = ratio.abs().clamp(1e-6, 1e6)
+    alpha = a - 1 / a
+    delta = -torch.angle(ratio) / omega
+    weight = (x0.abs() * x1.abs()) ** p * omega ** q
+    reach = mic_distance / sound_speed * sr + 1.0
+    delay_bins = 2 * math.ceil(reach / delay_step) + 1
+    lags = (torch.arange(delay_bins, device=wave.device, dtype=wave.dtype) - delay_bins // 2) * delay_step
+    d_index = torch.round(delta / delay_step).long() + delay_bins // 2
+    alpha_step = 2 * alpha_max / (alpha_bins - 1)
+    a_index = torch.round((alpha + alpha_max) / alpha_step).long()
+    inside = (d_index >= 0) & (d_index < delay_bins) & (a_index >= 0) & (a_index < alpha_bins)
+    flat = torch.where(inside, a_index * delay_bins + d_index, 0).flatten(1)
+    hist = torch.zeros(wave.shape[0], alpha_bins * delay_bins, dtype=wave.dtype, device=wave.device)
+    hist.scatter_add_(1, flat, torch.where(inside, weight, 0.0).flatten(1))
+    hist = hist.view(-1, 1, alpha_bins, delay_bins)
+    half_width = max(1, round(0.5 / delay_step))
+    box = hist.new_ones(1, 1, 3, 2 * half_width + 1)
+    mass = torch.nn.functional.conv2d(hist, box, padding=(1, half_width))[:, 0]  # [B, A, D]
+    best_alpha = mass.argmax(dim=1)  # [B, D]: each delay's strongest attenuation cell
+    per_delay = mass.max(dim=1).values  # [B, D]
+    ranked = ranked_detections(per_delay, hist[:, 0].sum(dim=1), lags, hist.flatten(1).sum(-1), half_width,
+                               max_sources, min_share, relative)
+    peaks = two_peaks(per_delay, 2 * half_width, max_sources)
+    alpha_at = (best_alpha.gather(-1, peaks).to(wave.dtype) * alpha_step - alpha_max)
+    return {**to_detections(ranked, sr, mic_distance, sound_speed), "alpha": alpha_at}

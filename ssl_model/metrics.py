@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
 
 from ssl_model.oracle import chance_binned_mae, oracle_floor_binned_mae  # noqa: F401  (re-exported)
 from ssl_model.targets import BIN_DEG, NUM_CLASSES, angle_to_class
@@ -109,3 +111,63 @@ def localization_metrics(pred_deg: torch.Tensor, true_deg: torch.Tensor, factors
             breakdown[label] = metrics_from_sums(sums)
         result[f"by_{name}"] = breakdown
     return result
+
+
+# ---------------------------------------------------------------------------------------------- counting and detection
+
+
+def match_angles(pred_deg: Sequence[float], true_deg: Sequence[float]) -> list[tuple[int, int]]:
+    """detected and true angles of one clip (any lengths) -> pairs (pred index, true index) that minimize the summed
+    absolute angle difference (Hungarian matching, scipy.optimize.linear_sum_assignment); min(P, T) pairs."""
+    if len(pred_deg) == 0 or len(true_deg) == 0:
+        return []
+    cost = np.abs(np.subtract.outer(np.asarray(pred_deg, float), np.asarray(true_deg, float)))
+    rows, cols = linear_sum_assignment(cost)
+    return list(zip(rows.tolist(), cols.tolist()))
+
+
+def count_confusion(true_counts: Sequence[int], pred_counts: Sequence[int], max_count: int = 3) -> np.ndarray:
+    """true and predicted talker counts [N] -> confusion int64 [max_count + 1, max_count + 1]: row = true count,
+    column = predicted count (predictions above max_count land in the last column)."""
+    confusion = np.zeros((max_count + 1, max_count + 1), dtype=np.int64)
+    for t, p in zip(true_counts, pred_counts):
+        confusion[int(t), min(int(p), max_count)] += 1
+    return confusion
+
+
+def detection_metrics(pred_deg: Sequence[Sequence[float]], true_deg: Sequence[Sequence[float]],
+                      threshold_deg: float = 10.0, max_count: int = 3) -> dict:
+    """detections and truths per clip (lists of angles in degrees, any lengths, 0 allowed) -> counting and
+    location-aware detection scores over the clips.
+
+    SELD-style (Mesaros, Adavanne, Politis, Heittola and Virtanen, "Joint measurement of localization and
+    detection of sound events", WASPAA 2019): per clip, detections are matched to talkers by the Hungarian
+    algorithm; a matched pair within threshold_deg is a true positive; every other detection is a false positive
+    and every other talker a false negative. F1 = 2 TP / (2 TP + FP + FN) (NaN when there is nothing to find and
+    nothing was found). matched_mae_deg is the mean error over all matched pairs (within the threshold or not);
+    count_accuracy the share of clips whose number of detections equals the number of talkers.
+    """
+    if len(pred_deg) != len(true_deg):
+        raise ValueError(f"detection_metrics: {len(pred_deg)} clips of detections, {len(true_deg)} of truth")
+    tp = fp = fn = 0
+    errors: list[float] = []
+    for pred, true in zip(pred_deg, true_deg):
+        pairs = match_angles(pred, true)
+        error = [abs(float(pred[i]) - float(true[j])) for i, j in pairs]
+        hits = sum(e <= threshold_deg for e in error)
+        tp, fp, fn = tp + hits, fp + len(pred) - hits, fn + len(true) - hits
+        errors.extend(error)
+    true_counts, pred_counts = [len(t) for t in true_deg], [len(p) for p in pred_deg]
+    denominator = 2 * tp + fp + fn
+    return {
+        "clips": len(true_deg),
+        "count_accuracy": float(np.mean([t == p for t, p in zip(true_counts, pred_counts)])) if true_deg else float("nan"),
+        "confusion": count_confusion(true_counts, pred_counts, max_count).tolist(),
+        "tp": tp, "fp": fp, "fn": fn,
+        "precision": tp / (tp + fp) if tp + fp else float("nan"),
+        "recall": tp / (tp + fn) if tp + fn else float("nan"),
+        "f1": 2 * tp / denominator if denominator else float("nan"),
+        "threshold_deg": threshold_deg,
+        "matched_pairs": len(errors),
+        "matched_mae_deg": float(np.mean(errors)) if errors else float("nan"),
+    }

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from ssl_model.baselines import gcc_phat, lateral_to_tdoa, tdoa_to_lateral
+from ssl_model.baselines import duet, gcc_phat, gcc_phat_count, lateral_to_tdoa, tdoa_to_lateral
 
 SR = 16000
 
@@ -111,3 +111,46 @@ def test_agrees_with_pyroomacoustics_srp_phat():
         reference = sorted(np.rad2deg(srp.azimuth_recon).tolist())
         assert gcc_phat(wave)[0].tolist() == pytest.approx(reference, abs=3.0)
         assert reference == pytest.approx(sorted(laterals), abs=3.0)
+
+
+def delays_in_samples(laterals):
+    return sorted(float(lateral_to_tdoa(torch.tensor(a, dtype=torch.float64))) * SR for a in laterals)
+
+
+@pytest.mark.parametrize("laterals, seed", [((50.0, 120.0), 1), ((30.0, 100.0), 2), ((70.0, 150.0), 6)])
+def test_duet_finds_both_delays_and_the_count_of_an_anechoic_two_talker_mixture(laterals, seed):
+    wave = anechoic_mixture(laterals, torch.Generator().manual_seed(seed))
+    found = duet(wave)
+    assert found["count"].tolist() == [2]
+    delays = sorted((found["tdoa_s"][0, :2] * SR).tolist())
+    assert delays == pytest.approx(delays_in_samples(laterals), abs=0.15)
+    torch.testing.assert_close(found["lateral_deg"], tdoa_to_lateral(found["tdoa_s"]))  # the delays' far-field angles
+    assert found["alpha"][0, :2].abs().max() <= 0.1  # equal gains at both mics: no attenuation
+
+
+def test_duet_reads_a_gain_difference_as_attenuation_and_one_talker_as_one():
+    g = torch.Generator().manual_seed(4)
+    wave = anechoic_mixture((70.0,), g)
+    wave[:, 1] *= 10 ** (2 / 20)  # mic 1 2 dB hotter: a = 1.26, alpha = a - 1/a = 0.47
+    found = duet(wave)
+    assert found["count"].tolist() == [1]
+    assert found["alpha"][0, 0].item() == pytest.approx(10 ** 0.1 - 10 ** -0.1, abs=0.05)
+    assert found["tdoa_s"][0, 0].item() * SR == pytest.approx(delays_in_samples((70.0,))[0], abs=0.1)
+
+
+def test_gcc_phat_count_counts_talkers_and_not_a_diffuse_field():
+    g = torch.Generator().manual_seed(8)
+    for laterals in ((60.0,), (40.0, 130.0), (20.0, 80.0, 140.0)):
+        found = gcc_phat_count(anechoic_mixture(laterals, g))
+        k = len(laterals)
+        assert found["count"].tolist() == [k]
+        assert sorted(found["lateral_deg"][0, :k].tolist()) == pytest.approx(list(laterals), abs=2.0)
+    # A diffuse field (many white plane waves, cos(lateral) uniform: a spherical field) has no wavefront to vote for.
+    samples, count = 32000, 128
+    cosines = 1 - 2 * (torch.arange(count, dtype=torch.float64) + 0.5) / count
+    spectra = torch.fft.rfft(torch.randn(count, samples, generator=g, dtype=torch.float64))
+    freqs = torch.fft.rfftfreq(samples, dtype=torch.float64)
+    delays = -0.1 * cosines / 340.0 * SR  # mic 1 after mic 0, in samples
+    mic1 = (spectra * torch.exp(-2j * math.pi * freqs * delays[:, None])).sum(0)
+    field = torch.stack((torch.fft.irfft(spectra.sum(0), samples), torch.fft.irfft(mic1, samples)))[None].float()
+    assert gcc_phat_count(field)["count"].tolist() == [0]

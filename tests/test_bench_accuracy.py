@@ -1,5 +1,6 @@
-"""benchmarks/bench_accuracy.py: talker pairing, pyroomacoustics' angle convention, peak picking, the cache, an
-anechoic physics check, and (slow) the whole benchmark on a tiny case."""
+"""benchmarks/bench_accuracy.py and its accuracy_* modules: talker pairing, pyroomacoustics' angle convention, peak
+picking, the cache, an anechoic physics check, the noise, count and array sets (SNR, coherence, shares, onsets,
+spacing, mismatch), the count metrics, and (slow) the whole benchmark on a tiny case."""
 import json
 import math
 import sys
@@ -7,16 +8,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.signal
 import soundfile
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import accuracy_methods as methods  # noqa: E402
+import accuracy_sets as sets  # noqa: E402
 import bench_accuracy as bench  # noqa: E402
 from simulate.geometry import source_geometry  # noqa: E402
 from ssl_model import SSLModel  # noqa: E402
 from ssl_model.baselines import lateral_to_tdoa  # noqa: E402
+from ssl_model.metrics import count_confusion, detection_metrics, match_angles  # noqa: E402
 from training.checkpoint import export_weights  # noqa: E402
 from training.config import load_train_config  # noqa: E402
 
@@ -43,21 +48,21 @@ def speechlike(seconds: float, seed: int, sr: int = 16000) -> np.ndarray:
 
 
 def test_talker_is_the_character_field_of_the_file_name():
-    assert bench.talker_of("airplane/nl/let-m-divna.ogg") == "m"
-    assert bench.talker_of("wreck/nl/pot-v-vidim.ogg") == "v"
-    assert bench.talker_of("electromagnet/nl/b-hurt-0.ogg") == "hurt"
-    assert bench.talker_of("briefcase/nl/help1.ogg") == "briefcase"  # no character field: the level folder
-    assert bench.talker_of("alice_01.wav") == "alice"  # at the top: the name prefix
+    assert sets.talker_of("airplane/nl/let-m-divna.ogg") == "m"
+    assert sets.talker_of("wreck/nl/pot-v-vidim.ogg") == "v"
+    assert sets.talker_of("electromagnet/nl/b-hurt-0.ogg") == "hurt"
+    assert sets.talker_of("briefcase/nl/help1.ogg") == "briefcase"  # no character field: the level folder
+    assert sets.talker_of("alice_01.wav") == "alice"  # at the top: the name prefix
 
 
 def utterances(talkers: dict[str, list[float]]) -> list:
-    return [bench.Utterance(f"lvl/{t}-{k}.wav", t, d, f"/nowhere/{t}-{k}.wav")
+    return [sets.Utterance(f"lvl/{t}-{k}.wav", t, d, f"/nowhere/{t}-{k}.wav")
             for t, durations in talkers.items() for k, d in enumerate(durations)]
 
 
 def test_pairs_are_two_characters_with_enough_speech_each():
     pool = utterances({"m": [0.7, 1.1, 2.5, 0.4], "v": [4.0, 0.9], "x": [1.0]})
-    plans = bench.plan_mixtures(pool, 60, seed=1)
+    plans = sets.plan_mixtures(pool, 60, seed=1)
     seen = set()
     for plan in plans:
         a, b = plan["talkers"]
@@ -69,10 +74,10 @@ def test_pairs_are_two_characters_with_enough_speech_each():
             assert sum(pool[f].seconds for f in files[:-1]) < 3.0  # stops as soon as there is enough
         assert all(-2.5 <= g <= 2.5 for g in plan["gain_db"])
     assert len(seen) == 3  # every pairing of the three characters occurs
-    assert bench.plan_mixtures(pool, 60, seed=1) == plans  # seeded
-    assert bench.plan_mixtures(pool, 10, seed=1) == plans[:10]  # mixture i does not depend on N
-    assert bench.plan_mixtures(pool, 10, seed=2) != plans[:10]
-    lone = bench.plan_mixtures(utterances({"m": [1.0, 2.0]}), 5, seed=1)
+    assert sets.plan_mixtures(pool, 60, seed=1) == plans  # seeded
+    assert sets.plan_mixtures(pool, 10, seed=1) == plans[:10]  # mixture i does not depend on N
+    assert sets.plan_mixtures(pool, 10, seed=2) != plans[:10]
+    lone = sets.plan_mixtures(utterances({"m": [1.0, 2.0]}), 5, seed=1)
     assert all(p["talkers"] == ["m", "m"] for p in lone)  # one character: it talks twice
 
 
@@ -80,11 +85,11 @@ def test_render_speech_concatenates_and_crops_to_3_s(tmp_path):
     for k in range(2):
         soundfile.write(tmp_path / f"a-m-{k}.wav", speechlike(1.3, k), 16000)
         soundfile.write(tmp_path / f"a-v-{k}.wav", speechlike(2.0, 10 + k, sr=22050), 22050)  # resampled
-    pool = bench.index_speech(tmp_path)
+    pool = sets.index_speech(tmp_path)
     assert [u.talker for u in pool] == ["m", "m", "v", "v"] and pool[2].seconds == pytest.approx(2.0)
-    plans = bench.plan_mixtures(pool, 3, seed=0)
-    speech = bench.render_speech(pool, plans)
-    assert speech.shape == (3, 2, bench.CLIP) and speech.dtype == np.float32
+    plans = sets.plan_mixtures(pool, 3, seed=0)
+    speech = sets.render_speech(pool, plans)
+    assert speech.shape == (3, 2, sets.CLIP) and speech.dtype == np.float32
     assert (np.abs(speech).max(axis=-1) > 0.1).all()  # both sources of every mixture hold sound
 
 
@@ -95,7 +100,7 @@ def test_missing_speech_folder_is_a_one_line_error(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert bench.main(["--speech", str(tmp_path / "empty"), "--cache", str(tmp_path / "cache")]) == 2
     assert "prepare_speech.sh" in capsys.readouterr().err
-    assert bench.main(["--speech", str(tmp_path / "empty"), "--sets", "c"]) == 2
+    assert bench.main(["--speech", str(tmp_path / "empty"), "--sets", "z"]) == 2
     assert "--sets" in capsys.readouterr().err
     assert not (tmp_path / "cache").exists()  # nothing built
 
@@ -108,32 +113,32 @@ def test_pra_azimuth_is_our_lateral_angle(lateral):
     # One white source: mic 1 hears it tdoa = -d cos(lateral) / c after mic 0 (ssl_model.baselines' convention).
     source = np.random.default_rng(0).standard_normal(16000)
     tdoa = float(lateral_to_tdoa(torch.tensor(lateral, dtype=torch.float64)))
-    wave = np.stack((source, delayed(source, tdoa * bench.SR)))
-    X = bench.stft(wave)
-    assert X.shape == (2, bench.NFFT // 2 + 1, 1 + (16000 - bench.NFFT) // bench.HOP)
-    for name in bench.PRA_METHODS:
-        doa = bench.make_doa(name)
-        doa.locate_sources(X, freq_range=list(bench.FREQ_RANGE))
-        best = bench.GRID_DEG[bench.grid_peaks(doa.grid.values)[0]]
+    wave = np.stack((source, delayed(source, tdoa * sets.SR)))
+    X = methods.stft(wave)
+    assert X.shape == (2, methods.NFFT // 2 + 1, 1 + (16000 - methods.NFFT) // methods.HOP)
+    for name in methods.PRA_METHODS:
+        doa = methods.make_doa(name)
+        doa.locate_sources(X, freq_range=list(methods.FREQ_RANGE))
+        best = methods.GRID_DEG[methods.grid_peaks(doa.grid.values)[0]]
         assert abs(best - lateral) <= 1.5, (name, best, lateral)  # not 180 - lateral
 
 
 def test_grid_peaks_on_the_half_circle():
     values = np.array([5.0, 1, 2, 1, 0, 3, 3, 1, 4])
-    assert bench.grid_peaks(values).tolist() == [0, 8]  # both ends count, and 0 and 180 are not neighbours
-    assert bench.grid_peaks(values, 3).tolist() == [0, 8, 6]  # a plateau counts once, at its right end
-    assert bench.grid_peaks(np.arange(5.0)).tolist() == [4, 4]  # one maximum: repeated
-    assert bench.grid_peaks(np.ones(4)).tolist() == [3, 3]
+    assert methods.grid_peaks(values).tolist() == [0, 8]  # both ends count, and 0 and 180 are not neighbours
+    assert methods.grid_peaks(values, 3).tolist() == [0, 8, 6]  # a plateau counts once, at its right end
+    assert methods.grid_peaks(np.arange(5.0)).tolist() == [4, 4]  # one maximum: repeated
+    assert methods.grid_peaks(np.ones(4)).tolist() == [3, 3]
 
 
 def test_pra_rir_is_cut_at_1_5_rt60_with_a_negligible_tail():
     room, mics = [6.0, 5.0, 3.0], np.array([[2.95, 2.0, 1.5], [3.05, 2.0, 1.5]])
     sources = np.array([[4.0, 3.0, 1.5], [1.5, 3.5, 2.0]])
-    rir, info = bench.pra_rir(room, mics, sources, rt60=0.3)
+    rir, info = sets.pra_rir(room, mics, sources, rt60=0.3)
     assert rir.shape == (2, 2, math.ceil(1.5 * 16000 * 0.3)) and rir.dtype == np.float32
     assert info["tail_db"] < -40 and info["max_order"] > 5
     with pytest.raises(ValueError):
-        bench.pra_rir([10.0, 6.0, 4.0], mics, sources, rt60=0.1)  # Sabine cannot make a room that big that dry
+        sets.pra_rir([10.0, 6.0, 4.0], mics, sources, rt60=0.1)  # Sabine cannot make a room that big that dry
 
 
 def test_anechoic_mixtures_are_localized_by_gcc_phat_and_srp():
@@ -151,16 +156,16 @@ def test_anechoic_mixtures_are_localized_by_gcc_phat_and_srp():
             direction = np.array([math.cos(lat), math.sin(lat) * math.cos(el), math.sin(lat) * math.sin(el)])
             pos.append(centre + distance * direction)
         src.append(pos)
-        rirs.append(bench.pra_rir(room.tolist(), mics, np.array(pos), rt60=None)[0])
+        rirs.append(sets.pra_rir(room.tolist(), mics, np.array(pos), rt60=None)[0])
     geometry = source_geometry(torch.tensor(np.array(src)), torch.tensor(np.stack([mics] * len(cases))),
                                torch.tensor(np.stack([centre] * len(cases))))
     truth = np.sort(geometry["lateral_deg"].numpy(), axis=1)
     np.testing.assert_allclose(truth, np.array([c[:2] for c in cases]), atol=1.0)  # near field: within a degree
     speech = np.stack([np.stack([speechlike(3.0, 2 * i), speechlike(3.0, 2 * i + 1)]) for i in range(len(cases))])
-    waves = bench.mix_set(rirs, speech, np.zeros((len(cases), 2), dtype=np.float32))
-    assert waves.shape == (len(cases), 2, bench.CLIP) and np.abs(waves).max() == pytest.approx(0.9, rel=1e-4)
-    gcc = bench.gcc_angles(waves)
-    srp = bench.pra_angles(waves)["SRP"][0]
+    waves = sets.mix_set(rirs, speech, np.zeros((len(cases), 2), dtype=np.float32))
+    assert waves.shape == (len(cases), 2, sets.CLIP) and np.abs(waves).max() == pytest.approx(0.9, rel=1e-4)
+    gcc = methods.gcc_angles(waves)
+    srp = np.array(methods.pra_angles(waves)["SRP"][0])
     for name, pred in (("GCC-PHAT", gcc), ("SRP-PHAT", srp)):
         error = np.abs(pred - truth)
         assert error.max() < 4.0 and error.mean() < 2.0, (name, pred, truth)
@@ -168,16 +173,191 @@ def test_anechoic_mixtures_are_localized_by_gcc_phat_and_srp():
 
 def test_cache_is_reused_only_for_the_same_parameters(tmp_path):
     listing = {"folder": "x", "kind": "folder", "files": 1, "sha256": "0" * 64}
-    params = bench.set_params("pra", 2, listing)
-    waves = np.zeros((2, 2, bench.CLIP), np.float32)
-    bench.save_set(tmp_path / "pra", waves, np.ones((2, 2)), np.full(2, 0.3), {"params": params})
-    cached = bench.load_cached(tmp_path / "pra", params)
+    params = sets.set_params("pra", 2, listing)
+    waves = np.zeros((2, 2, sets.CLIP), np.float32)
+    sets.save_set(tmp_path / "pra", waves, np.ones((2, 2)), np.full(2, 0.3), {"params": params})
+    cached = sets.load_cached(tmp_path / "pra", params)
     assert cached is not None and cached["waves"].shape == waves.shape and cached["truth"].dtype == np.float32
-    assert bench.load_cached(tmp_path / "pra", bench.set_params("pra", 3, listing)) is None
-    assert bench.load_cached(tmp_path / "pra", bench.set_params("fra", 2, listing)) is None
-    assert bench.load_cached(tmp_path / "pra", bench.set_params("pra", 2, {**listing, "files": 2})) is None
-    assert bench.load_cached(tmp_path / "missing", params) is None
+    assert sets.load_cached(tmp_path / "pra", sets.set_params("pra", 3, listing)) is None
+    assert sets.load_cached(tmp_path / "pra", sets.set_params("fra", 2, listing)) is None
+    assert sets.load_cached(tmp_path / "pra", sets.set_params("pra", 2, {**listing, "files": 2})) is None
+    assert sets.load_cached(tmp_path / "missing", params) is None
     assert not list(tmp_path.glob("*.tmp-*"))
+
+
+# ---------------------------------------------------------------------------------------------- set names
+
+
+def test_set_groups_expand_to_leaf_sets():
+    assert bench.parse_sets("a,b") == ["fra", "pra"]
+    assert bench.parse_sets("noise") == bench.parse_sets("c") == ["diffuse0", "diffuse10", "diffuse20", "sensor10"]
+    assert bench.parse_sets("e,d,diffuse10,b,pra") == ["spacing8", "spacing12", "mismatch", "count", "diffuse10", "pra"]
+    with pytest.raises(sets.BenchError, match="--sets"):
+        bench.parse_sets("f")
+
+
+# ---------------------------------------------------------------------------------------------- noise sets
+
+
+def coherence(noise: np.ndarray, nperseg: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """[2, T] -> (frequencies [F], real part of the complex coherence [F]) by Welch averaging."""
+    freq, s01 = scipy.signal.csd(noise[0], noise[1], fs=16000, nperseg=nperseg)
+    _, s00 = scipy.signal.welch(noise[0], fs=16000, nperseg=nperseg)
+    _, s11 = scipy.signal.welch(noise[1], fs=16000, nperseg=nperseg)
+    return freq, (s01 / np.sqrt(s00 * s11)).real
+
+
+@pytest.mark.parametrize("spacing", [0.1, 0.16])
+def test_diffuse_noise_coherence_is_the_sinc_of_a_spherical_field(spacing):
+    """Cook et al. (1955): a spherically isotropic field's coherence between two points d apart is
+    sin(2 pi f d / c) / (2 pi f d / c)."""
+    noise = sets.diffuse_noise(10 * 16000, sets.pair_x(spacing), np.random.default_rng(3))
+    np.testing.assert_allclose(np.mean(noise ** 2, axis=-1), 1.0)
+    freq, measured = coherence(noise)
+    band = (freq >= 100) & (freq <= 6000)
+    expected = np.sinc(2 * freq * spacing / 340.0)  # numpy's sinc(x) = sin(pi x) / (pi x)
+    error = measured[band] - expected[band]
+    assert np.sqrt(np.mean(error ** 2)) < 0.05 and np.abs(error).max() < 0.15
+    wrong = np.sinc(2 * freq * (spacing + 0.05) / 340.0)  # the test tells spacings 5 cm apart
+    assert np.sqrt(np.mean((measured[band] - wrong[band]) ** 2)) > 0.1
+    assert measured[(freq >= 100) & (freq <= 300)].min() > 0.8  # coherent at low frequencies
+
+
+def snr_of(noisy: np.ndarray, clean: np.ndarray) -> float:
+    """noisy = g (clean + n) with n independent of clean -> 10 log10(|g clean|^2 / |g n|^2), g by projection."""
+    g = float(np.sum(noisy * clean) / np.sum(clean * clean))
+    return 10 * math.log10(np.sum((g * clean) ** 2) / np.sum((noisy - g * clean) ** 2))
+
+
+@pytest.mark.parametrize("name", ["diffuse0", "diffuse10", "diffuse20", "sensor10"])
+def test_noise_sets_have_the_snr_asked(name):
+    kind, snr = sets.NOISE_SETS[name]
+    clean = np.stack([np.stack((speechlike(3.0, 2 * i), speechlike(3.0, 2 * i + 1))) for i in range(3)])
+    clean = clean.astype(np.float32)
+    noisy = sets.noisy_waves(clean, kind, snr, seed=5)
+    assert noisy.shape == clean.shape and noisy.dtype == np.float32
+    np.testing.assert_allclose(np.abs(noisy).max(axis=(1, 2)), 0.9, rtol=1e-5)  # peak-normalized like training
+    for i in range(3):
+        assert snr_of(noisy[i].astype(np.float64), clean[i].astype(np.float64)) == pytest.approx(snr, abs=0.3)
+    residual = noisy[0] - float(np.sum(noisy[0] * clean[0]) / np.sum(clean[0] ** 2)) * clean[0]
+    low = coherence(residual.astype(np.float64), nperseg=256)[1][2:10].mean()  # 125-560 Hz
+    assert low > 0.7 if kind == "diffuse" else abs(low) < 0.2  # diffuse noise is coherent low down, sensor noise not
+    np.testing.assert_array_equal(sets.noisy_waves(clean, kind, snr, seed=5), noisy)  # seeded
+
+
+# ---------------------------------------------------------------------------------------------- array sets
+
+
+def test_mismatch_scales_and_delays_mic_1():
+    rng = np.random.default_rng(0)
+    source = np.convolve(rng.standard_normal(16000), np.hanning(5), mode="same")  # band-limited
+    clean = np.stack((source, source))[None].repeat(4, axis=0)
+    draws = sets.mismatch_draws(4, seed=1)
+    assert set(np.abs(draws[:, 0])) == {2.0} and set(np.abs(draws[:, 1])) == {0.3}
+    assert set(np.sign(sets.mismatch_draws(64, seed=1)[:, 0])) == {-1.0, 1.0}
+    out = sets.mismatched_waves(clean, draws).astype(np.float64)
+    for wave, (gain_db, latency) in zip(out, draws):
+        core = slice(200, -200)  # away from the ends of the zero-padded delay
+        assert 20 * math.log10(np.std(wave[1, core]) / np.std(wave[0, core])) == pytest.approx(gain_db, abs=0.05)
+        spec = np.fft.rfft(wave[1]) * np.conj(np.fft.rfft(wave[0]))
+        freq = np.fft.rfftfreq(wave.shape[-1])
+        band = (freq > 0.005) & (freq < 0.2)
+        slope = np.polyfit(2 * np.pi * freq[band], np.unwrap(np.angle(spec[band])), 1)[0]
+        assert -slope == pytest.approx(latency, abs=0.02)  # mic 1 hears everything `latency` samples later
+
+
+def test_spacing_sets_draw_the_prior_with_their_pair():
+    assert sets.pair_config(0.1) == sets.SimulateConfig()
+    cfg = sets.pair_config(0.12)
+    assert cfg.mic_positions == [(-0.06, 0.0, 0.0), (0.06, 0.0, 0.0)] and cfg.num_sources == 2
+    assert sets.pair_config(sources=3).num_sources == 3
+    assert sets.set_mic_spacing("spacing8") == 0.08 and sets.set_mic_spacing("mismatch") == 0.1
+    listing = {"folder": "x", "kind": "folder", "files": 1, "sha256": "0" * 64}
+    params = {name: sets.set_params(name, 4, listing) for name in sets.SETS}
+    assert len({json.dumps(p, sort_keys=True) for p in params.values()}) == len(sets.SETS)  # every set its own cache
+    assert params["spacing12"]["mic_spacing"] == 0.12
+    geometry = sets.sample_scenes(cfg, 8, torch.Generator().manual_seed(0))
+    np.testing.assert_allclose((geometry.mic_pos[:, 1] - geometry.mic_pos[:, 0]).numpy(), [[0.12, 0, 0]] * 8)
+
+
+# ---------------------------------------------------------------------------------------------- count set
+
+
+def test_count_plan_has_equal_shares_and_talkers_that_come_and_go():
+    counts, activity = sets.count_plan(400, seed=2)
+    assert np.bincount(counts).tolist() == [100, 100, 100, 100]
+    for k, spans in zip(counts, activity):
+        assert np.isfinite(spans[:k]).all() and np.isnan(spans[k:]).all()
+        onset, offset = spans[:k, 0], spans[:k, 1]
+        assert (onset >= 0).all() and (offset <= 3.0).all() and (offset - onset >= 0.5).all()
+    spans = activity[counts > 0][:, 0]
+    assert spans[:, 0].max() > 1.0 and spans[:, 1].min() < 2.0  # onsets and offsets fall inside the clip
+    np.testing.assert_array_equal(sets.count_plan(400, seed=2)[1], activity)
+    np.testing.assert_array_equal(sets.count_plan(8, seed=2)[1], activity[:8])  # clip i does not depend on N
+
+
+def test_gated_speech_is_silent_outside_each_talkers_span():
+    dry = np.ones((1, 3, sets.CLIP), dtype=np.float32)
+    activity = np.array([[[0.5, 1.5], [2.0, 3.0], [np.nan, np.nan]]])
+    gated = sets.gated_speech(dry, activity)
+    t = np.arange(sets.CLIP) / sets.SR
+    ramp = sets.COUNT_RAMP_S / 2
+    for s, (on, off) in enumerate(activity[0, :2]):
+        assert (gated[0, s, (t < on - ramp) | (t > off + ramp)] == 0).all()
+        assert (gated[0, s, (t > on + ramp) & (t < off - ramp)] == 1).all()
+    assert (gated[0, 2] == 0).all()
+
+
+def test_count_waves_are_the_active_talkers_over_a_faint_floor():
+    room, centre = [8.0, 6.0, 3.0], np.array([4.0, 3.0, 1.4])
+    mics = centre + np.array([[-0.05, 0.0, 0.0], [0.05, 0.0, 0.0]])
+    sources = centre + np.array([[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [-2.0, 0.0, 0.0]])
+    rir = sets.pra_rir(room, mics, sources, rt60=None)[0]
+    dry = np.stack([np.stack([speechlike(3.0, 3 * i + s) for s in range(3)]) for i in range(2)])
+    activity = np.full((2, 3, 2), np.nan)
+    activity[1, 0] = 1.0, 2.0  # clip 0: nobody; clip 1: talker 0 from 1 to 2 s
+    waves = sets.count_waves([rir, rir], dry, np.zeros((2, 3), np.float32), activity, seed=0)
+    assert waves.shape == (2, 2, sets.CLIP)
+    t = np.arange(sets.CLIP) / sets.SR
+    inside, outside = (t > 1.1) & (t < 1.9), t < 0.9
+    level = 10 * np.log10(np.mean(waves[1][:, inside] ** 2) / np.mean(waves[1][:, outside] ** 2))
+    assert 20 < level < 40  # the floor is 30 dB below a talker speaking throughout (speech-like: about half on)
+    freq, measured = coherence(waves[0].astype(np.float64), nperseg=256)
+    assert measured[(freq > 100) & (freq < 400)].min() > 0.7  # clip 0 is the diffuse floor alone
+
+
+# ---------------------------------------------------------------------------------------------- count metrics
+
+
+def test_detection_metrics_on_hand_made_clips():
+    truth = [[], [40.0], [30.0, 120.0], [20.0, 90.0, 160.0], []]
+    pred = [[], [44.0], [118.0, 60.0], [25.0, 150.0], [90.0]]
+    m = detection_metrics(pred, truth, threshold_deg=10.0)
+    # clip 1: hit (4); clip 2: 118 -> 120 hit, 60 -> 30 miss (30 > 10); clip 3: 25 -> 20 hit, 150 -> 160 hit, 90 missed;
+    # clip 4: a detection with nobody there.
+    assert (m["tp"], m["fp"], m["fn"]) == (4, 2, 2)
+    assert m["f1"] == pytest.approx(8 / 12) and m["precision"] == pytest.approx(4 / 6) and m["recall"] == pytest.approx(4 / 6)
+    assert m["count_accuracy"] == pytest.approx(3 / 5)
+    assert m["confusion"] == [[1, 1, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 1, 0]]
+    assert m["matched_pairs"] == 5 and m["matched_mae_deg"] == pytest.approx((4 + 2 + 30 + 5 + 10) / 5)
+    nobody = detection_metrics([[], []], [[], []])
+    assert nobody["count_accuracy"] == 1.0 and math.isnan(nobody["f1"]) and nobody["confusion"][0][0] == 2
+    assert match_angles([100.0, 10.0], [12.0, 95.0]) == [(0, 1), (1, 0)]  # the assignment, not the nearest first
+    assert match_angles([50.0, 52.0], [51.0]) in ([(0, 0)], [(1, 0)])
+    assert count_confusion([3, 1], [5, 0]).tolist() == [[0] * 4, [1, 0, 0, 0], [0] * 4, [0, 0, 0, 1]]
+    with pytest.raises(ValueError, match="clips"):
+        detection_metrics([[]], [[], []])
+
+
+def test_count_scores_break_down_by_true_count():
+    truth = [[], [40.0], [30.0, 120.0], [20.0, 90.0, 160.0]]
+    found = [{"angles_deg": a, "count": len(a)} for a in ([], [41.0], [29.0, 60.0], [21.0, 89.0, 161.0])]
+    scores = methods.detection_scores(found, truth)
+    assert set(scores["by_count"]) == {"0", "1", "2", "3"}
+    assert scores["by_count"]["3"]["f1"] == 1.0 and scores["by_count"]["2"]["f1"] == pytest.approx(0.5)
+    assert math.isnan(scores["by_count"]["0"]["f1"]) and scores["by_count"]["0"]["count_accuracy"] == 1.0
+    assert methods.count_truth(np.array([[10.0, np.nan, 5.0], [np.nan] * 3])) == [[5.0, 10.0], []]
+    assert methods.two_slots(found).tolist() == [[90.0, 90.0], [41.0, 41.0], [29.0, 60.0], [21.0, 89.0]]
 
 
 # ---------------------------------------------------------------------------------------------- the whole benchmark
@@ -242,7 +422,7 @@ def test_benchmark_end_to_end_on_a_tiny_case(tiny_case, tmp_path, capsys):
     assert all(set(s["talkers"]) == {"m", "v"} for s in fra_meta["scenes"])
     assert fra_meta["scenes"][0]["sources"] != pra_meta["scenes"][0]["sources"]
     waves = np.load(cache / "fra" / "waves.npy", allow_pickle=False)
-    assert waves.shape == (4, 2, bench.CLIP) and waves.dtype == np.float32
+    assert waves.shape == (4, 2, sets.CLIP) and waves.dtype == np.float32
 
     # A second run reuses the cache: the .npy files are not rewritten, and the numbers are the same.
     stamps = {p: p.stat().st_mtime_ns for p in cache.glob("*/*.npy")}
