@@ -186,6 +186,9 @@ class SSLModel(nn.Module):
                 track = x.new_zeros(x.shape[0], 0, config.num_classes)
         return SSLOutput(self.head(slots), exist, track)
 
-    def forward(self, wave: torch.Tensor, mic_spacing: torch.Tensor | float | None = None) -> torch.Tensor:
-        """wave [B, 2, T] (, mic_spacing [B] or float) -> direction logits [B, num_slots, num_classes]."""
-        return self.outputs(wave, mic_spacing).logits
+    def forward(self, wave: torch.Tensor, mic_spacing: torch.Tensor | float | None = None,
+                heads: bool = False) -> torch.Tensor | SSLOutput:
+        """wave [B, 2, T] (, mic_spacing [B] or float) -> direction logits [B, num_slots, num_classes]; with
+        heads=True every head (SSLOutput), through forward so that a DDP wrapper synchronizes all of them."""
+        out = self.outputs(wave, mic_spacing)
+        return out if heads else out.logits

@@ -26,7 +26,6 @@ def need_finite(section, prefix: str) -> None:
              f"must be finite, got {value}")
 
 
-
 @dataclass
 class DataConfig:
     shards: str = "shards"  # root (local folder or URL) holding {train_split}/ and {eval_split}/ shard folders
@@ -41,7 +40,6 @@ class DataConfig:
     rir_reservoir: int = 256  # RIR scenes kept on the training device, per rank
     rir_refresh: int = 8  # scenes replaced in the reservoir every step
     max_rir_len: int = 12000  # samples; longer RIRs are cropped (ceil(sr * 0.7 s) = 11200 for the seed)
-    mic_spacing: float = 0.1  # metres from mic 0 to mic 1 of the array the model is for; shards must match
     verify_sha256: bool = True  # check each shard against its sidecar's sha256 where the sidecar is reachable
     max_fail_share: float = 0.2  # stop when more than this share of opened shards failed
     min_shards_for_share: int = 5  # ... once at least this many shards were opened
@@ -57,7 +55,6 @@ class DataConfig:
               f"must be in [0, data.rir_reservoir={self.rir_reservoir}], got {self.rir_refresh}")
         need(16 <= self.max_rir_len <= MAX_SAMPLES, "data.max_rir_len",
              f"must be in [16, {MAX_SAMPLES}] samples, got {self.max_rir_len}")
-        need(self.mic_spacing > 0, "data.mic_spacing", f"must be > 0 m, got {self.mic_spacing}")
         need(0.0 <= self.max_fail_share <= 1.0, "data.max_fail_share",
               f"must be in [0, 1], got {self.max_fail_share}")
         need(self.min_shards_for_share >= 1, "data.min_shards_for_share",
@@ -215,6 +212,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         need(self.sr >= 1000, "sr", f"must be >= 1000 Hz, got {self.sr}")
+        need(self.model.sr == self.sr, "model.sr", f"must equal sr ({self.sr} Hz), got {self.model.sr}")
 
 
 def load_train_config(path: str | Path | None = None, overrides=()) -> TrainConfig:

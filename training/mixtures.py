@@ -116,6 +116,7 @@ def make_mixtures(speech: torch.Tensor, rir: torch.Tensor, talker_angles: torch.
         kind = torch.multinomial(shares / shares.sum(), B, replacement=True, generator=g)
         use = (torch.rand(B, generator=g, device=g.device) < mix.diffuse_prob).to(device)
         snr = uniform(*mix.diffuse_snr_db, (B,), g).to(device)
+        kind = torch.where(use.to(kind.device), kind, torch.full_like(kind, -1))  # -1: no diffuse noise, none made
         noise = diffuse_noise(kind, speech, spacing.to(device), sr, sound_speed, g)
         wave = add_at_snr(wave, noise, snr, use, reference)
     if mix.mic_gain_db > 0:

@@ -68,13 +68,22 @@ def babble(speech: torch.Tensor, talkers: int = 6) -> torch.Tensor:
 def diffuse_noise(kind: torch.Tensor, speech: torch.Tensor, spacing: torch.Tensor, sr: int, sound_speed: float,
                   generator: torch.Generator) -> torch.Tensor:
     """kind long [B] (index into NOISE_KINDS), speech [B, S, T] (the batch's dry speech: spectrum and babble
-    material), spacing [B] -> diffuse noise [B, 2, T] with unit mean power per mixture."""
+    material), spacing [B] -> diffuse noise [B, 2, T] with unit mean power per mixture. Each kind is made only for
+    the mixtures that drew it."""
     B, _, T = speech.shape
     device = speech.device
-    pink = shaped_noise(pink_magnitude(B, T, sr, device), T, generator)
-    shaped = shaped_noise(speech_magnitude(speech, T), T, generator)
-    talk = babble(speech)
-    base = torch.stack((pink, shaped, talk), dim=1)  # [B, kinds, 2, T]
-    base = base[torch.arange(B, device=device), kind.to(device)]
+    kind = kind.to(device)
+    base = torch.zeros(B, 2, T, device=device)
+    for index, name in enumerate(NOISE_KINDS):
+        rows = (kind == index).nonzero()[:, 0]
+        if rows.numel() == 0:
+            continue
+        if name == "pink":
+            made = shaped_noise(pink_magnitude(rows.numel(), T, sr, device), T, generator)
+        elif name == "speech":
+            made = shaped_noise(speech_magnitude(speech, T)[: rows.numel()], T, generator)
+        else:
+            made = babble(speech)[rows]
+        base[rows] = made.to(device)
     noise = impose_coherence(base, spacing, sr, sound_speed)
     return noise / noise.pow(2).mean(dim=(1, 2), keepdim=True).sqrt().clamp_min(1e-12)

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The recipe of the real-recordings localizer, from nothing to a run folder: real speech
+# (examples/prepare_speech.sh), 16,000 training rooms in four FRA-RIR variants with three sources each and a mic
+# spacing drawn per room from 6 to 16 cm, 400 held-out eval rooms, then configs/real.yaml (0-3 talkers that come
+# and go, diffuse and sensor noise, gain and latency mismatch). Every step resumes: rerun the same command after
+# an interruption (shards that verify are kept, training continues from its last saved state).
+#
+#   bash examples/train_real.sh [RUN_DIR]      # RUN_DIR defaults to runs/real
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUN=${1:-runs/real}
+PYTHON=${PYTHON:-.venv/bin/python}
+OUT=shards/real
+ROOMS="num_sources=3 mic_spacing_range=[0.06,0.16] min_source_separation_deg=6"
+
+bash examples/prepare_speech.sh
+"$PYTHON" -m simulate --out "$OUT/fra" --splits train=4000,eval=400 $ROOMS --no-progress
+"$PYTHON" -m simulate --out "$OUT/cal" --splits train=4000 decay=calibrated seed=1 $ROOMS --no-progress
+"$PYTHON" -m simulate --out "$OUT/fra_u" --splits train=4000 uniform_directions=true seed=2 $ROOMS --no-progress
+"$PYTHON" -m simulate --out "$OUT/cal_u" --splits train=4000 decay=calibrated uniform_directions=true seed=3 $ROOMS --no-progress
+
+resume=()
+[ -d "$RUN/states" ] && resume=(--resume)
+"$PYTHON" training/train.py --config configs/real.yaml --run-dir "$RUN" "${resume[@]}"
+echo "weights: $RUN/model.safetensors (score them: python benchmarks/bench_accuracy.py --run $RUN)"
