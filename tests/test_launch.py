@@ -11,6 +11,7 @@ from configs import ConfigError
 from training.config import load_train_config
 from training.launch import all_gpus_command, resolve_mixed_precision, trackers
 
+from hang_guard import HANG_S
 from run_helpers import ROOT, TINY, TRAIN, records, small_shards, subprocess_env
 
 STEPS2 = ["--steps", "2", "data.num_workers=1", "data.rir_reservoir=8", "data.rir_refresh=2", "speech.reservoir=16",
@@ -61,7 +62,7 @@ def test_resume_without_a_saved_state_refuses_and_creates_nothing(tmp_path, shar
             (run / "config.yaml").write_text(Path(TINY).read_text())  # a run folder, but no saved state
         before = sorted(tmp_path.rglob("*"))
         proc = subprocess.run([sys.executable, TRAIN, "--run-dir", str(run), "--shards", str(shards), "--resume"],
-                              env=subprocess_env(), capture_output=True, text=True, timeout=120)
+                              env=subprocess_env(), capture_output=True, text=True, timeout=HANG_S)
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: --resume: "), proc.stderr
         assert "nothing to resume" in lines[0]
@@ -69,20 +70,26 @@ def test_resume_without_a_saved_state_refuses_and_creates_nothing(tmp_path, shar
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("form", ["plain", "config_file"])
-def test_both_launch_forms_run_on_the_cpu(form, shards, tmp_path):
+@pytest.mark.parametrize("form", ["plain", "config_file", "module"])
+def test_every_launch_form_runs_on_the_cpu_and_says_where_the_run_is(form, shards, tmp_path):
     run = tmp_path / "run"
-    launch = [sys.executable, "-m", "accelerate.commands.launch"]
-    if form == "config_file":
-        launch += ["--config_file", str(ROOT / "accelerate_config.yaml")]
+    launch = {"plain": [sys.executable, "-m", "accelerate.commands.launch", TRAIN],
+              "config_file": [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+                              str(ROOT / "accelerate_config.yaml"), TRAIN],
+              "module": [sys.executable, "-m", "training.train"]}[form]
     # An empty HF_HOME: no default accelerate config of this machine's user leaks in.
     env = {**subprocess_env(), "HF_HOME": str(tmp_path / "hf")}
-    proc = subprocess.run([*launch, TRAIN, "--config", TINY, "--shards", str(shards), "--run-dir", str(run), *STEPS2],
-                          env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    proc = subprocess.run([*launch, "--config", TINY, "--shards", str(shards), "--run-dir", str(run), *STEPS2],
+                          env=env, capture_output=True, text=True, timeout=HANG_S, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == (f"trained 2 steps: weights {run / 'model.safetensors'}, run {run} "
+                                                   f"(config.yaml, metrics.jsonl, tb/, states/)")
     start, end = records(run)[0], records(run)[-1]
-    assert start["world_size"] == 1 and start["mixed_precision_from"] == "accelerate launch"
-    # The shipped file asks for bf16 and gets it; the plain form gets accelerate's default, fp32.
-    assert start["mixed_precision"] == ("bf16" if form == "config_file" else "no")
+    assert start["world_size"] == 1
+    # The shipped file asks for bf16 and gets it; the plain form gets accelerate's default, fp32; without
+    # accelerate launch, run.mixed_precision=auto decides (fp32 on the CPU).
+    assert (start["mixed_precision"], start["mixed_precision_from"]) == {
+        "plain": ("no", "accelerate launch"), "config_file": ("bf16", "accelerate launch"),
+        "module": ("no", "run.mixed_precision=auto")}[form]
     assert end == {"event": "end", "step": 2, "skipped_steps": 0}
     assert list((run / "tb").rglob("events.out.tfevents.*"))

@@ -12,6 +12,7 @@ import soundfile as sf
 from safetensors.numpy import load_file
 
 
+from hang_guard import HANG_S
 from run_helpers import ROOT, TINY, TRAIN, records, small_shards, subprocess_env as env
 SMALL = ["data.num_workers=1", "data.rir_reservoir=8", "data.rir_refresh=4", "speech.reservoir=16",
          "speech.refresh=4", "run.batch_size=4", "eval.num_samples=8", "eval.batch_size=8", "run.progress=false",
@@ -34,9 +35,9 @@ def damaged_copy(clean: Path, dest: Path) -> tuple[str, str]:
     return truncated.name, flipped.name
 
 
-def run_train(shards, run, *extra, timeout=200):
+def run_train(shards, run, *extra):
     return subprocess.run([sys.executable, TRAIN, "--config", TINY, "--shards", str(shards), "--run-dir", str(run),
-                           *SMALL, *extra], env=env(), capture_output=True, text=True, timeout=timeout)
+                           *SMALL, *extra], env=env(), capture_output=True, text=True, timeout=HANG_S)
 
 
 @pytest.mark.slow

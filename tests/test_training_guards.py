@@ -1,0 +1,143 @@
+"""Training refuses what cannot work before any work (issue 20): config values that are not finite or too big,
+a data path that cannot fit in memory, streams whose samples mostly fail, and shards of another setup."""
+import io
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from configs import ConfigError
+from run_helpers import TINY, small_shards
+from shards.files import iter_samples, tar_bytes
+from simulate import generate_dataset
+from training.batches import TrainData
+from training.budget import check_memory, data_path_bytes
+from training.config import load_train_config
+from training.sources import DataError
+from training.streams import Stream
+
+FEW = ["data.num_workers=0", "data.rir_reservoir=12", "data.rir_refresh=2", "speech.reservoir=8", "speech.refresh=2",
+       "run.batch_size=2", "data.min_shards_for_share=2", "data.verify_sha256=false"]
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    return small_shards(tmp_path_factory, "guards", 16, 4, 2, 0.2)
+
+
+@pytest.mark.parametrize("override, key", [
+    ("run.batch_size=100000000", "run.batch_size"),
+    ("data.max_rir_len=1000000000", "data.max_rir_len"),
+    ("optim.lr=.inf", "optim.lr"),
+    ("optim.lr=.nan", "optim.lr"),
+    ("optim.betas=[0.9, .nan]", "optim.betas"),
+    ("optim.grad_clip=.inf", "optim.grad_clip"),
+    ("data.max_fail_share=.nan", "data.max_fail_share"),
+    ("run.max_skip_share=.nan", "run.max_skip_share"),
+    ("eval.num_samples=100000000", "eval.num_samples"),
+])
+def test_values_that_cannot_work_are_refused_in_one_line(override, key):
+    with pytest.raises(ConfigError) as err:
+        load_train_config(TINY, [override])
+    assert str(err.value).startswith(f"command line: {key}: ") and "\n" not in str(err.value)
+
+
+def test_the_memory_estimate_grows_with_the_batch_and_refuses_what_cannot_fit():
+    cfg = load_train_config(TINY)
+    small, big = data_path_bytes(cfg), data_path_bytes(load_train_config(TINY, ["run.batch_size=32"]))
+    assert big["batch mixing"] == 2 * small["batch mixing"]  # tiny.yaml has 16 mixtures a step
+    assert big["reservoirs"] == small["reservoirs"]
+    gib = 2 ** 30
+    check_memory(cfg, host=16 * gib, device=None)  # the CPU demo fits in 16 GiB
+    with pytest.raises(ConfigError, match=r"^run.batch_size=16, .* more than host RAM's 0.0 GiB"):
+        check_memory(cfg, host=small["reservoirs"], device=None)
+    with pytest.raises(ConfigError, match="more than the GPU's"):
+        check_memory(cfg, host=16 * gib, device=small["reservoirs"])
+    with pytest.raises(ConfigError, match="^eval.num_samples=64: "):
+        check_memory(cfg, host=small["eval set"] - 1, device=16 * gib)
+
+
+class Items:
+    """A stand-in loader: iterating it yields the given stream items once."""
+
+    def __init__(self, items):
+        self.items = items
+
+    def __iter__(self):
+        return iter(self.items)
+
+
+def test_a_stream_whose_samples_fail_stops_even_when_every_shard_opens():
+    # Every shard opens and is read to its end, but all its samples but one are damaged.
+    items = []
+    for k in range(6):
+        url = f"train-{k:06d}.tar"
+        items += [{"__bad_sample__": f"{url}:s{j}", "__error__": "ValueError: rir is not finite"} for j in range(3)]
+        items.append({"__shard_ok__": url, "__samples__": 0})
+    items.insert(1, {"__key__": "good", "rir": torch.zeros(2, 2, 4)})
+    stream = Stream(Items(items), "train", max_fail_share=0.2, min_shards=2)
+    with pytest.warns(RuntimeWarning):
+        assert stream.next()["__key__"] == "good"
+        with pytest.raises(DataError, match=r"train samples failed .* > data.max_fail_share=0.2"):
+            while True:
+                stream.next()
+    assert stream.counters()["train_bad_shards"] == 0  # the shard budget alone would have let it run
+
+
+def test_a_stream_with_a_few_bad_samples_goes_on():
+    items = []
+    for k in range(6):
+        url = f"train-{k:06d}.tar"
+        items += [{"__bad_sample__": f"{url}:9", "__error__": "bad"}] + [{"__key__": f"{url}:{j}"} for j in range(9)]
+        items.append({"__shard_ok__": url, "__samples__": 9})
+    stream = Stream(Items(items), "train", max_fail_share=0.2, min_shards=2)
+    with pytest.warns(RuntimeWarning):
+        assert len([stream.next() for _ in range(54)]) == 54
+    assert stream.counters()["train_bad_samples"] == 6
+
+
+def nan_copy(shard: Path, keep: int) -> None:
+    """Rewrite a shard in place with a NaN in every RIR but the first `keep` ones (no sidecar update)."""
+    members = []
+    for index, (key, parts) in enumerate(iter_samples(shard.read_bytes(), str(shard))):
+        for ext, data in parts.items():
+            if ext == "rir.npy" and index >= keep:
+                rir = np.load(io.BytesIO(data), allow_pickle=False).copy()
+                rir[0, 0, 0] = np.nan
+                buffer = io.BytesIO()
+                np.save(buffer, rir, allow_pickle=False)
+                data = buffer.getvalue()
+            members.append((f"{key}.{ext}", data))
+    shard.write_bytes(tar_bytes(members))
+
+
+def test_every_sample_but_one_nan_stops_training_with_a_clear_error(shards, tmp_path):
+    root = tmp_path / "nan"
+    shutil.copytree(shards, root)
+    for index, shard in enumerate(sorted((root / "train").glob("train-*.tar"))):
+        nan_copy(shard, keep=1 if index == 0 else 0)
+    data = TrainData(load_train_config(TINY, [f"data.shards={root}", *FEW]), 0, 1, torch.device("cpu"))
+    with pytest.warns(RuntimeWarning, match="skipped damaged train sample"), \
+            pytest.raises(DataError, match="train samples failed"):
+        data.fill()
+    data.close()
+
+
+def test_a_later_shard_of_another_sample_rate_is_named_and_skipped(shards, tmp_path):
+    root, other = tmp_path / "mixed", tmp_path / "other"
+    shutil.copytree(shards, root)
+    generate_dataset(other, splits={"train": 2, "eval": 2}, overrides=("shard_size=2", "rt60_range=[0.1,0.2]", "sr=8000"))
+    odd = root / "train" / "train-000099.tar"  # sorts last: the first shard, checked before any model, is fine
+    shutil.copy(other / "train" / "train-000000.tar", odd)
+    cfg = load_train_config(TINY, [f"data.shards={root}", *FEW, "data.max_fail_share=0.5"])
+    data = TrainData(cfg, 0, 1, torch.device("cpu"))
+    with pytest.warns(RuntimeWarning) as caught:
+        data.fill()
+        for step in range(20):
+            data.refresh(step)
+    named = [str(w.message) for w in caught if odd.name in str(w.message)]
+    assert named and "8000 Hz" in named[0] and "skipped damaged train shard" in named[0]
+    assert data.counters()["train_bad_shards"] == 1
+    data.close()
