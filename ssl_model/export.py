@@ -4,24 +4,49 @@ The metadata (string to string, as safetensors stores it) holds `localizer`: a J
 config, the sample rate, the clip length the model was trained on, the input normalization, the target
 (`lateral` or `azimuth`) and the mic spacing. So `localize` and `evaluate` need nothing but this file,
 and loading it never executes code (safetensors holds tensors and strings only).
+
+For use outside this repository the localizer's network (Posteriors: normalization, model, softmax) is
+exported as a graph, with the spec beside it:
+
+    python -m ssl_model.export [--model FILE.safetensors] --out DIR [--onnx] [-q | -v]
+
+writes DIR/localizer.pt2 (torch.export.save; torch.export.load(path).module() runs it, the spec is its extra
+file localizer.json), DIR/localizer.json, and with --onnx DIR/localizer.onnx (needs the onnx and onnxscript
+packages, which this project does not install). Input: windows [batch, 2, clip_samples] at spec.sr, any batch;
+output: posteriors [batch, slots, classes]. Cutting a recording into windows and decoding the posteriors into
+angles is ssl_model.localizer's job (window_starts, targets.decode_posteriors). One JSON line on stdout names
+the files and the largest difference between the exported graph and the eager model on a test input.
 """
 from __future__ import annotations
 
+import argparse
+import importlib.util
 import json
+import logging
 import os
+import sys
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model, save_model
+from torch import nn
 
 from configs import ConfigError, build_config, config_to_dict
+from ssl_model.cli_log import add_verbosity, setup_logging
 from ssl_model.config import ModelConfig
+from ssl_model.features import normalize_wave
 from ssl_model.model import SSLModel
 
 SPEC_KEY = "localizer"
+PRETRAINED = Path(__file__).resolve().parent / "pretrained" / "model.safetensors"
+PROGRAM, ONNX, SPEC_FILE = "localizer.pt2", "localizer.onnx", "localizer.json"
+MAX_BATCH = 4096  # the exported batch dimension's upper bound
+# torch's own notes when it writes and reads a CPU archive (weights stored once, read as read-only views)
+TORCH_ARCHIVE_NOTES = "No complete tensor found|The given buffer is not writable"
+log = logging.getLogger("ssl_model.export")
 
 
 class CheckpointError(ValueError):
@@ -94,12 +119,90 @@ def load_localizer(path: str | Path, device: str | torch.device = "cpu") -> tupl
     return model.to(device).eval(), spec
 
 
-def describe(path: str | Path) -> dict[str, Any]:
-    """The metadata of a weights file, JSON values decoded where they are JSON."""
-    out: dict[str, Any] = {}
-    for key, value in read_metadata(path).items():
-        try:
-            out[key] = json.loads(value)
-        except ValueError:
-            out[key] = value
-    return out
+class Posteriors(nn.Module):
+    """The localizer's network: windows [B, 2, clip_samples] at the model's rate -> posteriors [B, slots, classes]
+    (each window normalized as the training mixtures were, the model, a softmax per slot)."""
+
+    def __init__(self, model: nn.Module, normalize: str):
+        super().__init__()
+        self.model = model
+        self.normalize = normalize
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        return self.model(normalize_wave(windows, self.normalize)).float().softmax(dim=-1)
+
+
+def example_windows(spec: LocalizerSpec, batch: int = 2, seed: int = 0) -> torch.Tensor:
+    """A seeded test input: noise windows [batch, 2, clip_samples] (batch 2: export keeps a batch of 1 static)."""
+    return torch.randn(batch, 2, spec.clip_samples, generator=torch.Generator().manual_seed(seed))
+
+
+def export_program(model: nn.Module, spec: LocalizerSpec) -> torch.export.ExportedProgram:
+    """Model + spec -> torch.export program of Posteriors on the CPU, batch dimension dynamic (1..MAX_BATCH)."""
+    network = Posteriors(model.cpu().eval(), spec.normalize).eval()
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    with torch.no_grad():
+        return torch.export.export(network, (example_windows(spec),), dynamic_shapes={"windows": {0: batch}})
+
+
+def onnx_available() -> bool:
+    return all(importlib.util.find_spec(name) is not None for name in ("onnx", "onnxscript"))
+
+
+def write_exports(weights: str | Path, out: str | Path, onnx: bool = False) -> dict[str, str | float]:
+    """weights file -> DIR/localizer.pt2, DIR/localizer.json (and DIR/localizer.onnx) -> {name: path,
+    'max_abs_diff': largest |exported - eager| posterior on example_windows(spec, seed=1)}."""
+    model, spec = load_localizer(weights, "cpu")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    program = export_program(model, spec)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=TORCH_ARCHIVE_NOTES)
+        torch.export.save(program, out / PROGRAM, extra_files={SPEC_FILE: spec.to_json()})
+    (out / SPEC_FILE).write_text(spec.to_json() + "\n")
+    written: dict[str, str | float] = {"pt2": str(out / PROGRAM), "spec": str(out / SPEC_FILE)}
+    if onnx:
+        torch.onnx.export(program, (example_windows(spec),), str(out / ONNX), dynamo=True)
+        written["onnx"] = str(out / ONNX)
+    check = example_windows(spec, batch=3, seed=1)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=TORCH_ARCHIVE_NOTES)
+        eager = Posteriors(model, spec.normalize)(check)
+        exported = torch.export.load(out / PROGRAM).module()(check)
+    written["max_abs_diff"] = float((exported - eager).abs().max())
+    return written
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m ssl_model.export", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default=str(PRETRAINED), help="weights file (default: the shipped pretrained model)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--onnx", action="store_true", help="also write localizer.onnx (needs onnx and onnxscript)")
+    add_verbosity(p)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging(args)
+    if args.onnx and not onnx_available():
+        log.error("--onnx: the onnx and onnxscript packages are not installed (pip install onnx onnxscript)")
+        return 2
+    if not Path(args.model).is_file():
+        log.error("%s: no such weights file", args.model)
+        return 2
+    try:
+        written = write_exports(args.model, args.out, args.onnx)
+    except CheckpointError as err:
+        log.error("%s", err)
+        return 2
+    except OSError as err:  # --out is a file, read-only, full
+        log.error("%s: %s", args.out, err.strerror or err)
+        return 2
+    log.info("exported %s to %s", args.model, args.out)
+    print(json.dumps(written), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

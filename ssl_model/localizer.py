@@ -23,8 +23,7 @@ import numpy as np
 import torch
 
 from shards.audio import SILENT_DBFS, decode_audio, is_near_silent, resample
-from ssl_model.export import CheckpointError, LocalizerSpec, load_localizer
-from ssl_model.features import normalize_wave
+from ssl_model.export import CheckpointError, LocalizerSpec, Posteriors, load_localizer
 from ssl_model.targets import decode_posteriors
 
 MIN_SECONDS = 1.0
@@ -201,6 +200,7 @@ class Localizer:
         self.device = torch_device(device)
         self.model = model.to(self.device).eval()
         self.spec = spec
+        self.network = Posteriors(self.model, spec.normalize)  # what ssl_model.export writes as a graph
         self.source = source  # the weights file, when loaded from one
 
     @classmethod
@@ -287,11 +287,8 @@ class Localizer:
     @torch.no_grad()
     def _posteriors(self, windows: torch.Tensor) -> torch.Tensor:
         """windows [W, 2, clip_samples] at the model's rate -> posteriors [W, slots, classes] (softmax per slot)."""
-        out = []
-        for i in range(0, windows.shape[0], WINDOWS_PER_CALL):
-            batch = normalize_wave(windows[i:i + WINDOWS_PER_CALL], self.spec.normalize)
-            out.append(self.model(batch).float().softmax(dim=-1))
-        return torch.cat(out)
+        return torch.cat([self.network(windows[i:i + WINDOWS_PER_CALL])
+                          for i in range(0, windows.shape[0], WINDOWS_PER_CALL)])
 
     def _decode(self, posteriors: torch.Tensor, recording: _Recording) -> LocalizationResult:
         """posteriors [W, slots, classes] of one recording's windows -> its LocalizationResult."""
