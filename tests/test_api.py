@@ -179,18 +179,23 @@ def test_the_onnx_graph_matches_the_eager_network(tiny, tmp_path):
     assert np.allclose(onnx_out, eager, atol=1e-4)
 
 
-def readme_python_block(section: str = "## Use from Python") -> str:
-    text = (ROOT / "README.md").read_text()
-    body = text.split(section, 1)[1].split("\n## ", 1)[0]
+def python_block(markdown: Path, section: str) -> str:
+    """The one ```python block of a markdown file's `section` (up to the next `## ` heading)."""
+    body = markdown.read_text().split(section, 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```python\n(.*?)```", body, flags=re.S)
-    assert len(blocks) == 1, f"README.md, {section}: expected one python block, found {len(blocks)}"
+    assert len(blocks) == 1, f"{markdown}, {section}: expected one python block, found {len(blocks)}"
     return blocks[0]
 
 
+def run_example(markdown: Path, section: str, folder: Path, monkeypatch) -> None:
+    """Run that block in `folder` holding recording.wav (a talker at 120 degrees, 2.5 s at 44.1 kHz)."""
+    stereo_file(folder / "recording.wav", 120.0, sr=44100, seconds=2.5)
+    monkeypatch.chdir(folder)
+    exec(compile(python_block(markdown, section), f"{markdown.name} ({section})", "exec"), {"__name__": "example"})
+
+
 def test_the_readme_example_runs(tmp_path, monkeypatch, capsys):
-    stereo_file(tmp_path / "recording.wav", 120.0, sr=44100, seconds=2.5)
-    monkeypatch.chdir(tmp_path)
-    exec(compile(readme_python_block(), "README.md (Use from Python)", "exec"), {"__name__": "readme"})
+    run_example(ROOT / "README.md", "## Use from Python", tmp_path, monkeypatch)
     out = capsys.readouterr().out
     assert "Localizer(" in out and "(2, 36)" in out and "missing.wav: no such file" in out
     assert out.count(" s: [") == 3  # 2.5 s in 1.5 s windows starting at 0, 0.75 and 1.0 s

@@ -12,6 +12,7 @@ from training.mixing import convolve_sources
 from training.speech import synthetic_speech
 
 from run_helpers import ROOT
+from test_api import run_example
 
 MAX_BYTES = 20 * 2**20
 SCENES = 24
@@ -45,3 +46,32 @@ def test_two_talkers_in_unseen_rooms_beat_gcc_phat():
     gcc_mae = (gcc_phat(waves, cfg.sr, sound_speed=cfg.sound_speed) - truth).abs().mean()
     assert model_mae < 0.5 * gcc_mae, (model_mae, gcc_mae)
     assert model_mae < 4.0, model_mae
+
+
+def model_card() -> tuple[dict, str]:
+    """ssl_model/pretrained/README.md -> (its YAML front matter, its body)."""
+    text = PRETRAINED.with_name("README.md").read_text()
+    assert text.startswith("---\n"), "the model card opens with YAML front matter (Hugging Face convention)"
+    front, body = text[4:].split("\n---\n", 1)
+    return yaml.safe_load(front), body
+
+
+def test_the_model_card_metadata_matches_the_readme_results():
+    meta, body = model_card()
+    assert meta["license"] == "gpl-2.0" and "GPL" in body and "Apache-2.0" in body
+    assert {"sound-source-localization", "direction-of-arrival"} <= set(meta["tags"])
+    assert {"mae", "accuracy"} <= set(meta["metrics"]) and meta["datasets"]
+    for heading in ("## Intended uses", "## Out-of-scope uses", "## Licence", "## Citation", "## Use it"):
+        assert heading in body, heading
+    # model-index: (a) then (b), each [slot 1, slot 2, ACC@5]; README's Results row of the shipped model has them
+    # in the same order, in bold.
+    card = [m["value"] for result in meta["model-index"][0]["results"] for m in result["metrics"]]
+    row = next(line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| shipped model |"))
+    readme = [float(cell.strip(" *%")) for cell in row.split("|")[2:-1]]
+    assert card == readme, (card, readme)
+
+
+def test_the_model_card_snippet_runs(tmp_path, monkeypatch, capsys):
+    run_example(PRETRAINED.with_name("README.md"), "## Use it", tmp_path, monkeypatch)
+    angles = capsys.readouterr().out.split("]")[0].strip(" [").split()
+    assert len(angles) == 2 and all(abs(float(a) - 120.0) < 10 for a in angles), angles
