@@ -57,8 +57,9 @@ def tiny_run(tmp_path_factory):
 
 def test_evaluate_writes_metrics_and_plots(tiny_run, capsys):
     run, shards = tiny_run
-    assert main(["--run", str(run), "--no-progress"]) == 0
-    printed = capsys.readouterr().out
+    assert main(["--run", str(run), "-q"]) == 0
+    printed, notes = capsys.readouterr()
+    assert notes == ""  # -q: no progress bars, no notes; the data stays on stdout
     assert "lateral" in printed and "azimuth" in printed and "metrics.json" in printed
     report = json.loads((run / "eval" / "metrics.json").read_text())
     assert report["model_target"] == "lateral"

@@ -187,3 +187,21 @@ def test_model_file_and_the_shipped_default(run_dir, tmp_path, capsys):
     assert len(shipped["angles_deg"]) == 2 and shipped["target"] == "lateral"
     assert main([str(path), "--model", str(tmp_path / "nope.safetensors")]) == 2
     assert "no such weights file" in capsys.readouterr().err
+
+
+def test_verbosity_flags_change_stderr_only(run_dir, tmp_path, capsys):
+    path = tmp_path / "ok.wav"
+    sf.write(path, stereo(1.5, 16000), 16000)
+    outputs = {}
+    for flag in ("-q", None, "-v"):
+        assert main([str(path), "--run", str(run_dir), *([flag] if flag else [])]) == 0
+        outputs[flag] = capsys.readouterr()
+    assert outputs["-q"].out == outputs[None].out == outputs["-v"].out and json.loads(outputs["-v"].out)
+    assert outputs["-q"].err == outputs[None].err == ""
+    notes = outputs["-v"].err.splitlines()
+    assert any(line.startswith("Localizer(") and "lateral" in line for line in notes)
+    assert "1 file(s) localized, 0 failed" in notes
+    # -q keeps the one-line errors
+    assert main([str(bad_file("mono", tmp_path)), "--run", str(run_dir), "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "mono audio" in err[0]
