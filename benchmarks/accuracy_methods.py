@@ -176,11 +176,12 @@ def model_detections(localizer: Localizer, waves: np.ndarray, sr: int, mic_spaci
 
 
 def two_slots(detections: list[dict[str, Any]]) -> np.ndarray:
-    """per mixture detections -> two sorted angles [N, 2] for the two-slot metrics: two detections as they are, one
-    repeated, none as 90 degrees twice, more than two: the first two in ascending order."""
+    """per mixture detections -> two sorted angles [N, 2] for the two-slot metrics: the two strongest candidates
+    when a method ranks them ('ranked', strongest first), else its detections; two as they are, one repeated, none
+    as 90 degrees twice, more than two: the first two in ascending order."""
     rows = []
     for d in detections:
-        angles = sorted(d["angles_deg"]) or [90.0]
+        angles = (d["ranked"][:2] if d.get("ranked") else sorted(d["angles_deg"])) or [90.0]
         rows.append((angles * 2)[:2] if len(angles) == 1 else angles[:2])
     return np.sort(np.array(rows, dtype=np.float64), axis=1)
 

@@ -25,7 +25,8 @@ from ssl_model.metrics import count_confusion, detection_metrics, match_angles  
 from training.checkpoint import export_weights  # noqa: E402
 from training.config import load_train_config  # noqa: E402
 
-METHOD_KINDS = {"model", "gcc_phat", "pra_SRP", "pra_MUSIC", "pra_NormMUSIC", "chance"}
+METHOD_KINDS = {"model", "gcc_phat", "pra_SRP", "pra_MUSIC", "pra_NormMUSIC", "duet", "chance"}
+COUNT_KINDS = {"model", "gcc_phat_count", "duet", "pra_SRP", "pra_NormMUSIC"}
 
 
 def delayed(signal: np.ndarray, samples: float) -> np.ndarray:
@@ -386,7 +387,7 @@ def test_benchmark_end_to_end_on_a_tiny_case(tiny_case, tmp_path, capsys):
     speech, model = tiny_case
     cache, out = tmp_path / "cache", tmp_path / "out.json"
     argv = ["--speech", str(speech), "--mixtures", "4", "--cache", str(cache), "--model", str(model),
-            "--json", str(out)]
+            "--json", str(out), "--sets", "a,b"]
     assert bench.main(argv) == 0
     printed = capsys.readouterr().out
     assert "set fra" in printed and "set pra" in printed and "GCC-PHAT" in printed and "oracle floor" in printed
@@ -435,3 +436,38 @@ def test_benchmark_end_to_end_on_a_tiny_case(tiny_case, tmp_path, capsys):
         assert again["sets"][name]["cached"]
         assert again["sets"][name]["methods"]["GCC-PHAT (votes)"]["angles_deg"] == \
             report["sets"][name]["methods"]["GCC-PHAT (votes)"]["angles_deg"]
+
+
+@pytest.mark.slow
+def test_noise_count_and_array_sets_end_to_end_on_a_tiny_case(tiny_case, tmp_path, capsys):
+    speech, model = tiny_case
+    cache, out = tmp_path / "cache", tmp_path / "out.json"
+    argv = ["--speech", str(speech), "--mixtures", "4", "--cache", str(cache), "--model", str(model),
+            "--json", str(out), "--sets", "c,d,e"]
+    assert bench.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "set count" in printed and "confusion" in printed and "set diffuse0" in printed
+    report = json.loads(out.read_text())
+    leaves = ["diffuse0", "diffuse10", "diffuse20", "sensor10", "count", "spacing8", "spacing12", "mismatch"]
+    assert list(report["sets"]) == leaves
+    assert (cache / "pra" / "waves.npy").is_file()  # the noise and mismatch sets are built from the pra set
+    pra_truth = np.load(cache / "pra" / "truth.npy", allow_pickle=False)
+    for name in ("diffuse0", "sensor10", "mismatch"):
+        np.testing.assert_array_equal(np.load(cache / name / "truth.npy", allow_pickle=False), pra_truth)
+    assert report["sets"]["spacing12"]["mic_spacing"] == 0.12
+    for name in leaves:
+        if name != "count":
+            assert {row["kind"] for row in report["sets"][name]["methods"].values()} == METHOD_KINDS
+    count = report["sets"]["count"]
+    assert count["counts"] == [0, 1, 2, 3] and {row["kind"] for row in count["methods"].values()} == COUNT_KINDS
+    assert [len(t) for t in count["truth_deg"]] == [0, 1, 2, 3]
+    for label, row in count["methods"].items():
+        m = row["metrics"]
+        assert np.array(m["confusion"]).sum() == 4 and 0 <= m["count_accuracy"] <= 1, label
+        assert row["seconds"] > 0 and row["x_real_time"] > 0
+    assert count["methods"]["model tiny.safetensors"]["metrics"]["confusion"] == [[0, 0, 1, 0], [0, 0, 1, 0],
+                                                                                   [0, 0, 1, 0], [0, 0, 1, 0]]
+    given = count["methods"]["SRP-PHAT (pra), given the true count"]["metrics"]
+    assert given["count_accuracy"] == 1.0
+    meta = json.loads((cache / "count" / "meta.json").read_text())
+    assert [len(s["active_s"]) for s in meta["scenes"]] == [0, 1, 2, 3]
