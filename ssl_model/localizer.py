@@ -109,7 +109,8 @@ def torch_device(name: str | torch.device, what: str = "device") -> torch.device
 def check_stereo(wave: np.ndarray | torch.Tensor, sample_rate: int, name: str) -> torch.Tensor:
     """wave [channels, samples] -> float32 tensor [2, samples]; LocalizeError naming `name` unless it is finite,
     non-silent stereo of at least MIN_SECONDS."""
-    x = torch.as_tensor(np.asarray(wave) if not isinstance(wave, torch.Tensor) else wave).float().cpu()
+    x = wave.detach() if isinstance(wave, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(wave))
+    x = x.float().cpu()  # any dtype (int16 too: each window is level-normalized), any strides (wave[::-1])
     if x.dim() != 2:
         raise LocalizeError(f"{name}: expected a wave [2, samples] (mic 0, mic 1), got shape {list(x.shape)}")
     channels, samples = x.shape
