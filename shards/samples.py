@@ -60,11 +60,12 @@ def load_json(data: bytes, where: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class RirSample:
-    """One decoded, validated scene: rir and early float32 [mics, sources, L], its metadata."""
+    """One decoded, validated scene: rir and early float32 [mics, sources, L], its metadata and array record."""
     key: str
     rir: np.ndarray
     early: np.ndarray
     meta: dict[str, Any]
+    array: ArraySetup
 
     def angles(self, name: str) -> np.ndarray:
         """'azimuth' or 'lateral' -> float32 [sources] in degrees, in source order."""
@@ -95,10 +96,10 @@ def decode_rir(key: str, parts: dict[str, bytes], where: str) -> RirSample:
     if not all(np.isfinite(float(s[k])) for s in sources_meta for k in SOURCE_KEYS):
         raise ShardError(f"{where}: sample {key} json 'sources' hold NaN or Inf")
     try:
-        ArraySetup.from_meta(meta, f"{where}: sample {key} json")
+        array = ArraySetup.from_meta(meta, f"{where}: sample {key} json")
     except ValueError as err:
         raise ShardError(str(err)) from None
-    return RirSample(key, rir, early, meta)
+    return RirSample(key, rir, early, meta, array)
 
 
 def speech_member(key: str, parts: dict[str, bytes], where: str) -> tuple[str, dict[str, Any]]:

@@ -87,7 +87,7 @@ def test_decode_rir_refuses_a_sample_whose_record_disagrees():
             "generator_version": "x"}
     rir = npy_bytes(np.zeros((2, 2, 8), dtype=np.float32))
     parts = {"rir.npy": rir, "early.npy": rir, "json": json_bytes(meta)}
-    assert decode_rir("k", parts, "shard.tar").meta["array"]["mic_spacing"] == 0.1
+    assert decode_rir("k", parts, "shard.tar").array == ArraySetup(16000, 0.1)
     meta["array"]["mic_spacing"] = 0.2
     with pytest.raises(ShardError, match=r"shard.tar: sample k json: array.mic_spacing is 0.2"):
         decode_rir("k", {**parts, "json": json_bytes(meta)}, "shard.tar")
