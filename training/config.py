@@ -182,6 +182,7 @@ class RunConfig:
     compile: bool = False  # torch.compile the model (GPU)
     max_skip_share: float = 0.1  # stop when more than this share of steps had NaN/Inf (after 20 steps)
     progress: bool = True  # tqdm bar on the main process
+    init_from: str = ""  # a new run's first weights: a safetensors file or a folder holding one (training.warm_start)
 
     def validate(self) -> None:
         need_finite(self, "run")

@@ -26,6 +26,7 @@ RESUMABLE = {
     "run.log_with": "trackers",
     "run.max_skip_share": "the non-finite step budget",
     "run.compile": "torch.compile (same maths)",
+    "run.init_from": "nothing: only a new run reads it (a resumed run has its own weights)",
     "eval.every": "when the fixed eval set is scored",
     "data.num_workers": "the order of the scenes after the restored step",
     "data.max_fail_share": "the damaged-data budget",

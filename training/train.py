@@ -51,6 +51,7 @@ from training.mixtures import Mixtures
 from training.objective import batch_loss as objective_loss
 from training.launch import all_gpus_command, precision_warning, resolve_mixed_precision, trackers
 from training.resume import check_resume_changes
+from training.warm_start import warm_start
 from training.runlog import RunLog
 from training.schedule import learning_rate
 from training.sources import DataError, check_sources
@@ -145,10 +146,15 @@ def make_accelerator(cfg: TrainConfig) -> tuple[Accelerator, dict]:
     return accelerator, {"mixed_precision": precision, "mixed_precision_from": chosen_by}
 
 
-def build_model(cfg: TrainConfig, accelerator: Accelerator):
-    """-> (model, AdamW), prepared by Accelerate; identical initial weights on every rank."""
+def build_model(cfg: TrainConfig, accelerator: Accelerator, resuming: bool = False):
+    """-> (model, AdamW), prepared by Accelerate; identical initial weights on every rank (run.init_from's where
+    they fit, when the run starts)."""
     set_seed(cfg.run.seed)
     model = SSLModel(cfg.model)
+    if cfg.run.init_from and not resuming:
+        report = warm_start(model, cfg.run.init_from)
+        print(f"run.init_from: {len(report['copied'])} tensors copied, {len(report['partial'])} in part "
+              f"({', '.join(report['partial']) or 'none'}), {len(report['fresh'])} fresh", file=sys.stderr)
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     optimizer = torch.optim.AdamW(
@@ -314,7 +320,7 @@ def train(args: argparse.Namespace) -> int:
     resume = plan_resume(cfg) if args.resume else None
     check_sources(cfg, int(os.environ.get("WORLD_SIZE", "1")))
     accelerator, launch = make_accelerator(cfg)
-    model, optimizer = build_model(cfg, accelerator)
+    model, optimizer = build_model(cfg, accelerator, resuming=resume is not None)
     run = RunLog(accelerator, Path(cfg.run.dir))
     data = TrainData(cfg, accelerator.process_index, accelerator.num_processes, accelerator.device, log=run.log)
     eval_set = fixed_eval_set(cfg, device=accelerator.device, rank=accelerator.process_index,
