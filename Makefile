@@ -29,7 +29,7 @@ test-slow: $(STAMP)
 
 # The main job end to end on the CPU: simulate, train tiny.yaml, evaluate, plot, localize one file.
 demo: $(STAMP)
-	$(PY) -m training.demo
+	$(PY) examples/demo.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_simulate.py

@@ -38,10 +38,10 @@ from shards.audio import decode_audio, find_audio, fit_length, speaker_of
 from shards.files import ShardError, read_samples, sha256_file
 from shards.layout import shard_seed, stable_seed
 from shards.manifest import load_manifest
+from shards.geometry import source_geometry
 from shards.samples import decode_rir, speech_member
 from simulate import generate_dataset
 from simulate.config import GENERATOR_VERSION, SimulateConfig
-from simulate.geometry import source_geometry
 from simulate.scenes import sample_scenes
 from ssl_model.features import normalize_wave
 from training.mixing import mix

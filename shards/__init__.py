@@ -7,6 +7,10 @@
 - `shards.samples`: member names and metadata keys, encoding, validated decoding.
 - `shards.array`: the array record (sample rate, mic spacing, speed of sound, sources) and SOUND_SPEED.
 - `shards.audio`: speech files and members: finding, decoding, downmixing, resampling, cropping.
+- `shards.prior`: the scene prior a split's manifest records (`config`): rooms, RT60s, array, source placement.
+- `shards.scenes`: vectorized, seeded draws from a scene prior (the simulator's scenes, the oracle's reference).
+- `shards.geometry`: per-source angles, distance and TDOA seen from the array (a sample's `sources`).
+- `shards.dsp`: signal-processing helpers both sides use (FFT sizes).
 
 The format itself is specified in shards/README.md. Output folders written here by `python -m simulate
 --out shards/` (train/, eval/, speech/) are data, not part of the package.

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from configs import need
-from shards.array import SOUND_SPEED, ArraySetup
+from shards.array import ArraySetup
+from shards.prior import ScenePrior, array_radius
 
 # 3: every sample's json and the split manifest carry the array record (shards.array); all draws come from a
 # CPU generator whatever the render device.
@@ -31,22 +32,20 @@ def _all_finite(value: object) -> bool:
 
 @dataclass
 class SimulateConfig:
+    """The scene prior's fields (shards.prior.ScenePrior: their meaning and seed-protocol defaults), the render's
+    and the output's."""
     sr: int = 16000
-    room_min: tuple[float, float, float] = (3.0, 3.0, 2.5)
-    room_max: tuple[float, float, float] = (10.0, 6.0, 4.0)
-    rt60_range: tuple[float, float] = (0.1, 0.7)
-    num_sources: int = 2
-    # Mic offsets from the array centre in metres; the array axis is the room's x axis, never rotated.
-    mic_positions: list[tuple[float, float, float]] = field(
-        default_factory=lambda: [(-0.05, 0.0, 0.0), (0.05, 0.0, 0.0)]
-    )
-    # [lo, hi] m: replaces mic_positions by two mics at -d/2 and +d/2 along x, d ~ U(lo, hi) per scene.
-    mic_spacing_range: tuple[float, float] | None = None
-    wall_margin: float = 0.5
-    distance_range: tuple[float, float] = (0.2, 5.0)
-    coplanar: bool = False  # sources at the array's height
-    min_source_separation_deg: float = 0.0  # in lateral angle, between any two sources of a scene
-    image_count_range: tuple[int, int] = (1024, 4096)
+    room_min: tuple[float, float, float] = ScenePrior.room_min
+    room_max: tuple[float, float, float] = ScenePrior.room_max
+    rt60_range: tuple[float, float] = ScenePrior.rt60_range
+    num_sources: int = ScenePrior.num_sources
+    mic_positions: list[tuple[float, float, float]] = field(default_factory=lambda: list(ScenePrior.mic_positions))
+    mic_spacing_range: tuple[float, float] | None = ScenePrior.mic_spacing_range
+    wall_margin: float = ScenePrior.wall_margin
+    distance_range: tuple[float, float] = ScenePrior.distance_range
+    coplanar: bool = ScenePrior.coplanar
+    min_source_separation_deg: float = ScenePrior.min_source_separation_deg
+    image_count_range: tuple[int, int] = ScenePrior.image_count_range
     # fra: the FRA-RIR model as written (its T20 is ~2x the requested RT60); calibrated: same draws,
     # reflection law solved so the Schroeder T20 tracks the requested RT60.
     decay: Literal["fra", "calibrated"] = "fra"
@@ -57,7 +56,7 @@ class SimulateConfig:
     early_images: int = 0
     reflection_perturb: tuple[float, float] = (-2.0, 2.0)  # (a, b) of U(a, b) * ratio^tau
     reflection_tau: float = 0.25
-    sound_speed: float = SOUND_SPEED
+    sound_speed: float = ScenePrior.sound_speed
     highpass_hz: float = 80.0
     # Polynomial order of the Farrow fractional delay placing each path at its exact delay (4: < -55 dB).
     fractional_delay_order: int = 4
@@ -69,9 +68,7 @@ class SimulateConfig:
     @property
     def array_radius(self) -> float:
         """The farthest any mic can be from the array centre (m)."""
-        if self.mic_spacing_range is not None:
-            return self.mic_spacing_range[1] / 2
-        return max(math.sqrt(x * x + y * y + z * z) for x, y, z in self.mic_positions)
+        return array_radius(self.mic_positions, self.mic_spacing_range)
 
     def shard_bytes(self) -> int:
         """A cheap upper bound of one shard's render memory: the image draws, 4 float32 per image per source per

@@ -18,12 +18,12 @@ import math
 import torch
 from einops import rearrange
 
+from shards.scenes import Scenes, cpu_generator
 from simulate.config import SimulateConfig
 from simulate.decay import (calibrated_amplitude, calibrated_rate, fra_amplitude, fra_slope,
                             reflection_coefficient)
 from simulate.fractional_delay import add_impulses, delay_kernel, farrow_terms, fft_size, mix_trains
 from simulate.highpass import highpass_response
-from simulate.scenes import Scenes, cpu_generator
 
 _GRID_DENSITY = 64  # distance-ratio grid points per output sample of RIR length (the authors' 64x rate)
 _DISTANCE_GUARD = 1e-3  # m^2 added under the image distances' square root, as in the papers

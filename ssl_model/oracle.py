@@ -9,7 +9,7 @@ here knows the exact TDOAs and the prior, and makes the Bayes-optimal slot predi
      TDOA (all sources tied with the k-th distance included). With a few hundred sources the neighbourhood
      is wide: on the lateral target it reads ~2 degrees where the true floor is ~0.1 (docs/protocol.md).
    - `reference`: the classes of the k = 50 nearest sources of a dense reference table (tdoa [R], angles
-     [R]) drawn by the caller from the same prior (e.g. R = 200,000 from simulate.scenes.sample_scenes);
+     [R]) drawn by the caller from the same prior (e.g. R = 200,000 from shards.scenes.prior_sources);
      its neighbourhood is R / k times narrower, so the estimate approaches the true floor.
 2. Per scene, the distribution of each sorted slot (the k-th smallest class of the scene's sources, sources
    independent given their TDOAs), from the per-source CDFs (a Poisson-binomial count per class).

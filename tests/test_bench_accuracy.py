@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import accuracy_methods as methods  # noqa: E402
 import accuracy_sets as sets  # noqa: E402
 import bench_accuracy as bench  # noqa: E402
-from simulate.geometry import source_geometry  # noqa: E402
+from shards.geometry import source_geometry  # noqa: E402
 from ssl_model import SSLModel  # noqa: E402
 from ssl_model.baselines import lateral_to_tdoa  # noqa: E402
 from ssl_model.metrics import count_confusion, detection_metrics, match_angles  # noqa: E402

@@ -3,6 +3,7 @@
 A compiled extension that does not load (torchaudio beside a torch it was not built for) fails here, in one
 test that names the module, instead of as a collection error in every test file that imports it.
 """
+import ast
 import importlib
 import importlib.metadata
 import pkgutil
@@ -31,6 +32,29 @@ def test_the_package_list_covers_the_tree():
 @pytest.mark.parametrize("name", project_modules())
 def test_module_imports(name):
     importlib.import_module(name)
+
+
+def imported_packages(package: str) -> dict[str, set[str]]:
+    """A package folder -> {module file: the project packages it imports (top level, lazily or not)}."""
+    found = {}
+    for path in sorted((ROOT / package).rglob("*.py")):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+        found[str(path.relative_to(ROOT))] = names & set(PACKAGES) - {package}
+    return found
+
+
+@pytest.mark.parametrize("package, forbidden", [("configs", set(PACKAGES)), ("shards", set(PACKAGES)),
+                                                ("training", {"simulate"})])
+def test_dependencies_run_one_way(package, forbidden):
+    """The README's layering: configs and shards import no other project package; training knows the shard
+    contract, never the simulator."""
+    wrong = {path: sorted(names & forbidden) for path, names in imported_packages(package).items() if names & forbidden}
+    assert not wrong, f"{package} imports {wrong}"
 
 
 def test_torchaudio_compiled_part_loads_and_filters():

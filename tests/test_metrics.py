@@ -231,6 +231,6 @@ def test_evaluate_reads_the_oracle_prior_from_the_eval_manifest(tmp_path):
     torch.testing.assert_close(table["azimuth_deg"], table["lateral_deg"])
     again, _ = eval_prior_reference(cfg, sources=2000)
     assert torch.equal(again["tdoa_s"], table["tdoa_s"])  # seeded
-    (tmp_path / cfg.data.eval_split / "manifest.json").write_text(json.dumps({"config": {"sr": "fast"}}))
+    (tmp_path / cfg.data.eval_split / "manifest.json").write_text(json.dumps({"config": {"room_min": "big"}}))
     table, info = eval_prior_reference(cfg, sources=2000)
-    assert table is None and "sr" in info["note"]
+    assert table is None and "room_min" in info["note"]

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from simulate.config import SimulateConfig
-from simulate.geometry import source_geometry
-from simulate.scenes import Scenes, sample_scenes
 from configs import ConfigError, build_config, load_config
+from shards.geometry import source_geometry
+from shards.scenes import Scenes
+from simulate.config import SimulateConfig
+from simulate.scenes import sample_scenes
 
 ROOT = Path(__file__).resolve().parents[1]
 

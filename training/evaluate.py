@@ -17,7 +17,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import math
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -31,8 +30,8 @@ from shards.files import sha256_file
 from shards.layout import is_url, stable_seed
 from shards.manifest import load_manifest
 from shards.array import ArraySetup
-from simulate.config import SimulateConfig
-from simulate.scenes import sample_scenes
+from shards.prior import ScenePrior
+from shards.scenes import prior_sources
 from ssl_model.baselines import gcc_phat
 from ssl_model.cli_log import add_verbosity, setup_logging
 from ssl_model.localizer import LocalizeError, Localizer, torch_device
@@ -117,13 +116,19 @@ def oracle_predictions(metadata: Sequence[dict], target: str, neighbours: int | 
     return median, class_centers(median).double()
 
 
-def oracle_reference_table(sim_cfg: SimulateConfig, sources: int = ORACLE_REFERENCE_SOURCES,
+def oracle_reference_table(prior: Any, sources: int = ORACLE_REFERENCE_SOURCES,
                            seed: int = ORACLE_REFERENCE_SEED) -> dict[str, torch.Tensor]:
-    """prior, R, seed -> {'tdoa_s', 'lateral_deg', 'azimuth_deg': float64 [R']} of ceil(R / sources per scene)
-    scenes drawn from that prior (geometry only, nothing is rendered)."""
-    count = math.ceil(sources / sim_cfg.num_sources)
-    geometry = sample_scenes(sim_cfg, count, torch.Generator().manual_seed(seed)).geometry(sim_cfg.sound_speed)
-    return {key: geometry[key].flatten() for key in ("tdoa_s", "lateral_deg", "azimuth_deg")}
+    """a scene prior (shards.prior.ScenePrior, or a record with its fields such as a SimulateConfig), R, seed ->
+    {'tdoa_s', 'lateral_deg', 'azimuth_deg': float64 [R']} of ceil(R / sources per scene) scenes drawn from it."""
+    return prior_sources(ScenePrior.of(prior), sources, seed)
+
+
+def manifest_prior(config: Any, location: str) -> ScenePrior:
+    """A split manifest's `config` object -> the scene prior it records (its other keys shape the render only);
+    ConfigError naming the key for a value of the wrong type."""
+    if not isinstance(config, dict):
+        raise ValueError(f"{location}: no 'config' object")
+    return build_config(ScenePrior, {key: value for key, value in config.items() if key in ScenePrior.keys()})
 
 
 def eval_manifest_location(cfg) -> str:
@@ -136,18 +141,14 @@ def eval_manifest_location(cfg) -> str:
 def eval_prior_reference(cfg, sources: int = ORACLE_REFERENCE_SOURCES) -> tuple[dict[str, torch.Tensor] | None, dict]:
     """TrainConfig -> (oracle reference table drawn from the eval split's prior, or None; how the floor is estimated).
 
-    The prior is the SimulateConfig recorded in the eval split's manifest; without one (data.eval_glob, an
+    The prior is the scene prior (shards.prior) recorded in the eval split's manifest; without one (data.eval_glob, an
     unreadable or foreign manifest) the oracle falls back to leave-one-out over the eval set.
     """
     location = eval_manifest_location(cfg)
     try:
         if cfg.data.eval_glob:
             raise ValueError("the eval data is given as data.eval_glob, so no split manifest names its prior")
-        config = load_manifest(location).get("config")
-        if not isinstance(config, dict):
-            raise ValueError(f"{location}: no 'config' object")
-        sim_cfg = build_config(SimulateConfig, config)
-        table = oracle_reference_table(sim_cfg, sources)
+        table = oracle_reference_table(manifest_prior(load_manifest(location).get("config"), location), sources)
     except (ValueError, TypeError, KeyError) as err:  # ConfigError is a ValueError
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         return None, {"estimator": "leave-one-out", "neighbours": 20, "manifest": location,

@@ -1,4 +1,5 @@
-"""Per-source geometry seen from a microphone array: angles, distance and the mic-0/mic-1 TDOA."""
+"""Per-source geometry seen from a microphone array: angles, distance and the mic-0/mic-1 TDOA (the `sources`
+fields of a sample's json, shards/README.md)."""
 from __future__ import annotations
 
 import torch

@@ -1,6 +1,6 @@
 """The whole job end to end on a CPU: simulate, train the tiny model, evaluate, plot, localize one file.
 
-    python -m training.demo [--out demo_out] [--quick] [--steps N] [--targets lateral,azimuth]
+    python examples/demo.py [--out demo_out] [--quick] [--steps N] [--targets lateral,azimuth]     (= make demo)
 
 1. simulate the seed protocol's splits (3000 train, 200 eval scenes, disjoint seeds) into OUT/shards;
 2. train configs/tiny.yaml on the built-in synthetic speech, one run per target, in a subprocess (OUT/runs/...);
@@ -9,6 +9,8 @@
 5. print a summary table: model, GCC-PHAT, oracle floor and chance on both targets, and the plot paths.
 `--quick` is a smoke version (tiny splits, a few dozen steps) for the test suite; its numbers mean nothing.
 The summary goes to stdout; the stages' notes go to stderr through logging (-q: errors only).
+A script beside the packages, not in one: it is the one pipeline that uses every package (simulate, shards,
+training, ssl_model).
 """
 from __future__ import annotations
 
@@ -29,22 +31,24 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from shards.files import read_samples
-from shards.layout import shard_name
-from shards.samples import decode_rir
-from simulate import generate_dataset
-from ssl_model.cli_log import add_verbosity, setup_logging
-from ssl_model.localize import plot_half_circle
-from ssl_model.localizer import PRETRAINED, Localizer
-from training.checkpoint import WEIGHTS
-from training.evaluate import evaluate_run, summary_lines
-from training.mixing import mix
-from training.speech import synthetic_speech
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run by path: the repository root importable
+
+from shards.files import read_samples  # noqa: E402
+from shards.layout import shard_name  # noqa: E402
+from shards.samples import decode_rir  # noqa: E402
+from simulate import generate_dataset  # noqa: E402
+from ssl_model.cli_log import add_verbosity, setup_logging  # noqa: E402
+from ssl_model.localize import plot_half_circle  # noqa: E402
+from ssl_model.localizer import PRETRAINED, Localizer  # noqa: E402
+from training.checkpoint import WEIGHTS  # noqa: E402
+from training.evaluate import evaluate_run, summary_lines  # noqa: E402
+from training.mixing import mix  # noqa: E402
+from training.speech import synthetic_speech  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "tiny.yaml"
 PRETRAINED_RUN = PRETRAINED.parent  # the shipped model's folder: model.safetensors and the config.yaml it was trained with
-log = logging.getLogger("training.demo")
+log = logging.getLogger("demo")
 
 
 @dataclass(frozen=True)
@@ -156,7 +160,7 @@ def summary_table(reports: dict[str, dict], pretrained: dict | None = None) -> l
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m training.demo", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python examples/demo.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="demo_out", help="output folder (default demo_out/)")
     p.add_argument("--quick", action="store_true", help="smoke version: tiny splits, a few dozen steps")
     p.add_argument("--steps", type=int, help="training steps per target (default: configs/tiny.yaml's run.steps)")
