@@ -12,9 +12,10 @@ exported as a graph, with the spec beside it:
 
 writes DIR/localizer.pt2 (torch.export.save; torch.export.load(path).module() runs it, the spec is its extra
 file localizer.json), DIR/localizer.json, and with --onnx DIR/localizer.onnx (needs the onnx and onnxscript
-packages, which this project does not install). Input: windows [batch, 2, clip_samples] at spec.sr, any batch;
-output: posteriors [batch, slots, classes]. Cutting a recording into windows and decoding the posteriors into
-angles is ssl_model.localizer's job (window_starts, targets.decode_posteriors). One JSON line on stdout names
+packages, which this project does not install). Input: windows [batch, 2, clip_samples] at spec.sr, any batch,
+and the mic spacing [batch] in metres; output: (posteriors [batch, slots, classes], existence [batch, slots], track
+[batch, steps, classes]) (Posteriors). Cutting a recording into windows and decoding the outputs into talkers is
+ssl_model.localizer's job (window_starts, targets.decode_slot_posteriors). One JSON line on stdout names
 the files and the largest difference between the exported graph and the eager model on a test input.
 """
 from __future__ import annotations
@@ -120,21 +121,31 @@ def load_localizer(path: str | Path, device: str | torch.device = "cpu") -> tupl
 
 
 class Posteriors(nn.Module):
-    """The localizer's network: windows [B, 2, clip_samples] at the model's rate -> posteriors [B, slots, classes]
-    (each window normalized as the training mixtures were, the model, a softmax per slot)."""
+    """The localizer's network: windows [B, 2, clip_samples] at the model's rate, mic spacing [B] (metres) ->
+    (posteriors [B, slots, classes] (softmax per slot), existence [B, slots] (probability that each slot holds a
+    talker: 1 for a model without a count head), track [B, steps, classes] (per-step activity probability per
+    direction class; steps = 0 for a model without a frame head)). Each window is normalized as the training
+    mixtures were; the spacing steers the model's spatial features (ignored by a model trained for one spacing)."""
 
     def __init__(self, model: nn.Module, normalize: str):
         super().__init__()
         self.model = model
         self.normalize = normalize
 
-    def forward(self, windows: torch.Tensor) -> torch.Tensor:
-        return self.model(normalize_wave(windows, self.normalize)).float().softmax(dim=-1)
+    def forward(self, windows: torch.Tensor, mic_spacing: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out = self.model(normalize_wave(windows, self.normalize), mic_spacing, heads=True)
+        posteriors = out.logits.float().softmax(dim=-1)
+        exist = torch.ones_like(posteriors[..., 0]) if out.exist is None else out.exist.float().sigmoid()
+        track = posteriors.new_zeros(posteriors.shape[0], 0, posteriors.shape[-1]) if out.track is None \
+            else out.track.float().sigmoid()
+        return posteriors, exist, track
 
 
-def example_windows(spec: LocalizerSpec, batch: int = 2, seed: int = 0) -> torch.Tensor:
-    """A seeded test input: noise windows [batch, 2, clip_samples] (batch 2: export keeps a batch of 1 static)."""
-    return torch.randn(batch, 2, spec.clip_samples, generator=torch.Generator().manual_seed(seed))
+def example_windows(spec: LocalizerSpec, batch: int = 2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A seeded test input: (noise windows [batch, 2, clip_samples], the model's spacing [batch]) (batch 2: export
+    keeps a batch of 1 static)."""
+    windows = torch.randn(batch, 2, spec.clip_samples, generator=torch.Generator().manual_seed(seed))
+    return windows, torch.full((batch,), spec.model.mic_spacing)
 
 
 def export_program(model: nn.Module, spec: LocalizerSpec) -> torch.export.ExportedProgram:
@@ -142,7 +153,8 @@ def export_program(model: nn.Module, spec: LocalizerSpec) -> torch.export.Export
     network = Posteriors(model.cpu().eval(), spec.normalize).eval()
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     with torch.no_grad():
-        return torch.export.export(network, (example_windows(spec),), dynamic_shapes={"windows": {0: batch}})
+        return torch.export.export(network, example_windows(spec),
+                                   dynamic_shapes={"windows": {0: batch}, "mic_spacing": {0: batch}})
 
 
 def onnx_available() -> bool:
@@ -162,14 +174,14 @@ def write_exports(weights: str | Path, out: str | Path, onnx: bool = False) -> d
     (out / SPEC_FILE).write_text(spec.to_json() + "\n")
     written: dict[str, str | float] = {"pt2": str(out / PROGRAM), "spec": str(out / SPEC_FILE)}
     if onnx:
-        torch.onnx.export(program, (example_windows(spec),), str(out / ONNX), dynamo=True)
+        torch.onnx.export(program, example_windows(spec), str(out / ONNX), dynamo=True)
         written["onnx"] = str(out / ONNX)
     check = example_windows(spec, batch=3, seed=1)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=TORCH_ARCHIVE_NOTES)
-        eager = Posteriors(model, spec.normalize)(check)
-        exported = torch.export.load(out / PROGRAM).module()(check)
-    written["max_abs_diff"] = float((exported - eager).abs().max())
+        eager = Posteriors(model, spec.normalize)(*check)
+        exported = torch.export.load(out / PROGRAM).module()(*check)
+    written["max_abs_diff"] = max(float((e - x).abs().max()) if e.numel() else 0.0 for e, x in zip(eager, exported))
     return written
 
 

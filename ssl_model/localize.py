@@ -1,13 +1,15 @@
-"""Localize the two sources of stereo recordings with a trained model: the command line of ssl_model.Localizer.
+"""Localize the talkers of stereo recordings with a trained model: the command line of ssl_model.Localizer.
 
-    python -m ssl_model.localize FILE [FILE ...] [--run DIR | --model FILE.safetensors] [--plot out.png] [--device cpu] [-q | -v]
+    python -m ssl_model.localize FILE [FILE ...] [--run DIR | --model FILE.safetensors] [--mic-spacing 0.10]
+                                 [--stream] [--plot out.png] [--device cpu] [-q | -v]
 
 Without --run or --model it uses the pretrained model shipped in ssl_model/pretrained/. The model is
 loaded once; each file (wav, flac or ogg, stereo: channel 0 = mic 0, channel 1 = mic 1, any sample rate)
-is resampled to the model's rate, cut into windows of the training clip length (half-overlapping, the last
-one aligned to the end; a recording shorter than one window is zero-padded, as training clips are),
-normalized as the training mixtures were; the per-window posteriors are averaged and decoded into two
-sorted angles (ssl_model/localizer.py does all of that). One JSON object per file, one per line, on stdout.
+is read in chunks, resampled to the model's rate, cut into windows of the training clip length (half-overlapping,
+the last one aligned to the end), and each window's talkers are combined into the recording's
+(ssl_model/localizer.py does all of that). One JSON object per file, one per line, on stdout: `count`,
+`angles_deg` (one per talker, ascending), `probabilities`, per-window results and the 0.2 s track (`frames`);
+with --stream, a line per window (`"kind": "window"`) as soon as it is computed, before the file's line.
 A bad file ends in a one-line `error: ...` on stderr (the other files still run) and exit code 2, never a
 traceback. Weights are read from safetensors: no code is executed on load.
 """
@@ -27,7 +29,8 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
 from ssl_model.cli_log import add_verbosity, setup_logging
-from ssl_model.localizer import PRETRAINED, LocalizeError, Localizer, run_weights, torch_device
+from ssl_model.localizer import (PRETRAINED, LocalizationResult, LocalizeError, Localizer, open_stereo, run_weights,
+                                 torch_device)
 
 EXIT_BAD_INPUT = 2
 log = logging.getLogger("ssl_model.localize")
@@ -45,24 +48,24 @@ def weights_path(run: str | None, model: str | None) -> Path:
 
 def plot_half_circle(result: dict[str, Any], path: str | Path, title: str = "",
                      truth_deg: list[float] | None = None) -> Path:
-    """Both slots' posteriors as bars on a half-circle around the array (mic axis along 0-180 degrees);
-    `truth_deg`, when known (a simulated scene), is marked on the rim."""
-    posteriors = np.asarray(result["posteriors"], float)  # [S, C]
+    """The recording's spatial spectrum (per window the summed posteriors of its talkers, averaged) as bars on a
+    half-circle around the array (mic axis along 0-180 degrees), each detected talker a dashed line; `truth_deg`,
+    when known (a simulated scene), is marked on the rim."""
+    spectrum = np.asarray(result["spectrum"], float)  # [C]
     bin_deg = float(result["bin_deg"])
-    centers = np.deg2rad((np.arange(posteriors.shape[1]) + 0.5) * bin_deg)
-    peak = max(float(posteriors.max()), 1e-6)
+    centers = np.deg2rad((np.arange(spectrum.shape[0]) + 0.5) * bin_deg)
+    peak = max(float(spectrum.max()), 1e-6)
     inner = 0.35 * peak  # bars start on a ring; the array sits inside it
     top = inner + peak * 1.05
     fig = plt.figure(figsize=(7.2, 4.4))
     ax = fig.add_subplot(projection="polar")
     ax.set_thetamin(0)
     ax.set_thetamax(180)
-    colors = ("tab:blue", "tab:red")
-    for slot, probs in enumerate(posteriors):
-        angle = result["angles_deg"][slot]
-        ax.bar(centers, probs, width=np.deg2rad(bin_deg), bottom=inner, alpha=0.45, color=colors[slot % 2],
-               edgecolor=colors[slot % 2], label=f"source {slot + 1}: {angle:.1f}° (p={result['probabilities'][slot]:.2f})")
-        ax.plot([np.deg2rad(angle)] * 2, [0, top], color=colors[slot % 2], lw=1.5, ls="--")
+    ax.bar(centers, spectrum, width=np.deg2rad(bin_deg), bottom=inner, alpha=0.45, color="0.55", edgecolor="0.4")
+    colors = ("tab:blue", "tab:red", "tab:green")
+    for k, (angle, prob) in enumerate(zip(result["angles_deg"], result["probabilities"])):
+        ax.plot([np.deg2rad(angle)] * 2, [0, top], color=colors[k % 3], lw=1.5, ls="--",
+                label=f"talker {k + 1}: {angle:.1f}° (p={prob:.2f})")
     ax.plot(np.linspace(0, np.pi, 100), np.full(100, inner), color="0.5", lw=0.8)
     if truth_deg is not None:
         ax.plot(np.deg2rad(truth_deg), np.full(len(truth_deg), top * 0.97), "kv", ms=8,
@@ -78,9 +81,11 @@ def plot_half_circle(result: dict[str, Any], path: str | Path, title: str = "",
     ax.set_thetagrids(range(0, 181, 30), [f"{d}°" for d in range(0, 181, 30)])
     what = ("azimuth in the horizontal plane" if result["target"] == "azimuth"
             else "lateral angle from the mic axis")
-    ax.set_title((title or "Two-source posteriors") + f"\n{what} (0° = towards mic 1); bar length: posterior probability",
-                 fontsize=10, y=0.9)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.2), ncol=3, fontsize=8, frameon=False)
+    talkers = f"{result['count']} talker" + ("" if result["count"] == 1 else "s")
+    ax.set_title((title or "Spatial spectrum") + f": {talkers}\n{what} (0° = towards mic 1); "
+                 f"bar length: posterior mass per window", fontsize=10, y=0.9)
+    if result["count"] or truth_deg is not None:
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.2), ncol=3, fontsize=8, frameon=False)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
@@ -95,6 +100,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--run", help="run folder holding model.safetensors (training/train.py output)")
     which.add_argument("--model", help="a weights file (default: the shipped ssl_model/pretrained/model.safetensors)")
+    parser.add_argument("--mic-spacing", type=float, default=None, metavar="METRES",
+                        help="distance between the two mics in metres (default: the model's own, 0.10 for the shipped "
+                             "model; a model trained for a range of spacings takes any spacing in it)")
+    parser.add_argument("--stream", action="store_true",
+                        help="also print one JSON line per window as it is computed (\"kind\": \"window\")")
     parser.add_argument("--plot", help="PNG of the posteriors on a half-circle (with several files: a folder, "
                                        "one FILE-stem.png each)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
@@ -106,14 +116,24 @@ def plot_path(plot: str, file: Path, many: bool) -> Path:
     return Path(plot) / f"{file.stem}.png" if many else Path(plot)
 
 
-def file_output(file: Path, result: Any, plot: str | None, many: bool) -> dict[str, Any]:
-    """(file, LocalizationResult or the LocalizeError it met) -> the file's JSON object; plots it when asked."""
-    if isinstance(result, LocalizeError):
-        raise result
+def file_output(file: Path, result: LocalizationResult, plot: str | None, many: bool) -> dict[str, Any]:
+    """(file, its LocalizationResult) -> the file's JSON object; plots it when asked."""
     out = {"file": str(file), **result.to_dict()}
     if plot:
         out["plot"] = str(plot_half_circle(out, plot_path(plot, file, many), title=file.name))
     return out
+
+
+def localize_one(localizer: Localizer, file: Path, spacing: float | None, stream: bool) -> LocalizationResult:
+    """One file -> its result; with `stream`, each window's JSON line is printed as soon as it is computed."""
+    if not stream:
+        return localizer.localize_file(file, spacing)
+    windows = []
+    for window in localizer.stream(file, spacing):
+        print(json.dumps({"file": str(file), "kind": "window", **window.to_dict()}), flush=True)
+        windows.append(window)
+    frames, sample_rate = open_stereo(file)
+    return localizer.aggregate(windows, frames / sample_rate, sample_rate, spacing)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,14 +141,16 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args)
     try:
         localizer = Localizer.from_file(weights_path(args.run, args.model), torch_device(args.device, "--device"))
+        localizer.check_spacing(args.mic_spacing)
     except LocalizeError as err:
         log.error("%s", err)
         return EXIT_BAD_INPUT
     log.info("%r", localizer)
     failed = 0
-    for file, result in localizer.localize_files(args.files, return_errors=True):
+    for file in (Path(f) for f in args.files):
         try:
-            out = file_output(file, result, args.plot, many=len(args.files) > 1)
+            out = file_output(file, localize_one(localizer, file, args.mic_spacing, args.stream), args.plot,
+                              many=len(args.files) > 1)
         except LocalizeError as err:
             log.error("%s", err)
             failed += 1

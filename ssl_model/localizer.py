@@ -1,36 +1,46 @@
-"""A trained two-talker localizer as a Python object: weights in, waves or files in, two sorted angles out.
+"""A trained localizer as a Python object: weights in, waves or files in, talkers out (angles, count, tracks).
 
     from ssl_model import Localizer
 
     localizer = Localizer.from_pretrained()            # or .from_file("model.safetensors"), .from_run("runs/seed")
     result = localizer(wave, sample_rate)              # wave [2, samples]: mic 0, mic 1 (numpy or torch)
-    result.angles_deg, result.probabilities, result.posteriors, result.windows, result.to_dict()
+    result = localizer(wave, sample_rate, mic_spacing=0.09)   # a model trained for a range of spacings
+    result.angles_deg, result.count, result.probabilities, result.windows, result.frames, result.to_dict()
+    for window in localizer.stream("meeting.flac"): ...     # WindowResults as they are computed, bounded memory
     for path, result in localizer.localize_files(["a.wav", "b.flac"]): ...
 
-A recording is resampled to the model's rate and cut into windows of the training clip length (half-overlapping,
-the last one aligned to the end; a recording shorter than one window is zero-padded, as training clips are);
-each window is normalized as the training mixtures were, the model gives per-slot posteriors for each, and the
-windows' posteriors are averaged and decoded into two sorted angles. Weights are read from safetensors: no
-code is executed on load. Every refusal is a LocalizeError whose message is one line naming the input.
+A recording is read in chunks, resampled to the model's rate and cut into windows of the training clip length
+(half-overlapping, the last one aligned to the end; a recording shorter than one window is zero-padded, as
+training clips are); see ssl_model/stream_audio.py. Each window is normalized as the training mixtures were and
+the model gives, per slot, a direction posterior and an existence probability, and per 0.2 s step an activity map
+over directions (models with those heads). A window names the talkers of its held slots (talkers that count: the
+leading slots with existence > 0.5; a two-talker model always names two). The recording's talkers: for a model
+that counts, the clusters of the windows' talkers heard in enough of the windows (ssl_model/talkers.py); for a
+two-talker model, the two angles of the windows' averaged posteriors. Weights are read from safetensors: no code
+is executed on load. Every refusal is a LocalizeError whose message is one line naming the input.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import numpy as np
+import soundfile
 import torch
 
-from shards.audio import SILENT_DBFS, decode_audio, is_near_silent, resample
+from shards.audio import SILENT_DBFS, is_near_silent
 from ssl_model.export import CheckpointError, LocalizerSpec, Posteriors, load_localizer
-from ssl_model.targets import decode_posteriors
+from ssl_model.stream_audio import array_chunks, file_chunks, resampled_blocks, resampled_length, sliding_windows
+from ssl_model.talkers import TrackGrid, cluster_detections, track_peaks
+from ssl_model.targets import decode, decode_posteriors, decode_slot_posteriors
 
 MIN_SECONDS = 1.0
 PRETRAINED = Path(__file__).resolve().parent / "pretrained" / "model.safetensors"
 WEIGHTS = "model.safetensors"
-FILES_PER_BATCH = 8  # localize_files runs the windows of this many files through the model together
 WINDOWS_PER_CALL = 16  # windows per forward pass (bounds memory for long recordings)
+READ_SECONDS = 20.0  # audio read from a file at a time
 
 
 class LocalizeError(Exception):
@@ -40,30 +50,62 @@ class LocalizeError(Exception):
 # ---------------------------------------------------------------------------------------------- results
 
 
+def rounded(values: Iterable[float], digits: int = 2) -> list[float]:
+    return [round(float(v), digits) for v in values]
+
+
 @dataclass(frozen=True)
-class WindowResult:
-    """One window of the recording: its span (seconds, at the model's rate) and its own decoded slots."""
-    start_s: float
-    end_s: float
-    angles_deg: np.ndarray  # float64 [slots], ascending
-    classes: np.ndarray  # int64 [slots]
-    posteriors: np.ndarray  # float32 [slots, classes]
+class FrameResult:
+    """One step of a track: its centre (seconds) and the angles active in it (ascending)."""
+    time_s: float
+    angles_deg: tuple[float, ...]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3),
-                "angles_deg": [round(float(a), 2) for a in self.angles_deg],
-                "classes": [int(c) for c in self.classes]}
+        return {"time_s": round(self.time_s, 3), "angles_deg": rounded(self.angles_deg)}
+
+
+@dataclass(frozen=True)
+class WindowResult:
+    """One window of the recording (seconds at the model's rate) and the talkers it names."""
+    start_s: float
+    end_s: float
+    count: int
+    angles_deg: np.ndarray  # float64 [count], ascending
+    classes: np.ndarray  # int64 [count]
+    probabilities: np.ndarray  # float32 [count]: existence probability (a model that counts) or posterior at the class
+    posteriors: np.ndarray  # float32 [slots, classes]: held slots first (ascending), then the others
+    existence: np.ndarray  # float32 [slots], in that order
+    slot_angles_deg: np.ndarray  # float64 [slots]: every slot's decoded angle, held or not, in that order
+    frames: tuple[FrameResult, ...]  # the window's track steps (models with a frame head)
+    activity: np.ndarray  # float32 [steps, classes]: the track's activity probabilities (steps = 0 without one)
+
+    @property
+    def ranked_deg(self) -> np.ndarray:
+        """Every slot's angle, the most probable talker first (the held slots, then the others)."""
+        return self.slot_angles_deg[np.argsort(-self.existence, kind="stable")]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3), "count": self.count,
+                "angles_deg": rounded(self.angles_deg), "probabilities": rounded(self.probabilities, 4),
+                "classes": [int(c) for c in self.classes], "frames": [f.to_dict() for f in self.frames]}
 
 
 @dataclass(frozen=True)
 class LocalizationResult:
-    """Two talkers of one recording: angles in degrees (sorted), their classes and posteriors, per-window results."""
-    angles_deg: np.ndarray  # float64 [slots], ascending
-    classes: np.ndarray  # int64 [slots], the bin of each angle
-    probabilities: np.ndarray  # float32 [slots], each slot's averaged posterior at its class
-    posteriors: np.ndarray  # float32 [slots, classes], averaged over the windows
+    """The talkers of one recording: count, angles in degrees (ascending), their probabilities and classes,
+    per-window results and the recording's track."""
+    count: int
+    angles_deg: np.ndarray  # float64 [count], ascending
+    classes: np.ndarray  # int64 [count], the bin of each angle
+    probabilities: np.ndarray  # float32 [count]: share of the windows that heard the talker (counting model), or
+    #                            each slot's averaged posterior at its class (two-talker model)
+    candidates_deg: np.ndarray  # float64 [M]: every direction the windows named, strongest first (M >= count)
+    posteriors: np.ndarray  # float32 [slots, classes], the windows' averaged slot posteriors
+    spectrum: np.ndarray  # float32 [classes]: per window the sum over its talkers' posteriors, averaged over windows
     windows: tuple[WindowResult, ...]
+    frames: tuple[FrameResult, ...]  # the track on one grid of step_s (models with a frame head)
     target: str  # lateral (angle from the mic-0-to-mic-1 axis) or azimuth
+    mic_spacing: float  # metres, as given (or the model's own)
     sample_rate_in: int
     sample_rate_model: int
     duration_s: float  # of the input
@@ -76,13 +118,18 @@ class LocalizationResult:
     def to_dict(self) -> dict[str, Any]:
         """The JSON object `python -m ssl_model.localize` prints for a file (without its `file` and `plot`)."""
         return {
-            "angles_deg": [round(float(a), 2) for a in self.angles_deg],
-            "target": self.target,
+            "count": self.count,
+            "angles_deg": rounded(self.angles_deg),
+            "probabilities": rounded(self.probabilities, 4),
             "classes": [int(c) for c in self.classes],
-            "probabilities": [round(float(p), 4) for p in self.probabilities],
+            "candidates_deg": rounded(self.candidates_deg),
+            "target": self.target,
+            "mic_spacing": self.mic_spacing,
             "bin_deg": self.bin_deg,
-            "posteriors": [[round(float(p), 5) for p in slot] for slot in self.posteriors],
+            "posteriors": [rounded(slot, 5) for slot in self.posteriors],
+            "spectrum": rounded(self.spectrum, 4),
             "windows": [w.to_dict() for w in self.windows],
+            "frames": [f.to_dict() for f in self.frames],
             "sample_rate_in": self.sample_rate_in,
             "sample_rate_model": self.sample_rate_model,
             "duration_s": round(self.duration_s, 3),
@@ -130,8 +177,8 @@ def check_stereo(wave: np.ndarray | torch.Tensor, sample_rate: int, name: str) -
     return x
 
 
-def read_stereo(path: str | Path) -> tuple[np.ndarray, int]:
-    """audio file -> (wave float32 [2, T], sample rate); LocalizeError for anything but finite stereo audio."""
+def open_stereo(path: str | Path) -> tuple[int, int]:
+    """A stereo audio file -> (frames, sample rate) from its header; LocalizeError for anything else."""
     path = Path(path)
     if not path.exists():
         raise LocalizeError(f"{path}: no such file")
@@ -140,29 +187,40 @@ def read_stereo(path: str | Path) -> tuple[np.ndarray, int]:
     if path.stat().st_size == 0:
         raise LocalizeError(f"{path}: empty file (0 bytes)")
     try:
-        data, sr = decode_audio(path, str(path), mono=False)  # [C, T]
-    except ValueError as err:
-        raise LocalizeError(f"{err} (expected stereo wav, flac or ogg)") from None
-    return check_stereo(data, sr, str(path)).numpy(), int(sr)
+        info = soundfile.info(str(path))
+    except (RuntimeError, soundfile.LibsndfileError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise LocalizeError(f"{path}: not a readable audio file ({reason}) (expected stereo wav, flac or ogg)") from None
+    if info.channels != 2:
+        kind = "mono" if info.channels == 1 else f"{info.channels}-channel"
+        raise LocalizeError(f"{path}: {kind} audio; expected stereo (2 channels: mic 0 left, mic 1 right)")
+    if info.frames <= 0:
+        raise LocalizeError(f"{path}: empty audio")
+    if info.frames / info.samplerate < MIN_SECONDS:
+        raise LocalizeError(f"{path}: {info.frames / info.samplerate:.3f} s of audio is too short; "
+                            f"need at least {MIN_SECONDS:g} s")
+    return int(info.frames), int(info.samplerate)
 
 
-def window_starts(num_samples: int, window: int) -> list[int]:
-    """Starts of half-overlapping windows covering [0, num_samples); the last one ends at the end."""
-    if num_samples <= window:
-        return [0]
-    hop = max(1, window // 2)
-    starts = list(range(0, num_samples - window + 1, hop))
-    if starts[-1] != num_samples - window:
-        starts.append(num_samples - window)
-    return starts
-
-
-def cut_windows(wave: torch.Tensor, window: int) -> tuple[torch.Tensor, list[int]]:
-    """wave [2, T] -> (windows [W, 2, window] zero-padded at the end, starts [W])."""
-    starts = window_starts(wave.shape[-1], window)
-    if wave.shape[-1] < window:
-        wave = torch.nn.functional.pad(wave, (0, window - wave.shape[-1]))
-    return torch.stack([wave[:, s:s + window] for s in starts]), starts
+def checked_chunks(chunks: Iterator[torch.Tensor], name: str) -> Iterator[torch.Tensor]:
+    """chunks [2, n] -> the same chunks; LocalizeError naming `name` at a non-finite sample, or once the stream
+    ends when every channel was near-silent (shards.audio.is_near_silent over the whole recording)."""
+    sums, squares, count = np.zeros(2), np.zeros(2), 0
+    try:
+        for chunk in chunks:
+            if not torch.isfinite(chunk).all():
+                raise LocalizeError(f"{name}: NaN or infinite samples")
+            x = chunk.double().numpy()
+            sums += x.sum(axis=-1)
+            squares += np.square(x).sum(axis=-1)
+            count += x.shape[-1]
+            yield chunk
+    except (RuntimeError, soundfile.LibsndfileError) as err:  # a file damaged after its header
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise LocalizeError(f"{name}: unreadable audio ({reason})") from None
+    power = squares / max(count, 1) - np.square(sums / max(count, 1))
+    if np.all(power <= 10 ** (SILENT_DBFS / 10)):
+        raise LocalizeError(f"{name}: silent (zeros, DC or noise below {SILENT_DBFS:g} dBFS): nothing to localize")
 
 
 def run_weights(run_dir: str | Path) -> Path:
@@ -179,21 +237,19 @@ def run_weights(run_dir: str | Path) -> Path:
 # ---------------------------------------------------------------------------------------------- the localizer
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Recording:
-    """One input on its way through the model: windows [W, 2, window] at the model's rate and where they start."""
-    windows: torch.Tensor
-    starts: list[int]
-    samples_model: int  # length after resampling
+    """One input on its way through the model: its chunks at its own rate, read as they are needed."""
+    chunks: Iterator[torch.Tensor]
     samples_in: int
     sample_rate_in: int
 
 
 class Localizer:
-    """A trained model and the spec of its input (ssl_model.export.LocalizerSpec): waves or files -> two angles.
+    """A trained model and the spec of its input (ssl_model.export.LocalizerSpec): waves or files -> talkers.
 
     Build it with from_pretrained(), from_file(path) or from_run(dir); call it on a wave [2, samples] at any
-    sample rate, or give localize_files() many files (their windows go through the model together).
+    sample rate, stream() a long file window by window, or give localize_files() many files.
     """
 
     def __init__(self, model: torch.nn.Module, spec: LocalizerSpec, device: str | torch.device = "cpu",
@@ -224,7 +280,7 @@ class Localizer:
 
     @classmethod
     def from_pretrained(cls, device: str | torch.device = "cpu") -> "Localizer":
-        """The model shipped in ssl_model/pretrained/ (two talkers, mics 10 cm apart, lateral angles)."""
+        """The model shipped in ssl_model/pretrained/ (see its model card for talkers, spacing and angles)."""
         return cls.from_file(PRETRAINED, device)
 
     @property
@@ -239,86 +295,182 @@ class Localizer:
     def window_s(self) -> float:
         return self.spec.clip_samples / self.spec.sr
 
+    @property
+    def counts(self) -> bool:
+        """Whether the model says how many talk (a count head), rather than always naming every slot."""
+        return bool(self.spec.model.count_head)
+
+    @property
+    def spacing_range(self) -> tuple[float, float]:
+        """Mic spacings (metres) the model serves: its training range, or its one spacing."""
+        config = self.spec.model
+        if config.spacing_input:
+            return float(config.mic_spacing_range[0]), float(config.mic_spacing_range[1])
+        return float(config.mic_spacing), float(config.mic_spacing)
+
+    @property
+    def step_s(self) -> float:
+        """Seconds per track step (models with a frame head)."""
+        config = self.spec.model
+        return config.frames_per_patch * config.frame_step_tokens * config.hop / self.spec.sr
+
     def __repr__(self) -> str:
         where = f"{self.source}" if self.source else "in memory"
-        return (f"Localizer({where}: {self.target} angles, {self.sample_rate} Hz, {self.window_s:g} s windows, "
-                f"mics {self.spec.mic_spacing * 100:g} cm apart, on {self.device})")
+        low, high = self.spacing_range
+        spacing = f"{low * 100:g} cm" if low == high else f"{low * 100:g}-{high * 100:g} cm"
+        talkers = f"0-{self.spec.model.num_slots}" if self.counts else f"{self.spec.model.num_slots}"
+        return (f"Localizer({where}: {talkers} talkers, {self.target} angles, {self.sample_rate} Hz, "
+                f"{self.window_s:g} s windows, mics {spacing} apart, on {self.device})")
 
-    def __call__(self, wave: np.ndarray | torch.Tensor, sample_rate: int) -> LocalizationResult:
-        """wave [2, samples] (mic 0, mic 1) at `sample_rate` -> LocalizationResult; LocalizeError for bad input."""
-        return self._localize([self._prepare(check_stereo(wave, sample_rate, "wave"), int(sample_rate))])[0]
+    def check_spacing(self, mic_spacing: float | None) -> float:
+        """mic spacing in metres (None: the model's own) -> the spacing to steer with; LocalizeError outside what
+        the model serves (spacing_range)."""
+        if mic_spacing is None:
+            return float(self.spec.model.mic_spacing)
+        spacing = float(mic_spacing)
+        low, high = self.spacing_range
+        if not math.isfinite(spacing) or spacing <= 0:
+            raise LocalizeError(f"mic spacing {mic_spacing}: expected a positive distance in metres (0.10 = 10 cm)")
+        if low == high and abs(spacing - low) > 1e-6:
+            raise LocalizeError(f"mic spacing {spacing * 100:g} cm: this model serves one spacing, {low * 100:g} cm "
+                                f"(it has no spacing input); use a model trained for a range of spacings")
+        if not low - 1e-9 <= spacing <= high + 1e-9:
+            raise LocalizeError(f"mic spacing {spacing * 100:g} cm: outside the {low * 100:g}-{high * 100:g} cm "
+                                f"this model was trained for")
+        return spacing
 
-    def localize_file(self, path: str | Path) -> LocalizationResult:
-        """A stereo wav, flac or ogg file (channel 0 = mic 0) -> LocalizationResult; LocalizeError naming it."""
-        wave, sr = read_stereo(path)
-        return self._localize([self._prepare(torch.from_numpy(wave), sr)])[0]
+    # -- entry points -----------------------------------------------------------------------------------------
 
-    def localize_files(self, paths: Iterable[str | Path], return_errors: bool = False
-                       ) -> Iterator[tuple[Path, LocalizationResult | LocalizeError]]:
-        """files -> (path, result) in order, lazily, FILES_PER_BATCH files' windows per model pass.
+    def __call__(self, wave: np.ndarray | torch.Tensor, sample_rate: int,
+                 mic_spacing: float | None = None) -> LocalizationResult:
+        """wave [2, samples] (mic 0, mic 1) at `sample_rate` (, the mics' spacing in metres) -> LocalizationResult;
+        LocalizeError for bad input."""
+        spacing = self.check_spacing(mic_spacing)
+        recording = self._wave_recording(wave, sample_rate)
+        return self._result(list(self._stream(recording, spacing)), recording, spacing)
+
+    def localize_file(self, path: str | Path, mic_spacing: float | None = None) -> LocalizationResult:
+        """A stereo wav, flac or ogg file (channel 0 = mic 0) -> LocalizationResult; LocalizeError naming it.
+        Read in chunks: memory does not grow with the file's length beyond its (small) per-window results."""
+        spacing = self.check_spacing(mic_spacing)
+        recording = self._file_recording(path)
+        return self._result(list(self._stream(recording, spacing)), recording, spacing)
+
+    def stream(self, path: str | Path, mic_spacing: float | None = None,
+               read_seconds: float = READ_SECONDS) -> Iterator[WindowResult]:
+        """A stereo file -> its WindowResults as they are computed (WINDOWS_PER_CALL windows at a time), reading
+        `read_seconds` of audio at a time. localize_file's result aggregates exactly these windows."""
+        spacing = self.check_spacing(mic_spacing)
+        return self._stream(self._file_recording(path, read_seconds), spacing)
+
+    def localize_files(self, paths: Iterable[str | Path], mic_spacing: float | None = None,
+                       return_errors: bool = False) -> Iterator[tuple[Path, LocalizationResult | LocalizeError]]:
+        """files -> (path, result) in order, lazily, one file at a time.
 
         A file that cannot be read raises its LocalizeError, or with `return_errors` is yielded as
         (path, LocalizeError) and the others go on (as asyncio.gather's return_exceptions).
         """
-        paths = [Path(p) for p in paths]
-        for first in range(0, len(paths), FILES_PER_BATCH):
-            group = paths[first:first + FILES_PER_BATCH]
-            read: dict[int, _Recording | LocalizeError] = {}
-            for i, path in enumerate(group):
-                try:
-                    wave, sr = read_stereo(path)
-                    read[i] = self._prepare(torch.from_numpy(wave), sr)
-                except LocalizeError as err:
-                    if not return_errors:
-                        raise
-                    read[i] = err
-            good = [i for i, r in read.items() if isinstance(r, _Recording)]
-            results = dict(zip(good, self._localize([read[i] for i in good])))
-            for i, path in enumerate(group):
-                yield path, results.get(i, read[i])
+        for path in (Path(p) for p in paths):
+            try:
+                yield path, self.localize_file(path, mic_spacing)
+            except LocalizeError as err:
+                if not return_errors:
+                    raise
+                yield path, err
+
+    def aggregate(self, windows: list[WindowResult], duration_s: float, sample_rate_in: int,
+                  mic_spacing: float | None = None) -> LocalizationResult:
+        """A recording's WindowResults (e.g. collected from stream()) -> its LocalizationResult."""
+        spacing = self.check_spacing(mic_spacing)
+        return self._result(windows, _Recording(iter(()), round(duration_s * sample_rate_in), sample_rate_in), spacing)
 
     @torch.no_grad()
-    def clip_angles(self, clips: torch.Tensor) -> torch.Tensor:
+    def clip_angles(self, clips: torch.Tensor, mic_spacing: float | None = None) -> torch.Tensor:
         """clips [B, 2, clip_samples] at the model's rate (one training-length clip each) -> angles_deg [B, slots],
-        sorted: one window per clip, as training's held-out evaluation scores them."""
-        return decode_posteriors(self._posteriors(clips.to(self.device)))[1].cpu()
+        every slot sorted (existence aside): one window per clip, as training's held-out evaluation scores them."""
+        spacing = torch.full((clips.shape[0],), self.check_spacing(mic_spacing), device=self.device)
+        return decode_posteriors(self.network(clips.to(self.device), spacing)[0])[1].cpu()
+
+    # -- inputs -------------------------------------------------------------------------------------------------
+
+    def _wave_recording(self, wave: np.ndarray | torch.Tensor, sample_rate: int) -> _Recording:
+        x = check_stereo(wave, sample_rate, "wave")
+        return _Recording(array_chunks(x, max(1, round(READ_SECONDS * sample_rate))), x.shape[-1], int(sample_rate))
+
+    def _file_recording(self, path: str | Path, read_seconds: float = READ_SECONDS) -> _Recording:
+        frames, sr = open_stereo(path)
+        chunks = checked_chunks(file_chunks(path, max(1, round(read_seconds * sr))), str(path))
+        return _Recording(chunks, frames, sr)
 
     # -- the two places that know the model's input and output --------------------------------------------
 
     @torch.no_grad()
-    def _posteriors(self, windows: torch.Tensor) -> torch.Tensor:
-        """windows [W, 2, clip_samples] at the model's rate -> posteriors [W, slots, classes] (softmax per slot)."""
-        return torch.cat([self.network(windows[i:i + WINDOWS_PER_CALL])
-                          for i in range(0, windows.shape[0], WINDOWS_PER_CALL)])
-
-    def _decode(self, posteriors: torch.Tensor, recording: _Recording) -> LocalizationResult:
-        """posteriors [W, slots, classes] of one recording's windows -> its LocalizationResult."""
+    def _stream(self, recording: _Recording, spacing: float) -> Iterator[WindowResult]:
+        """recording -> its WindowResults, WINDOWS_PER_CALL windows per model pass."""
         sr, window = self.spec.sr, self.spec.clip_samples
-        win_classes, win_angles, win_posteriors = decode_posteriors(posteriors)
-        classes, angles, mean = decode_posteriors(posteriors.mean(dim=0, keepdim=True))  # [1, S], [1, S], [1, S, C]
-        chosen = mean[0].gather(-1, classes[0][:, None])[:, 0]
-        windows = tuple(
-            WindowResult(start_s=s / sr, end_s=min(s + window, recording.samples_model) / sr,
-                         angles_deg=a.double().cpu().numpy(), classes=c.cpu().numpy(), posteriors=p.cpu().numpy())
-            for s, a, c, p in zip(recording.starts, win_angles, win_classes, win_posteriors))
+        total = resampled_length(recording.samples_in, recording.sample_rate_in, sr)
+        blocks = resampled_blocks(recording.chunks, recording.sample_rate_in, sr)
+        batch: list[tuple[int, torch.Tensor]] = []
+        for start, piece in sliding_windows(blocks, total, window):
+            batch.append((start, piece))
+            if len(batch) == WINDOWS_PER_CALL:
+                yield from self._window_results(batch, total, spacing)
+                batch = []
+        if batch:
+            yield from self._window_results(batch, total, spacing)
+        for _ in blocks:  # the rest of the stream: its checks (checked_chunks) run when it ends
+            pass
+
+    def _window_results(self, batch: list[tuple[int, torch.Tensor]], total: int, spacing: float
+                        ) -> list[WindowResult]:
+        """[(start, window [2, clip_samples])] -> their WindowResults (one model pass)."""
+        sr, window = self.spec.sr, self.spec.clip_samples
+        windows = torch.stack([piece for _, piece in batch]).to(self.device)
+        posteriors, exist, track = self.network(windows, torch.full((len(batch),), spacing, device=self.device))
+        count, angles, posteriors, exist = decode_slot_posteriors(posteriors, exist)
+        classes, slot_angles = decode(posteriors.clamp_min(1e-12).log())
+        peaks = posteriors.gather(-1, classes[..., None])[..., 0]
+        sure = exist if self.counts else peaks
+        bin_deg = 180.0 / posteriors.shape[-1]
+        out = []
+        for i, (start, _) in enumerate(batch):
+            k = int(count[i])
+            activity = track[i].cpu().numpy()
+            frames = tuple(FrameResult(start / sr + (step + 0.5) * self.step_s, tuple(a))
+                           for step, a in enumerate(track_peaks(activity, bin_deg, max_peaks=exist.shape[1])))
+            out.append(WindowResult(
+                start_s=start / sr, end_s=min(start + window, total) / sr, count=k,
+                angles_deg=angles[i, :k].double().cpu().numpy(), classes=classes[i, :k].cpu().numpy(),
+                probabilities=sure[i, :k].cpu().numpy(), posteriors=posteriors[i].cpu().numpy(),
+                existence=exist[i].cpu().numpy(), slot_angles_deg=slot_angles[i].double().cpu().numpy(), frames=frames, activity=activity))
+        return out
+
+    def _result(self, windows: list[WindowResult], recording: _Recording, spacing: float) -> LocalizationResult:
+        """A recording's WindowResults -> its LocalizationResult (module docstring: how windows become talkers)."""
+        posteriors = np.mean([w.posteriors for w in windows], axis=0)  # [S, C]
+        num_classes = posteriors.shape[-1]
+        bin_deg = 180.0 / num_classes
+        spectrum = np.mean([w.posteriors[:w.count].sum(axis=0) for w in windows], axis=0)
+        if self.counts:
+            talkers = cluster_detections(
+                np.concatenate([w.angles_deg for w in windows]), np.concatenate([w.probabilities for w in windows]),
+                np.concatenate([np.full(w.count, i) for i, w in enumerate(windows)]), len(windows),
+                max_talkers=posteriors.shape[0])
+            angles, probabilities, candidates = talkers.angles_deg, talkers.shares.astype(np.float32), talkers.candidates_deg
+            classes = np.clip(np.floor(angles / bin_deg), 0, num_classes - 1).astype(np.int64)
+        else:
+            cls, ang, mean = decode_posteriors(torch.from_numpy(posteriors)[None])
+            angles, classes = ang[0].double().numpy(), cls[0].numpy()
+            probabilities = mean[0].gather(-1, cls[0][:, None])[:, 0].numpy()
+            candidates = angles
+        grid = TrackGrid(self.step_s, num_classes)
+        for w in windows:
+            grid.add(w.start_s, w.activity)
+        frames = tuple(FrameResult((g + 0.5) * self.step_s, tuple(a))
+                       for g, a in enumerate(track_peaks(grid.average(), bin_deg, max_peaks=posteriors.shape[0])))
         return LocalizationResult(
-            angles_deg=angles[0].double().cpu().numpy(), classes=classes[0].cpu().numpy(),
-            probabilities=chosen.cpu().numpy(), posteriors=mean[0].cpu().numpy(), windows=windows,
-            target=self.spec.target, sample_rate_in=recording.sample_rate_in, sample_rate_model=sr,
-            duration_s=recording.samples_in / recording.sample_rate_in, window_s=window / sr)
-
-    # -- plumbing ----------------------------------------------------------------------------------------------
-
-    def _prepare(self, wave: torch.Tensor, sample_rate: int) -> _Recording:
-        """checked wave [2, T] at sample_rate -> its windows at the model's rate, on the model's device."""
-        x = resample(wave, sample_rate, self.spec.sr).to(self.device)
-        windows, starts = cut_windows(x, self.spec.clip_samples)
-        return _Recording(windows, starts, x.shape[-1], wave.shape[-1], sample_rate)
-
-    def _localize(self, recordings: list[_Recording]) -> list[LocalizationResult]:
-        """recordings -> one result each; all their windows go through the model in one _posteriors call."""
-        if not recordings:
-            return []
-        posteriors = self._posteriors(torch.cat([r.windows for r in recordings]))
-        parts = posteriors.split([r.windows.shape[0] for r in recordings])
-        return [self._decode(p, r) for p, r in zip(parts, recordings)]
+            count=len(angles), angles_deg=angles, classes=classes, probabilities=probabilities,
+            candidates_deg=candidates, posteriors=posteriors.astype(np.float32), spectrum=spectrum.astype(np.float32),
+            windows=tuple(windows), frames=frames, target=self.spec.target, mic_spacing=spacing,
+            sample_rate_in=recording.sample_rate_in, sample_rate_model=self.spec.sr,
+            duration_s=recording.samples_in / recording.sample_rate_in, window_s=self.window_s)

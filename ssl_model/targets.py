@@ -122,26 +122,35 @@ def metadata_factors(metadata: Sequence[dict[str, Any]], target: Target = "later
     }
 
 
+def count_from_existence(exist: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """existence probabilities [B, S] -> count long [B]: the slots are filled in order, so the count is the number
+    of leading slots whose probability passes `threshold`."""
+    return (exist > threshold).long().cumprod(dim=-1).sum(dim=-1)
+
+
 def decode_count(exist_logits: torch.Tensor, threshold: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
-    """existence logits [B, S] -> (count long [B], existence probabilities [B, S]): the slots are filled in order, so
-    the count is the number of leading slots whose probability passes `threshold`."""
+    """existence logits [B, S] -> (count long [B], existence probabilities [B, S]) (count_from_existence)."""
     probs = exist_logits.float().sigmoid()
-    return (probs > threshold).long().cumprod(dim=-1).sum(dim=-1), probs
+    return count_from_existence(probs, threshold), probs
 
 
-def decode_slots(logits: torch.Tensor, exist_logits: torch.Tensor | None
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """logits [B, S, C], existence logits [B, S] or None -> (count long [B], angles_deg [B, S]: the held slots
-    ascending, then NaN, posteriors [B, S, C] and existence probabilities [B, S] in that order). Without existence logits every slot holds a
-    talker (the seed's two-slot model: count S, slots sorted by angle)."""
-    probs = logits.float().softmax(dim=-1)
-    if exist_logits is None:
-        _, angles, probs = decode_posteriors(probs)
-        return (torch.full(angles.shape[:1], angles.shape[1], dtype=torch.long, device=angles.device), angles, probs,
-                torch.ones_like(angles))
-    count, exist = decode_count(exist_logits)
-    _, angles = decode(logits)
+def decode_slot_posteriors(probs: torch.Tensor, exist: torch.Tensor
+                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """posteriors [B, S, C] (softmax per slot), existence probabilities [B, S] -> (count long [B], angles_deg
+    [B, S]: the held slots ascending, then NaN, posteriors [B, S, C] and existence [B, S] in that order). A model
+    without a count head has existence 1 everywhere: count S, every slot sorted by angle (decode_posteriors)."""
+    count = count_from_existence(exist)
+    _, angles = decode(probs.float().clamp_min(1e-12).log())
     held = torch.arange(angles.shape[1], device=angles.device)[None, :] < count[:, None]
     key = torch.where(held, angles, torch.full_like(angles, float("inf")))
     key, probs, exist = sort_slots(key, probs, exist)  # held slots ascending (the order the model was taught)
     return count, torch.where(torch.isfinite(key), key, torch.full_like(key, float("nan"))), probs, exist
+
+
+def decode_slots(logits: torch.Tensor, exist_logits: torch.Tensor | None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """logits [B, S, C], existence logits [B, S] or None -> decode_slot_posteriors of their probabilities
+    (without existence logits every slot holds a talker: the seed's two-slot model)."""
+    probs = logits.float().softmax(dim=-1)
+    exist = torch.ones(probs.shape[:2], device=probs.device) if exist_logits is None else exist_logits.float().sigmoid()
+    return decode_slot_posteriors(probs, exist)

@@ -16,7 +16,7 @@ import torch
 from ssl_model import LocalizationResult, LocalizeError, Localizer
 from ssl_model.export import ONNX, PROGRAM, SPEC_FILE, Posteriors, onnx_available, write_exports
 from ssl_model.localize import main as localize_main
-from ssl_model.localizer import FILES_PER_BATCH, window_starts
+from ssl_model.stream_audio import window_starts
 from training.checkpoint import WEIGHTS
 
 from run_helpers import ROOT
@@ -99,18 +99,18 @@ def test_the_call_the_file_and_the_cli_agree(tiny, tmp_path, capsys):
     assert printed.pop("file") == str(path) and printed == by_file
 
 
-def test_files_in_batches_match_one_at_a_time_and_keep_their_order(tiny, tmp_path):
-    """More files than one batch, at two rates, one of them bad: results in input order, the bad one as its error,
-    the same posteriors as one file at a time (the batch only groups the windows)."""
+def test_many_files_match_one_at_a_time_and_keep_their_order(tiny, tmp_path):
+    """Nine files at two rates, one of them bad: results in input order, the bad one as its error, the same
+    posteriors as one file at a time."""
     paths = [stereo_file(tmp_path / f"f{i}.wav", 20.0 + 15 * i, sr=(SR if i % 2 else 22050), seconds=1.2, seed=i)
-             for i in range(FILES_PER_BATCH + 1)]
+             for i in range(9)]
     paths.insert(3, tmp_path / "missing.wav")
     localizer = Localizer.from_file(tiny / WEIGHTS)
     found = list(localizer.localize_files(paths, return_errors=True))
     assert [p for p, _ in found] == paths
     assert isinstance(found[3][1], LocalizeError) and "missing.wav: no such file" in str(found[3][1])
     assert all(isinstance(r, LocalizationResult) for _, r in found[:3] + found[4:])
-    for path, result in (found[0], found[4], found[-1]):  # first batch before and after the bad file, second batch
+    for path, result in (found[0], found[4], found[-1]):  # before and after the bad file, the last
         alone = localizer.localize_file(path)
         assert np.allclose(result.posteriors, alone.posteriors, atol=1e-5)
         assert result.sample_rate_in == alone.sample_rate_in

@@ -13,7 +13,8 @@ import torch
 from ssl_model import SSLModel
 from shards.audio import resample
 from ssl_model.localize import main
-from ssl_model.localizer import PRETRAINED, window_starts
+from ssl_model.localizer import PRETRAINED
+from ssl_model.stream_audio import window_starts
 from training.checkpoint import CONFIG, WEIGHTS, export_weights
 from training.config import dump_config, load_train_config
 
