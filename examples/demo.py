@@ -41,7 +41,8 @@ from ssl_model.cli_log import add_verbosity, setup_logging  # noqa: E402
 from ssl_model.localize import plot_half_circle  # noqa: E402
 from ssl_model.localizer import PRETRAINED, Localizer  # noqa: E402
 from training.checkpoint import WEIGHTS  # noqa: E402
-from training.evaluate import evaluate_run, summary_lines  # noqa: E402
+from training.eval_report import summary_lines  # noqa: E402
+from training.evaluate import evaluate_run  # noqa: E402
 from training.mixing import mix  # noqa: E402
 from training.speech import synthetic_speech  # noqa: E402
 

@@ -1,4 +1,5 @@
-"""training.evaluate and training.plots: metrics.json's keys and values, valid PNGs, the CLI's errors."""
+"""training.evaluate (with eval_scores and eval_report) and training.plots: metrics.json's keys and values, valid
+PNGs, the CLI's errors."""
 import json
 from pathlib import Path
 
@@ -13,7 +14,9 @@ from ssl_model.metrics import localization_metrics
 from training import plots
 from training.checkpoint import CONFIG, WEIGHTS, export_weights
 from training.config import dump_config, load_train_config
-from training.evaluate import evaluate_run, main, reshape_metrics, unique_scenes, write_plots
+from training.eval_report import write_plots
+from training.eval_scores import reshape_metrics, unique_scenes
+from training.evaluate import evaluate_run, main
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
