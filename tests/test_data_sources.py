@@ -80,8 +80,9 @@ def test_http_root_is_listed_from_its_manifests(shards, served):
     same_eval_set(local, evaluation)
     braces = cfg_with(shards, f"data.train_glob={served}/train/train-{{000000..000005}}.tar",
                       f"data.eval_glob={served}/eval/eval-{{000000..000003}}.tar")
-    train, evaluation_urls = check_sources(braces, world_size=1)
-    assert train[0] == f"{served}/train/train-000000.tar" and len(train) == 6 and len(evaluation_urls) == 4
+    train, evaluation = check_sources(braces, world_size=1)
+    assert train.scenes[0] == f"{served}/train/train-000000.tar" and len(train.scenes) == 6
+    assert len(evaluation.scenes) == 4 and train.speech == evaluation.speech == []  # synthetic speech
 
 
 def test_unreachable_sidecars_warn_once_and_damage_is_still_named(shards, tmp_path):

@@ -15,6 +15,7 @@ from simulate import generate_dataset
 from training.batches import TrainData
 from training.budget import check_memory, data_path_bytes
 from training.config import load_train_config
+from training.eval_set import fixed_eval_set
 from training.sources import DataError
 from training.streams import Stream
 
@@ -125,12 +126,16 @@ def test_every_sample_but_one_nan_stops_training_with_a_clear_error(shards, tmp_
     data.close()
 
 
-def test_a_later_shard_of_another_sample_rate_is_named_and_skipped(shards, tmp_path):
+def test_a_later_shard_of_another_sample_rate_is_skipped_in_training_and_refused_in_eval(shards, tmp_path):
     root, other = tmp_path / "mixed", tmp_path / "other"
     shutil.copytree(shards, root)
     generate_dataset(other, splits={"train": 2, "eval": 2}, overrides=("shard_size=2", "rt60_range=[0.1,0.2]", "sr=8000"))
     odd = root / "train" / "train-000099.tar"  # sorts last: the first shard, checked before any model, is fine
     shutil.copy(other / "train" / "train-000000.tar", odd)
+    odd_eval = root / "eval" / "eval-000099.tar"  # every eval scene is checked, not just the first
+    shutil.copy(other / "eval" / "eval-000000.tar", odd_eval)
+    with pytest.raises(DataError, match=f"eval shard .*{odd_eval.name}: eval-000000000: shards at 8000 Hz"):
+        fixed_eval_set(load_train_config(TINY, [f"data.shards={root}", *FEW]))
     cfg = load_train_config(TINY, [f"data.shards={root}", *FEW, "data.max_fail_share=0.5"])
     data = TrainData(cfg, 0, 1, torch.device("cpu"))
     with pytest.warns(RuntimeWarning) as caught:

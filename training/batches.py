@@ -20,8 +20,7 @@ from shards.layout import stable_seed
 from training.config import TrainConfig
 from training.mixtures import Mixtures, make_mixtures
 from training.reservoirs import SceneReservoir, SpeechReservoir
-from training.sources import (check_enough_shards, check_setup, resolve_audio_folder, resolve_shards,
-                              resolve_speech_shards)
+from training.sources import SplitSources, check_enough_shards, check_setup, side_sources
 from training.speech import synthetic_speech
 from training.streams import Stream, decode_scene, decode_speech, folder_pipeline, make_loader, shard_pipeline
 
@@ -29,10 +28,13 @@ TARGET_ROWS = {"azimuth": 0, "lateral": 1}  # row of a scene's `angles` tensor [
 
 
 class TrainData:
-    """Both streams and both reservoirs of one rank; `batch(step)` -> Mixtures."""
+    """Both streams and both reservoirs of one rank; `batch(step)` -> Mixtures.
+
+    sources: the run's train shards and speech as check_sources resolved them (resolved here when None).
+    """
 
     def __init__(self, cfg: TrainConfig, rank: int, world_size: int, device: torch.device,
-                 log: Callable[[dict], None] | None = None):
+                 log: Callable[[dict], None] | None = None, sources: SplitSources | None = None):
         self.cfg, self.rank, self.world_size, self.device = cfg, rank, world_size, device
         self.step = 0  # the optimizer step the data drawn now feeds; data_error records carry it
         self.rng = random.Random(stable_seed(cfg.run.seed, 0, rank, 1))  # reservoir slots; saved with each state
@@ -42,14 +44,11 @@ class TrainData:
             return Stream(None, what, d.max_fail_share, d.min_shards_for_share,
                           None if log is None else lambda record: log({**record, "step": self.step}))
 
-        self.scene_urls = resolve_shards(cfg, d.train_split)
+        sources = sources if sources is not None else side_sources(cfg, "train")
+        self.scene_urls, self.speech_urls = sources.scenes, sources.speech
         check_enough_shards(self.scene_urls, world_size, d.num_workers, "train")
         self.scenes_stream = stream("train")
-        self.speech_stream, self.speech_urls = None, []
-        if s.source == "shards":
-            self.speech_urls = resolve_speech_shards(s.train_path, "speech.train_path")
-        elif s.source == "folder":
-            self.speech_urls = resolve_audio_folder(s.train_path, "speech.train_path")
+        self.speech_stream = None
         if self.speech_urls:
             check_enough_shards(self.speech_urls, world_size, d.num_workers, "speech")
             self.speech_stream = stream("speech")

@@ -6,6 +6,7 @@ it is mixed on the CPU in fp32 and handed out in batches, batch i to rank i % wo
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import random
@@ -18,14 +19,12 @@ import torch
 from shards.audio import decode_audio, fit_length
 from shards.files import ShardError, iter_samples
 from shards.layout import stable_seed
-from shards.samples import speech_member
 from training.batches import TARGET_ROWS
 from training.config import TrainConfig
 from training.mixtures import Mixtures, make_mixtures
-from training.sources import (DataError, check_setup, resolve_audio_folder, resolve_shards,
-                              resolve_speech_shards)
+from training.sources import DataError, SplitSources, check_setup, side_sources
 from training.speech import synthetic_speech
-from training.streams import decode_scene, read_checked
+from training.streams import CheckSetup, decode_scene, read_checked, speech_audio
 
 Batch = tuple[torch.Tensor, torch.Tensor, list[dict]]
 
@@ -40,15 +39,16 @@ class EvalSet:
     mixtures: list[Mixtures]
 
 
-def read_split_in_order(urls: list[str], max_len: int, verify: bool) -> list[dict]:
-    """All scenes of the given shards, in file order; any damage is a DataError (the eval set must be whole)."""
-    decode, scenes, unchecked = decode_scene(max_len), [], []
+def read_split_in_order(urls: list[str], max_len: int, verify: bool, check: CheckSetup | None = None) -> list[dict]:
+    """All scenes of the given shards, in file order, `check` run on every scene's metadata; any damage or a scene
+    of another setup is a DataError (the eval set must be whole)."""
+    decode, scenes, unchecked = decode_scene(max_len, check), [], []
     for url in urls:
         try:
             data, checked = read_checked(url, verify)
             scenes += [decode(key, parts, url) for key, parts in iter_samples(data, url)]
         except (OSError, ShardError, DataError) as err:
-            raise DataError(f"eval shard {url}: {err}") from None
+            raise DataError(f"eval shard {url}: {str(err).removeprefix(f'{url}: ')}") from None
         if not checked:
             unchecked.append(url)
     if unchecked:
@@ -57,8 +57,9 @@ def read_split_in_order(urls: list[str], max_len: int, verify: bool) -> list[dic
     return scenes
 
 
-def eval_speech(cfg: TrainConfig, count: int) -> torch.Tensor:
-    """-> count fixed speech segments [count, T] on the CPU, from eval.seed and the eval speech only."""
+def eval_speech(cfg: TrainConfig, count: int, files: list[str]) -> torch.Tensor:
+    """The eval side's speech (shards or audio files, as resolved; unused with synthetic speech) -> count fixed
+    speech segments [count, T] on the CPU, from eval.seed and the eval speech only."""
     samples, seed, s = cfg.clip_samples, cfg.eval.seed, cfg.speech
     if s.source == "synthetic":
         chunks, chunk = [], 64
@@ -66,39 +67,39 @@ def eval_speech(cfg: TrainConfig, count: int) -> torch.Tensor:
             g = torch.Generator().manual_seed(stable_seed(seed, start, 21))
             chunks.append(synthetic_speech(min(chunk, count - start), samples, cfg.sr, g, "cpu", s.f0_range))
         return torch.cat(chunks)
-    if not s.eval_path:
-        raise DataError(f"speech.eval_path is required with speech.source={s.source}")
     rng = random.Random(stable_seed(seed, 22))
     audio: list[np.ndarray] = []
     if s.source == "shards":
-        for url in resolve_speech_shards(s.eval_path, "speech.eval_path"):
+        for url in files:
             data, _ = read_checked(url, cfg.data.verify_sha256)
             for key, parts in iter_samples(data, url):
-                ext, _ = speech_member(key, parts, url)
-                audio.append(decode_audio(parts[ext], f"{url}:{key}.{ext}", sr=cfg.sr)[0])
+                audio.append(speech_audio(key, parts, url, cfg.sr))
                 if len(audio) >= count:
                     break
             if len(audio) >= count:
                 break
     else:
-        for path in resolve_audio_folder(s.eval_path, "speech.eval_path")[:count]:
+        for path in files[:count]:
             audio.append(decode_audio(path, path, sr=cfg.sr)[0])
     segments = [fit_length(audio[i % len(audio)], samples, rng) for i in range(count)]
     return torch.from_numpy(np.stack(segments).astype(np.float32))
 
 
 def fixed_eval_set(cfg: TrainConfig, device: torch.device | str = "cpu", rank: int = 0,
-                   world_size: int = 1) -> EvalSet:
-    """-> the EvalSet of this rank: a fixed seeded pairing of eval speech and eval RIRs (eval.seed only)."""
-    urls = resolve_shards(cfg, cfg.data.eval_split)
-    scenes = read_split_in_order(urls, cfg.data.max_rir_len, cfg.data.verify_sha256)
+                   world_size: int = 1, sources: SplitSources | None = None) -> EvalSet:
+    """-> the EvalSet of this rank: a fixed seeded pairing of eval speech and eval RIRs (eval.seed only).
+
+    sources: the run's eval shards and speech as check_sources resolved them (resolved here when None).
+    """
+    sources = sources if sources is not None else side_sources(cfg, "eval")
+    scenes = read_split_in_order(sources.scenes, cfg.data.max_rir_len, cfg.data.verify_sha256,
+                                 functools.partial(check_setup, cfg))
     if not scenes:
         raise DataError(f"eval split {cfg.data.eval_split} under {cfg.data.shards} holds no scenes")
-    check_setup(cfg, json.loads(scenes[0]["meta"]), f"eval split ({urls[0]})")
-    n, sources = cfg.eval.num_samples, scenes[0]["rir"].shape[1]
+    n, talkers = cfg.eval.num_samples, scenes[0]["rir"].shape[1]
     g = torch.Generator().manual_seed(stable_seed(cfg.eval.seed, 23))
     order = torch.cat([torch.randperm(len(scenes), generator=g) for _ in range(math.ceil(n / len(scenes)))])[:n]
-    speech = eval_speech(cfg, n * sources).view(n, sources, -1)
+    speech = eval_speech(cfg, n * talkers, sources.speech).view(n, talkers, -1)
     row = TARGET_ROWS[cfg.target]
     batches, mixtures = [], []
     for b, start in enumerate(range(0, n, cfg.eval.batch_size)):

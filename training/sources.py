@@ -1,6 +1,9 @@
 """Where a run's data comes from, checked before any model is built: shard lists, speech sources, the
 array setup each split was simulated with, and that the eval set shares nothing with the training stream.
 
+A run resolves its lists once (`check_sources` -> a SplitSources per side) and passes them down to the training
+data (training.batches) and the eval set (training.eval_set).
+
 Shard lists accept local folders and globs, and any WebDataset URL with brace expansion: `pipe:CMD`
 (the shard is CMD's stdout), `http(s)://`, `gs://`, ... A URL root in `data.shards` is listed from its
 split's manifest.json; a URL glob is expanded from its braces (URLs cannot be globbed).
@@ -10,6 +13,7 @@ from __future__ import annotations
 import glob
 import json
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import webdataset as wds
@@ -25,6 +29,14 @@ from training.config import TrainConfig
 
 class DataError(RuntimeError):
     """Shards missing, empty, of another setup or too damaged to train on; the message names the path and key."""
+
+
+@dataclass(frozen=True)
+class SplitSources:
+    """One side of a run's data (train or eval), resolved: its RIR shards (paths or URLs) and its speech (speech
+    shards or audio files; empty with synthetic speech)."""
+    scenes: list[str]
+    speech: list[str]
 
 
 def expand(pattern: str) -> list[str]:
@@ -90,6 +102,26 @@ def resolve_audio_folder(path: str, key: str) -> list[str]:
     if not files:
         raise DataError(f"no .wav/.flac/.ogg files under {path} ({key})")
     return files
+
+
+def resolve_speech(cfg: TrainConfig, side: str) -> list[str]:
+    """'train' or 'eval' -> that side's speech: speech shards or audio files, [] with synthetic speech; DataError
+    when none (the eval side needs speech.eval_path: held-out voices)."""
+    s = cfg.speech
+    if s.source == "synthetic":
+        return []
+    path = s.train_path if side == "train" else s.eval_path
+    if side == "eval" and not path:
+        raise DataError(f"speech.eval_path is required with speech.source={s.source}: held-out voices for the "
+                        f"fixed eval set")
+    resolve = resolve_speech_shards if s.source == "shards" else resolve_audio_folder
+    return resolve(path, f"speech.{side}_path")
+
+
+def side_sources(cfg: TrainConfig, side: str) -> SplitSources:
+    """'train' or 'eval' -> that side's shards and speech, resolved (no cross-checks: see check_sources)."""
+    split = cfg.data.train_split if side == "train" else cfg.data.eval_split
+    return SplitSources(resolve_shards(cfg, split), resolve_speech(cfg, side))
 
 
 def check_enough_shards(paths: list[str], world_size: int, num_workers: int, what: str) -> None:
@@ -180,19 +212,13 @@ def check_setup(cfg: TrainConfig, meta: dict, where: str) -> None:
                         f"set model.num_slots={setup.num_sources}")
 
 
-def check_sources(cfg: TrainConfig, world_size: int) -> tuple[list[str], list[str]]:
-    """Everything about the data that can fail before a model is built -> (train shards, eval shards)."""
+def check_sources(cfg: TrainConfig, world_size: int) -> tuple[SplitSources, SplitSources]:
+    """Everything about the data that can fail before a model is built -> (train, eval) SplitSources: the run's
+    lists, resolved once here and passed down."""
     train = resolve_shards(cfg, cfg.data.train_split)
     evaluation = resolve_shards(cfg, cfg.data.eval_split)
     check_enough_shards(train, world_size, cfg.data.num_workers, "train")
     check_disjoint(cfg, train, evaluation)
     for what, urls in (("train", train), ("eval", evaluation)):
         check_setup(cfg, first_scene_meta(urls[0]), f"{what} split ({urls[0]})")
-    if cfg.speech.source != "synthetic":
-        if not cfg.speech.eval_path:
-            raise DataError(f"speech.eval_path is required with speech.source={cfg.speech.source}: held-out voices "
-                            f"for the fixed eval set")
-        resolve = resolve_speech_shards if cfg.speech.source == "shards" else resolve_audio_folder
-        resolve(cfg.speech.train_path, "speech.train_path")
-        resolve(cfg.speech.eval_path, "speech.eval_path")
-    return train, evaluation
+    return SplitSources(train, resolve_speech(cfg, "train")), SplitSources(evaluation, resolve_speech(cfg, "eval"))

@@ -45,7 +45,7 @@ def decode_scene(max_len: int, check_setup: CheckSetup | None = None) -> Decode:
     def decode(key: str, parts: dict[str, bytes], url: str) -> dict:
         sample = decode_rir(key, parts, url)
         if check_setup is not None:
-            check_setup(sample.meta, f"train shard {url}")
+            check_setup(sample.meta, f"{url}: {key}")
         angles = torch.from_numpy(np.stack([sample.angles("azimuth"), sample.angles("lateral")]))
         spacing = ArraySetup.from_meta(sample.meta, f"{url}: {key}").mic_spacing
         return {"__key__": key, "url": url, "rir": torch.from_numpy(sample.rir[..., :max_len].copy()),
@@ -53,13 +53,19 @@ def decode_scene(max_len: int, check_setup: CheckSetup | None = None) -> Decode:
     return decode
 
 
+def speech_audio(key: str, parts: dict[str, bytes], url: str, sr: int) -> np.ndarray:
+    """A speech sample's members -> its audio, mono float32 [T] at `sr`: the one speech decoder (the training stream
+    and the fixed eval set)."""
+    ext, _ = speech_member(key, parts, url)
+    return decode_audio(parts[ext], f"{url}:{key}.{ext}", sr=sr)[0]
+
+
 def decode_speech(sr: int, samples: int, seed: int) -> Decode:
     """-> decoder to {key, url, audio float32 [samples]}: mono at `sr`, a random non-silent crop (or padded)."""
     rng = random.Random(seed)
 
     def decode(key: str, parts: dict[str, bytes], url: str) -> dict:
-        ext, _ = speech_member(key, parts, url)
-        audio, _ = decode_audio(parts[ext], f"{url}:{key}.{ext}", sr=sr)
+        audio = speech_audio(key, parts, url, sr)
         return {"__key__": key, "url": url, "audio": torch.from_numpy(fit_length(audio, samples, rng).copy())}
     return decode
 
@@ -142,7 +148,7 @@ def expand_samples(decode: Decode, bad: set[str]) -> Callable:
                     sample = decode(key, parts, url)
                 except DataError as err:  # the whole shard belongs to another setup
                     bad.add(url)
-                    yield {"__bad__": url, "__error__": str(err).removeprefix(f"train shard {url}: ")}
+                    yield {"__bad__": url, "__error__": str(err).removeprefix(f"{url}: ")}
                     break
                 except (ShardError, ValueError, KeyError, TypeError) as err:
                     yield {"__bad_sample__": f"{url}:{key}", "__error__": f"{type(err).__name__}: {err}"}

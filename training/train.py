@@ -318,13 +318,14 @@ def finish(run: RunLog, accelerator, model, data: TrainData, cfg: TrainConfig, p
 def train(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)  # nothing is built or written before these checks pass
     resume = plan_resume(cfg) if args.resume else None
-    check_sources(cfg, int(os.environ.get("WORLD_SIZE", "1")))
+    train_sources, eval_sources = check_sources(cfg, int(os.environ.get("WORLD_SIZE", "1")))  # resolved once
     accelerator, launch = make_accelerator(cfg)
     model, optimizer = build_model(cfg, accelerator, resuming=resume is not None)
     run = RunLog(accelerator, Path(cfg.run.dir))
-    data = TrainData(cfg, accelerator.process_index, accelerator.num_processes, accelerator.device, log=run.log)
+    data = TrainData(cfg, accelerator.process_index, accelerator.num_processes, accelerator.device, log=run.log,
+                     sources=train_sources)
     eval_set = fixed_eval_set(cfg, device=accelerator.device, rank=accelerator.process_index,
-                              world_size=accelerator.num_processes)
+                              world_size=accelerator.num_processes, sources=eval_sources)
     progress = restore(accelerator, data, resume) if resume else Progress()
     for key, (old, new) in (resume.changes.items() if resume else ()):
         print(f"warning: --resume: {key} changed from {old!r} to {new!r} (recorded in metrics.jsonl)", file=sys.stderr)
