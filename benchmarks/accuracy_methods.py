@@ -162,16 +162,21 @@ def load_localizers(sources: list[tuple[str, Path]]) -> list[tuple[str, Localize
 def model_detections(localizer: Localizer, waves: np.ndarray, sr: int, mic_spacing: float,
                      label: str = "model") -> list[dict[str, Any]]:
     """THE one place a model is asked: waves [N, 2, T] at sr, the pair's spacing (m) -> per mixture
-    {'angles_deg': sorted, 'count'}.
+    {'angles_deg': sorted, 'count', 'ranked': candidates strongest first}.
 
-    The shipped model always answers two talkers for a 10 cm pair: its two angles, count 2 (`mic_spacing` is
-    not an input it has). A model that counts and takes the spacing is adapted here and nowhere else.
+    A model that takes the spacing is given the pair's; a model trained for one spacing is not told (it assumes
+    its own: what a user of it gets on another array). A model that counts names 0-3 talkers; 'ranked' lists the
+    recording's talkers and weaker candidates, then the slots its windows left empty (most probable first), so the
+    two-slot metrics of the two-talker sets read its two strongest directions. The two-talker model names two.
     """
-    del mic_spacing  # not an input of the two-talker model
+    low, high = localizer.spacing_range
+    spacing = mic_spacing if low < high else None
     out = []
     for wave in tqdm(waves, desc=label, unit="mixture"):
-        angles = sorted(float(a) for a in localizer(wave, sr).angles_deg)
-        out.append({"angles_deg": angles, "count": len(angles)})
+        result = localizer(wave, sr, mic_spacing=spacing)
+        empty = [(e, a) for w in result.windows for e, a in zip(w.existence[w.count:], w.slot_angles_deg[w.count:])]
+        ranked = [float(a) for a in result.candidates_deg] + [float(a) for _, a in sorted(empty, key=lambda p: -p[0])]
+        out.append({"angles_deg": sorted(float(a) for a in result.angles_deg), "count": result.count, "ranked": ranked})
     return out
 
 
