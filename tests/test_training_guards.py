@@ -16,8 +16,9 @@ from training.batches import TrainData
 from training.budget import check_memory, data_path_bytes
 from training.config import load_train_config
 from training.eval_set import fixed_eval_set
+from training.markers import BAD_SAMPLE, BAD_SHARD, KEY, SAMPLES, SHARD_OK, failure, is_marker
 from training.sources import DataError
-from training.streams import Stream
+from training.streams import Stream, expand_samples, mark_failures, raise_failures
 
 FEW = ["data.num_workers=0", "data.rir_reservoir=12", "data.rir_refresh=2", "speech.reservoir=8", "speech.refresh=2",
        "run.batch_size=2", "data.min_shards_for_share=2", "data.verify_sha256=false"]
@@ -75,12 +76,12 @@ def test_a_stream_whose_samples_fail_stops_even_when_every_shard_opens():
     items = []
     for k in range(6):
         url = f"train-{k:06d}.tar"
-        items += [{"__bad_sample__": f"{url}:s{j}", "__error__": "ValueError: rir is not finite"} for j in range(3)]
-        items.append({"__shard_ok__": url, "__samples__": 0})
-    items.insert(1, {"__key__": "good", "rir": torch.zeros(2, 2, 4)})
+        items += [failure(BAD_SAMPLE, f"{url}:s{j}", "ValueError: rir is not finite") for j in range(3)]
+        items.append({SHARD_OK: url, SAMPLES: 0})
+    items.insert(1, {KEY: "good", "rir": torch.zeros(2, 2, 4)})
     stream = Stream(Items(items), "train", max_fail_share=0.2, min_shards=2)
     with pytest.warns(RuntimeWarning):
-        assert stream.next()["__key__"] == "good"
+        assert stream.next()[KEY] == "good"
         with pytest.raises(DataError, match=r"train samples failed .* > data.max_fail_share=0.2"):
             while True:
                 stream.next()
@@ -91,8 +92,8 @@ def test_a_stream_with_a_few_bad_samples_goes_on():
     items = []
     for k in range(6):
         url = f"train-{k:06d}.tar"
-        items += [{"__bad_sample__": f"{url}:9", "__error__": "bad"}] + [{"__key__": f"{url}:{j}"} for j in range(9)]
-        items.append({"__shard_ok__": url, "__samples__": 9})
+        items += [failure(BAD_SAMPLE, f"{url}:9", "bad")] + [{KEY: f"{url}:{j}"} for j in range(9)]
+        items.append({SHARD_OK: url, SAMPLES: 9})
     stream = Stream(Items(items), "train", max_fail_share=0.2, min_shards=2)
     with pytest.warns(RuntimeWarning):
         assert len([stream.next() for _ in range(54)]) == 54
@@ -146,3 +147,22 @@ def test_a_later_shard_of_another_sample_rate_is_skipped_in_training_and_refused
     assert named and "8000 Hz" in named[0] and "skipped damaged train shard" in named[0]
     assert data.counters()["train_bad_shards"] == 1
     data.close()
+
+
+def test_one_error_policy_marks_failures_in_streams_and_raises_them_in_the_eval_set():
+    def decode(key, parts, url):
+        if key == "b":
+            raise ValueError("not finite")
+        return {KEY: key, "url": url}
+
+    good = [{"url": "u.tar", "data": tar_bytes([("a.x", b"1"), ("b.x", b"2")])}]
+    broken = [{"url": "v.tar", "data": b"not a tar" * 200}]
+    bad: set[str] = set()
+    items = list(expand_samples(decode, mark_failures(bad))(good + broken))
+    assert [item.get(KEY) for item in items if not is_marker(item)] == ["a"]
+    assert failure(BAD_SAMPLE, "u.tar:b", "ValueError: not finite") in items and {SHARD_OK: "u.tar", SAMPLES: 1} in items
+    assert any(item.get(BAD_SHARD) == "v.tar" for item in items) and bad == {"v.tar"}
+    with pytest.raises(DataError, match="eval sample u.tar:b: ValueError: not finite"):
+        list(expand_samples(decode, raise_failures("eval"))(good))
+    with pytest.raises(DataError, match="eval shard v.tar: unreadable tar"):
+        list(expand_samples(decode, raise_failures("eval"))(broken))

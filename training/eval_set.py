@@ -12,19 +12,20 @@ import math
 import random
 import warnings
 from dataclasses import dataclass
+from itertools import islice
 
 import numpy as np
 import torch
 
 from shards.audio import decode_audio, fit_length
-from shards.files import ShardError, iter_samples
 from shards.layout import stable_seed
 from training.batches import TARGET_ROWS
 from training.config import TrainConfig
+from training.markers import KEY, UNCHECKED, is_marker
 from training.mixtures import Mixtures, make_mixtures
 from training.sources import DataError, SplitSources, check_setup, side_sources
 from training.speech import synthetic_speech
-from training.streams import CheckSetup, decode_scene, read_checked, speech_audio
+from training.streams import CheckSetup, decode_scene, raise_failures, read_shards, speech_audio
 
 Batch = tuple[torch.Tensor, torch.Tensor, list[dict]]
 
@@ -41,20 +42,22 @@ class EvalSet:
 
 def read_split_in_order(urls: list[str], max_len: int, verify: bool, check: CheckSetup | None = None) -> list[dict]:
     """All scenes of the given shards, in file order, `check` run on every scene's metadata; any damage or a scene
-    of another setup is a DataError (the eval set must be whole)."""
-    decode, scenes, unchecked = decode_scene(max_len, check), [], []
-    for url in urls:
-        try:
-            data, checked = read_checked(url, verify)
-            scenes += [decode(key, parts, url) for key, parts in iter_samples(data, url)]
-        except (OSError, ShardError, DataError) as err:
-            raise DataError(f"eval shard {url}: {str(err).removeprefix(f'{url}: ')}") from None
-        if not checked:
-            unchecked.append(url)
+    of another setup is a DataError (the eval set must be whole: the streams' stages with raise_failures)."""
+    scenes, unchecked = [], []
+    for item in read_shards(urls, decode_scene(max_len, check), verify, raise_failures("eval")):
+        if UNCHECKED in item:
+            unchecked.append(item[UNCHECKED])
+        elif not is_marker(item):
+            scenes.append(item)
     if unchecked:
         warnings.warn(f"{len(unchecked)} eval shard(s) have no reachable sidecar (.json beside the .tar), e.g. "
                       f"{unchecked[0]}: their sha256 is not checked", RuntimeWarning, stacklevel=2)
     return scenes
+
+
+def speech_sample(key: str, parts: dict[str, bytes], url: str, sr: int) -> dict:
+    """A speech sample's members -> {key, url, audio: mono float32 [T] at `sr`}, uncropped (streams.speech_audio)."""
+    return {KEY: key, "url": url, "audio": speech_audio(key, parts, url, sr)}
 
 
 def eval_speech(cfg: TrainConfig, count: int, files: list[str]) -> torch.Tensor:
@@ -68,19 +71,12 @@ def eval_speech(cfg: TrainConfig, count: int, files: list[str]) -> torch.Tensor:
             chunks.append(synthetic_speech(min(chunk, count - start), samples, cfg.sr, g, "cpu", s.f0_range))
         return torch.cat(chunks)
     rng = random.Random(stable_seed(seed, 22))
-    audio: list[np.ndarray] = []
     if s.source == "shards":
-        for url in files:
-            data, _ = read_checked(url, cfg.data.verify_sha256)
-            for key, parts in iter_samples(data, url):
-                audio.append(speech_audio(key, parts, url, cfg.sr))
-                if len(audio) >= count:
-                    break
-            if len(audio) >= count:
-                break
+        decode = functools.partial(speech_sample, sr=cfg.sr)
+        items = read_shards(files, decode, cfg.data.verify_sha256, raise_failures("eval speech"))
+        audio = list(islice((item["audio"] for item in items if not is_marker(item)), count))  # read no further
     else:
-        for path in files[:count]:
-            audio.append(decode_audio(path, path, sr=cfg.sr)[0])
+        audio = [decode_audio(path, path, sr=cfg.sr)[0] for path in files[:count]]
     segments = [fit_length(audio[i % len(audio)], samples, rng) for i in range(count)]
     return torch.from_numpy(np.stack(segments).astype(np.float32))
 
@@ -115,7 +111,7 @@ def fixed_eval_set(cfg: TrainConfig, device: torch.device | str = "cpu", rank: i
         g_batch = torch.Generator().manual_seed(stable_seed(cfg.eval.seed, 24, b))  # batch b: same on any world size
         mixed = make_mixtures(speech[start:start + len(picked)], rir, angles, spacing, cfg.mix, cfg.sr,
                               cfg.model.hop, cfg.model.sound_speed, g_batch)
-        metas = [dict(json.loads(s["meta"]), key=s["__key__"], shard=s["url"]) for s in picked]
+        metas = [dict(json.loads(s["meta"]), key=s[KEY], shard=s["url"]) for s in picked]
         batches.append((mixed.wave.to(device), mixed.angles.to(device), metas))
         mixtures.append(mixed.to(device))
     every = torch.stack([scenes[i]["angles"][row] for i in order.tolist()]).sort(dim=-1).values

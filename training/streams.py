@@ -4,10 +4,13 @@ what failed.
     shard list -> split by rank -> split by worker -> resample forever (seeded)
                -> read (any URL) + sha256 check -> samples -> decode -> shuffle buffer
 
-Workers only read and decode. Failures never vanish: a damaged shard (or one simulated for another setup
-than the run's) becomes a `__bad__` marker, a damaged sample a `__bad_sample__` marker, and a shard whose
-sidecar cannot be reached an `__unchecked__` marker; `Stream` (main process) warns naming each, counts them,
-and stops the run when more than `data.max_fail_share` of the shards or of the samples failed.
+Workers only read and decode. Failures never vanish: every stage hands a failure to one injected error policy
+(a `Handler`, as WebDataset's `handler=`). The training streams' policy (`mark_failures`) turns a damaged shard
+(or one simulated for another setup than the run's) into a BAD_SHARD marker and a damaged sample into a
+BAD_SAMPLE marker (training.markers), beside an UNCHECKED marker for a shard whose sidecar cannot be reached;
+`Stream` (main process) warns naming each, counts them, and stops the run when more than `data.max_fail_share`
+of the shards or of the samples failed. The fixed eval set reads through the same stages with `raise_failures`:
+any failure is a DataError there.
 
 A stream is a pure function of its seed and of the shards known to be damaged: `Stream.state()` and
 `Stream.set_loader` let a resumed run reopen it where the uninterrupted run reopened it (training.batches).
@@ -28,10 +31,36 @@ from shards.array import ArraySetup
 from shards.files import ShardError, iter_samples, read_url, sha256_bytes, sidecar_sha256
 from shards.layout import stable_seed
 from shards.samples import decode_rir, speech_member
+from training.markers import (BAD_SAMPLE, BAD_SHARD, ERROR, KEY, SAMPLES, SHARD_OK, UNCHECKED, failure,
+                              is_marker)
 from training.sources import DataError
 
 Decode = Callable[[str, dict[str, bytes], str], dict]
 CheckSetup = Callable[[dict, str], None]  # (a scene's metadata, where) -> None; DataError for another setup
+# The error policy of every stage: (BAD_SHARD or BAD_SAMPLE, the shard url or 'url:key', why) -> the marker to
+# yield in place of what failed, or an exception raised.
+Handler = Callable[[str, str, str], dict]
+
+
+# ----------------------------------------------------------------------------------------------
+# Error policies
+
+
+def mark_failures(bad: set[str]) -> Handler:
+    """The training streams' policy: a failed shard joins `bad` (never drawn again by this worker); every failure
+    becomes its marker, for Stream to warn about and count."""
+    def handle(kind: str, name: str, error: str) -> dict:
+        if kind == BAD_SHARD:
+            bad.add(name)
+        return failure(kind, name, error)
+    return handle
+
+
+def raise_failures(what: str) -> Handler:
+    """The fixed eval set's policy: any failure is a DataError naming `what`, the shard or sample, and why."""
+    def handle(kind: str, name: str, error: str) -> dict:
+        raise DataError(f"{what} {'shard' if kind == BAD_SHARD else 'sample'} {name}: {error}")
+    return handle
 
 
 # ----------------------------------------------------------------------------------------------
@@ -48,7 +77,7 @@ def decode_scene(max_len: int, check_setup: CheckSetup | None = None) -> Decode:
             check_setup(sample.meta, f"{url}: {key}")
         angles = torch.from_numpy(np.stack([sample.angles("azimuth"), sample.angles("lateral")]))
         spacing = ArraySetup.from_meta(sample.meta, f"{url}: {key}").mic_spacing
-        return {"__key__": key, "url": url, "rir": torch.from_numpy(sample.rir[..., :max_len].copy()),
+        return {KEY: key, "url": url, "rir": torch.from_numpy(sample.rir[..., :max_len].copy()),
                 "angles": angles, "spacing": spacing, "meta": json.dumps(sample.meta)}
     return decode
 
@@ -66,7 +95,7 @@ def decode_speech(sr: int, samples: int, seed: int) -> Decode:
 
     def decode(key: str, parts: dict[str, bytes], url: str) -> dict:
         audio = speech_audio(key, parts, url, sr)
-        return {"__key__": key, "url": url, "audio": torch.from_numpy(fit_length(audio, samples, rng).copy())}
+        return {KEY: key, "url": url, "audio": torch.from_numpy(fit_length(audio, samples, rng).copy())}
     return decode
 
 
@@ -106,26 +135,32 @@ def read_checked(url: str, verify: bool) -> tuple[bytes, bool]:
     return data, want is not None or not verify
 
 
-def read_verified(verify: bool, bad: set[str]) -> Callable:
-    """url -> {url, data} after a sha256 check; an unreadable or mismatching shard -> a `__bad__` marker."""
+def why(err: Exception, url: str) -> str:
+    """An error about a shard -> its message without the shard's own name in front (the marker names it)."""
+    return str(err).removeprefix(f"{url}: ")
+
+
+def read_verified(verify: bool, handler: Handler) -> Callable:
+    """{url} -> {url, data} after a sha256 check (and an UNCHECKED marker first when no sidecar was reachable);
+    an unreadable or mismatching shard goes to `handler`."""
     def stage(src):
         for item in src:
             url = item["url"]
             try:
                 data, checked = read_checked(url, verify)
             except (OSError, DataError) as err:
-                bad.add(url)
-                yield {"__bad__": url, "__error__": str(err)}
+                yield handler(BAD_SHARD, url, why(err, url))
                 continue
             if not checked:
-                yield {"__unchecked__": url}
+                yield {UNCHECKED: url}
             yield {"url": url, "data": data}
     return stage
 
 
-def expand_samples(decode: Decode, bad: set[str]) -> Callable:
-    """{url, data} -> decoded samples; a tar error or a scene of another setup marks the shard bad, a sample
-    error skips the sample."""
+def expand_samples(decode: Decode, handler: Handler) -> Callable:
+    """{url, data} -> decoded samples, then a SHARD_OK marker; markers pass through. A tar error, an empty tar or
+    a scene of another setup (DataError) goes to `handler` as the shard's failure (the rest of the shard is
+    skipped), any other decoding error as the sample's."""
     def stage(src):
         for item in src:
             if "url" not in item or "data" not in item:
@@ -135,29 +170,33 @@ def expand_samples(decode: Decode, bad: set[str]) -> Callable:
             try:
                 members = list(iter_samples(item["data"], url))
             except ShardError as err:
-                bad.add(url)
-                yield {"__bad__": url, "__error__": str(err).removeprefix(f"{url}: ")}
+                yield handler(BAD_SHARD, url, why(err, url))
                 continue
             if not members:
-                bad.add(url)
-                yield {"__bad__": url, "__error__": "no samples in the tar"}
+                yield handler(BAD_SHARD, url, "no samples in the tar")
                 continue
             decoded = 0
             for key, parts in members:
                 try:
                     sample = decode(key, parts, url)
                 except DataError as err:  # the whole shard belongs to another setup
-                    bad.add(url)
-                    yield {"__bad__": url, "__error__": str(err).removeprefix(f"{url}: ")}
+                    yield handler(BAD_SHARD, url, why(err, url))
                     break
                 except (ShardError, ValueError, KeyError, TypeError) as err:
-                    yield {"__bad_sample__": f"{url}:{key}", "__error__": f"{type(err).__name__}: {err}"}
+                    yield handler(BAD_SAMPLE, f"{url}:{key}", f"{type(err).__name__}: {err}")
                     continue
                 decoded += 1
                 yield sample
             else:
-                yield {"__shard_ok__": url, "__samples__": decoded}
+                yield {SHARD_OK: url, SAMPLES: decoded}
     return stage
+
+
+def read_shards(urls: Iterable[str], decode: Decode, verify: bool, handler: Handler) -> Iterator[dict]:
+    """Shards in the given order -> their decoded samples and markers (read_verified, then expand_samples), in one
+    process: how the fixed eval set reads its shards."""
+    items = ({"url": url} for url in urls)
+    return expand_samples(decode, handler)(read_verified(verify, handler)(items))
 
 
 def shuffle_samples(size: int, initial: int, seed: int) -> Callable:
@@ -167,7 +206,7 @@ def shuffle_samples(size: int, initial: int, seed: int) -> Callable:
     def stage(src):
         rng, buffer, arrivals = random.Random(seed), [], 0
         for item in src:
-            if any(key.startswith("__") and key != "__key__" for key in item):
+            if is_marker(item):
                 yield item
                 continue
             buffer.append(item)
@@ -186,13 +225,14 @@ def shard_pipeline(urls: list[str], decode: Decode, rank: int, world_size: int, 
                    shuffle_buffer: int, verify: bool, known_bad: Iterable[str] = ()) -> wds.DataPipeline:
     """The worker-side chain: list -> rank split -> worker split -> resample -> read -> decode -> shuffle."""
     bad: set[str] = set(known_bad)  # per worker process: shards found damaged are never drawn again
+    handler = mark_failures(bad)
     return wds.DataPipeline(
         wds.SimpleShardList(urls),
         split_by_rank(rank, world_size),
         wds.split_by_worker,
         resample_forever(seed, bad),
-        read_verified(verify, bad),
-        expand_samples(decode, bad),
+        read_verified(verify, handler),
+        expand_samples(decode, handler),
         shuffle_samples(shuffle_buffer, max(1, shuffle_buffer // 4), stable_seed(*seed, 7)),
     )
 
@@ -201,23 +241,29 @@ def folder_pipeline(files: list[str], sr: int, samples: int, rank: int, world_si
                     seed: tuple[int, ...], shuffle_buffer: int, known_bad: Iterable[str] = ()) -> wds.DataPipeline:
     """Audio folder: list -> rank split -> worker split -> resample -> decode (any rate, downmixed) -> crop."""
     bad: set[str] = set(known_bad)
-    rng = random.Random(stable_seed(*seed, 11))
-
-    def read(src):
-        for item in src:
-            try:
-                audio, _ = decode_audio(item["url"], item["url"], sr=sr)
-            except ValueError as err:
-                bad.add(item["url"])
-                yield {"__bad__": item["url"], "__error__": str(err)}
-                continue
-            yield {"__key__": item["url"], "url": item["url"], "audio": torch.from_numpy(fit_length(audio, samples, rng).copy())}
-            yield {"__shard_ok__": item["url"], "__samples__": 1}
-
     return wds.DataPipeline(
         wds.SimpleShardList(files), split_by_rank(rank, world_size), wds.split_by_worker,
-        resample_forever(seed, bad), read, shuffle_samples(shuffle_buffer, 1, stable_seed(*seed, 13)),
+        resample_forever(seed, bad), read_files(sr, samples, stable_seed(*seed, 11), mark_failures(bad)),
+        shuffle_samples(shuffle_buffer, 1, stable_seed(*seed, 13)),
     )
+
+
+def read_files(sr: int, samples: int, seed: int, handler: Handler) -> Callable:
+    """{url} of an audio file -> {key, url, audio float32 [samples]} (mono at `sr`, a random non-silent crop or
+    padded) and a SHARD_OK marker; a file that does not decode goes to `handler` (a file is a folder's shard)."""
+    rng = random.Random(seed)
+
+    def stage(src):
+        for item in src:
+            url = item["url"]
+            try:
+                audio, _ = decode_audio(url, url, sr=sr)
+            except ValueError as err:
+                yield handler(BAD_SHARD, url, why(err, url))
+                continue
+            yield {KEY: url, "url": url, "audio": torch.from_numpy(fit_length(audio, samples, rng).copy())}
+            yield {SHARD_OK: url, SAMPLES: 1}
+    return stage
 
 
 def make_loader(pipeline: wds.DataPipeline, num_workers: int, seed: int) -> torch.utils.data.DataLoader:
@@ -281,35 +327,35 @@ class Stream:
             except StopIteration:
                 raise DataError(f"no readable {self.what} shards left ({len(self.bad_shards)} damaged: "
                                 f"{', '.join(sorted(self.bad_shards)[:3])})") from None
-            if "__bad__" in item or "__bad_sample__" in item:
+            if BAD_SHARD in item or BAD_SAMPLE in item:
                 self._failure(item)
                 continue
-            if "__unchecked__" in item:
+            if UNCHECKED in item:
                 if not self.unchecked:
-                    warnings.warn(f"{self.what} shard {item['__unchecked__']} has no reachable sidecar (.json beside "
+                    warnings.warn(f"{self.what} shard {item[UNCHECKED]} has no reachable sidecar (.json beside "
                                   f"the .tar): its sha256 is not checked; the same goes for any other such shard",
                                   RuntimeWarning, stacklevel=2)
-                self.unchecked.add(item["__unchecked__"])
+                self.unchecked.add(item[UNCHECKED])
                 continue
-            if "__shard_ok__" in item:
-                self.ok_shards.add(item["__shard_ok__"])
-                self.good_samples += item["__samples__"]
+            if SHARD_OK in item:
+                self.ok_shards.add(item[SHARD_OK])
+                self.good_samples += item[SAMPLES]
                 continue
             return item
 
     def _failure(self, item: dict) -> None:
-        if "__bad__" in item:
-            name = item["__bad__"]
-            self.bad_shards[name] = item["__error__"]
+        if BAD_SHARD in item:
+            name = item[BAD_SHARD]
+            self.bad_shards[name] = item[ERROR]
             self.ok_shards.discard(name)
-            message = f"skipped damaged {self.what} shard {name}: {item['__error__']}"
+            message = f"skipped damaged {self.what} shard {name}: {item[ERROR]}"
         else:
-            name = item["__bad_sample__"]
+            name = item[BAD_SAMPLE]
             self.bad_samples += 1
-            message = f"skipped damaged {self.what} sample {name}: {item['__error__']}"
+            message = f"skipped damaged {self.what} sample {name}: {item[ERROR]}"
         warnings.warn(message, RuntimeWarning, stacklevel=2)
         if self.log is not None:
-            self.log({"event": "data_error", "what": self.what, "item": name, "error": item["__error__"], **self.counters()})
+            self.log({"event": "data_error", "what": self.what, "item": name, "error": item[ERROR], **self.counters()})
         opened = len(self.ok_shards) + len(self.bad_shards)
         if opened < self.min_shards:
             return
