@@ -19,6 +19,7 @@ from ssl_model.localize import main as localize_main
 from ssl_model.stream_audio import window_starts
 from training.checkpoint import WEIGHTS
 
+from hang_guard import HANG_S
 from run_helpers import ROOT
 from test_evaluate import untrained_run
 
@@ -213,24 +214,24 @@ def test_console_scripts_from_a_pip_install(tmp_path):
         shutil.copy(ROOT / name, source / name)
     target = tmp_path / "site"
     proc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(source)],
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=HANG_S)
     assert proc.returncode == 0, proc.stderr[-2000:]
     env = {**os.environ, "PYTHONPATH": str(target), "OMP_NUM_THREADS": "1"}
     work = tmp_path / "elsewhere"
     work.mkdir()
     for script in ("ssl-simulate", "ssl-train", "ssl-evaluate", "ssl-localize", "ssl-export"):
         run = subprocess.run([str(target / "bin" / script), "--help"], capture_output=True, text=True, cwd=work,
-                             env=env, timeout=300)
+                             env=env, timeout=HANG_S)
         assert run.returncode == 0 and "usage:" in run.stdout, (script, run.stderr[-2000:])
     where = subprocess.run([sys.executable, "-c", "import ssl_model, training.train; print(ssl_model.__file__)"],
-                           capture_output=True, text=True, cwd=work, env=env, timeout=300)
+                           capture_output=True, text=True, cwd=work, env=env, timeout=HANG_S)
     assert where.stdout.strip().startswith(str(target)), where
     wav = stereo_file(work / "rec.wav", 40.0)
     run = subprocess.run([str(target / "bin" / "ssl-localize"), str(wav)], capture_output=True, text=True, cwd=work,
-                         env=env, timeout=300)
+                         env=env, timeout=HANG_S)
     assert run.returncode == 0, run.stderr[-2000:]
     assert len(json.loads(run.stdout)["angles_deg"]) == 2
     for form in (["-m", "training.train"], [str(target / "training" / "train.py")]):
         run = subprocess.run([sys.executable, *form, "--help"], capture_output=True, text=True, cwd=work, env=env,
-                             timeout=300)
+                             timeout=HANG_S)
         assert run.returncode == 0 and "--run-dir" in run.stdout, (form, run.stderr[-2000:])

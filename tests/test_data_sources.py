@@ -11,6 +11,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import torch
 
+from hang_guard import HANG_S
 from run_helpers import TINY, TRAIN, records, small_shards, subprocess_env
 from simulate import generate_dataset
 from training.batches import TrainData
@@ -115,7 +116,7 @@ def test_training_runs_from_urls(where, shards, served, tmp_path):
         urls = [f"data.shards={served}"]
     run = tmp_path / "run"
     proc = subprocess.run([sys.executable, TRAIN, "--config", TINY, "--run-dir", str(run), "--steps", "3",
-                           *SMALL, *urls], env=subprocess_env(), capture_output=True, text=True, timeout=300)
+                           *SMALL, *urls], env=subprocess_env(), capture_output=True, text=True, timeout=HANG_S)
     assert proc.returncode == 0, proc.stderr[-3000:]
     evals = [r for r in records(run) if r["event"] == "eval"]
     assert evals[-1]["step"] == 3 and evals[-1]["count"] == 8
@@ -131,7 +132,7 @@ def test_three_sources_train_and_evaluate_end_to_end(tmp_path):
     run = tmp_path / "run"
     proc = subprocess.run([sys.executable, TRAIN, "--config", TINY, "--shards", str(three), "--run-dir", str(run),
                            "--steps", "2", "model.num_slots=3", *SMALL], env=subprocess_env(), capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=HANG_S)
     assert proc.returncode == 0, proc.stderr[-3000:]
     final = [r for r in records(run) if r["event"] == "eval"][-1]
     assert final["count"] == 8 and all(f"binned_mae_deg_slot{k}" in final for k in (1, 2, 3))

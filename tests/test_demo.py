@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from hang_guard import HANG_S
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
 
@@ -18,7 +20,7 @@ def test_demo_quick_end_to_end(tmp_path):
     out = tmp_path / "demo"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, str(ROOT / "examples" / "demo.py"), "--quick", "--out", str(out)],
-                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=HANG_S)
     assert proc.returncode == 0, proc.stderr[-3000:]
     printed = proc.stdout
     for needle in ("model (tiny, CPU)", "GCC-PHAT", "oracle floor", "chance", "lateral", "azimuth", "wall time"):

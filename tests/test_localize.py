@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from hang_guard import HANG_S
 from ssl_model import SSLModel
 from shards.audio import resample
 from ssl_model.localize import main
@@ -82,7 +83,7 @@ def test_cli_subprocess_has_no_traceback(run_dir, tmp_path):
     path = bad_file("text", tmp_path)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-m", "ssl_model.localize", str(path), "--run", str(run_dir)],
-                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=HANG_S)
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert "Traceback" not in proc.stderr

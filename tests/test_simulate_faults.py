@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from hang_guard import HANG_S
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).parents[1]
@@ -49,7 +51,7 @@ def clean(tmp_path_factory):
 def killed_at(out, shard, workers):
     """Run with the writer's test hook set: it SIGKILLs its own process group with `shard` half written."""
     proc = subprocess.run(command(out, "--workers", str(workers)), cwd=ROOT, start_new_session=True,
-                          env={**os.environ, "SSL_TEST_KILL_AT": f"shard:{shard}"}, capture_output=True, timeout=120)
+                          env={**os.environ, "SSL_TEST_KILL_AT": f"shard:{shard}"}, capture_output=True, timeout=HANG_S)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert list(out.glob(f"*/{shard}.tmp-*")), "the hook fires after the temporary file is written"
 
@@ -81,7 +83,7 @@ def test_two_ranks_at_once_merge_into_one_manifest(clean, tmp_path):
                               stderr=subprocess.PIPE, text=True,
                               env={**os.environ, "SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "2"})]
     for proc in procs:
-        _, stderr = proc.communicate(timeout=120)
+        _, stderr = proc.communicate(timeout=HANG_S)
         assert proc.returncode == 0, stderr
     manifest = json.loads((out / "train" / "manifest.json").read_text())
     assert manifest["complete"] and manifest["present_count"] == 240

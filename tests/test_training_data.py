@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from configs import ConfigError
+from hang_guard import HANG_S
 from run_helpers import small_shards
 from simulate import generate_dataset
 from training.batches import TrainData
@@ -124,7 +125,7 @@ def test_cli_errors_are_one_line_before_any_model(tmp_path, shards):
     ]
     for argv, expected in cases:
         proc = subprocess.run([sys.executable, script, "--run-dir", str(tmp_path / "run"), *argv],
-                              capture_output=True, text=True, timeout=60)
+                              capture_output=True, text=True, timeout=HANG_S)
         assert proc.returncode == 2, proc.stderr
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and expected in lines[0], proc.stderr
