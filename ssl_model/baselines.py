@@ -19,14 +19,16 @@ from typing import Literal
 
 import torch
 
+from shards.array import SOUND_SPEED
 
-def tdoa_to_lateral(tdoa_s: torch.Tensor, mic_distance: float = 0.1, sound_speed: float = 340.0) -> torch.Tensor:
+
+def tdoa_to_lateral(tdoa_s: torch.Tensor, mic_distance: float = 0.1, sound_speed: float = SOUND_SPEED) -> torch.Tensor:
     """tdoa [...] in seconds -> far-field lateral angle [...] in degrees: acos(-tdoa c / d), clipped."""
     cosine = (-tdoa_s * sound_speed / mic_distance).clamp(-1.0, 1.0)
     return torch.rad2deg(torch.acos(cosine))
 
 
-def lateral_to_tdoa(lateral_deg: torch.Tensor, mic_distance: float = 0.1, sound_speed: float = 340.0) -> torch.Tensor:
+def lateral_to_tdoa(lateral_deg: torch.Tensor, mic_distance: float = 0.1, sound_speed: float = SOUND_SPEED) -> torch.Tensor:
     """lateral angle [...] in degrees -> far-field tdoa [...] in seconds: -d cos(lateral) / c."""
     return -mic_distance * torch.cos(torch.deg2rad(lateral_deg)) / sound_speed
 
@@ -100,7 +102,7 @@ def frame_correlation(wave: torch.Tensor, frame: int, hop: int, lags: torch.Tens
 def gcc_phat(wave: torch.Tensor, sr: int = 16000, mic_distance: float = 0.1,
              method: Literal["votes", "whole"] = "votes", num_sources: int = 2, frame: int = 512, hop: int = 256,
              upsample: int = 16, silence_db: float = 40.0, min_separation_samples: float = 0.25,
-             sound_speed: float = 340.0, return_tdoa: bool = False):
+             sound_speed: float = SOUND_SPEED, return_tdoa: bool = False):
     """wave [B, 2, T] -> lateral angles [B, num_sources] in degrees, sorted ascending (and tdoa [B, S] in
     seconds, in the same order, with `return_tdoa`). See the module docstring for the two methods."""
     if wave.dim() != 3 or wave.shape[1] != 2:
@@ -170,7 +172,7 @@ def to_detections(ranked: dict[str, torch.Tensor], sr: int, mic_distance: float,
 def gcc_phat_count(wave: torch.Tensor, sr: int = 16000, mic_distance: float = 0.1, max_sources: int = 3,
                    frame: int = 512, hop: int = 256, upsample: int = 16, silence_db: float = 40.0,
                    min_peak: float = 0.25, min_share: float = 0.1, relative: float = 0.35,
-                   sound_speed: float = 340.0) -> dict[str, torch.Tensor]:
+                   sound_speed: float = SOUND_SPEED) -> dict[str, torch.Tensor]:
     """wave [B, 2, T] -> talkers counted and located by frame-wise GCC-PHAT with peak thresholds:
     {'count': [B], 'lateral_deg', 'tdoa_s', 'share': [B, max_sources] ranked by votes}.
 
@@ -199,7 +201,7 @@ def gcc_phat_count(wave: torch.Tensor, sr: int = 16000, mic_distance: float = 0.
 def duet(wave: torch.Tensor, sr: int = 16000, mic_distance: float = 0.1, max_sources: int = 3, frame: int = 1024,
          hop: int = 256, p: float = 1.0, q: float = 0.0, delay_step: float = 0.0625, alpha_max: float = 1.0,
          alpha_bins: int = 41, low_hz: float = 100.0, min_share: float = 0.075, relative: float = 0.2,
-         sound_speed: float = 340.0) -> dict[str, torch.Tensor]:
+         sound_speed: float = SOUND_SPEED) -> dict[str, torch.Tensor]:
     """wave [B, 2, T] -> talkers counted and located by DUET: {'count': [B], 'lateral_deg', 'tdoa_s', 'share',
     'alpha': [B, max_sources] ranked by histogram mass}.
 

@@ -5,6 +5,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from configs import ConfigError, need
+from shards.array import SOUND_SPEED
 
 
 @dataclass
@@ -31,7 +32,7 @@ class ModelConfig:
     srp_angles: int = 181  # tokens=srp: steering directions, evenly spaced over 0..180 degrees
     srp_masks: int = 4  # tokens=srp: time-frequency weightings, each giving one steered response
     mic_spacing: float = 0.1  # tokens=srp: metres from mic 0 to mic 1
-    sound_speed: float = 340.0  # tokens=srp
+    sound_speed: float = SOUND_SPEED  # tokens=srp (shards.array: the one record of it)
     dim: int = 512  # with tokens=patches, must equal patch_channels[-1]
     depth: int = 8
     heads: int = 8
