@@ -121,7 +121,8 @@ def load_localizer(path: str | Path, device: str | torch.device = "cpu") -> tupl
 
 
 class Posteriors(nn.Module):
-    """The localizer's network: windows [B, 2, clip_samples] at the model's rate, mic spacing [B] (metres) ->
+    """The localizer's network: windows [B, 2, clip_samples] at the model's rate, mic spacing [B] or one for all
+    [] (metres) ->
     (posteriors [B, slots, classes] (softmax per slot), existence [B, slots] (probability that each slot holds a
     talker: 1 for a model without a count head), track [B, steps, classes] (per-step activity probability per
     direction class; steps = 0 for a model without a frame head)). Each window is normalized as the training

@@ -388,7 +388,7 @@ class Localizer:
     def clip_angles(self, clips: torch.Tensor, mic_spacing: float | None = None) -> torch.Tensor:
         """clips [B, 2, clip_samples] at the model's rate (one training-length clip each) -> angles_deg [B, slots],
         every slot sorted (existence aside): one window per clip, as training's held-out evaluation scores them."""
-        spacing = torch.full((clips.shape[0],), self.check_spacing(mic_spacing), device=self.device)
+        spacing = torch.tensor(self.check_spacing(mic_spacing), device=self.device)
         return decode_posteriors(self.network(clips.to(self.device), spacing)[0])[1].cpu()
 
     # -- inputs -------------------------------------------------------------------------------------------------
@@ -426,7 +426,7 @@ class Localizer:
         """[(start, window [2, clip_samples])] -> their WindowResults (one model pass)."""
         sr, window = self.spec.sr, self.spec.clip_samples
         windows = torch.stack([piece for _, piece in batch]).to(self.device)
-        posteriors, exist, track = self.network(windows, torch.full((len(batch),), spacing, device=self.device))
+        posteriors, exist, track = self.network(windows, torch.tensor(spacing, device=self.device))  # one steering
         count, angles, posteriors, exist = decode_slot_posteriors(posteriors, exist)
         classes, slot_angles = decode(posteriors.clamp_min(1e-12).log())
         peaks = posteriors.gather(-1, classes[..., None])[..., 0]

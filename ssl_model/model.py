@@ -160,9 +160,11 @@ class SSLModel(nn.Module):
         elif config.tokens == "srp":
             masks = self.srp_mask(maps).float()
             steer = self.steer
-            if config.spacing_input:
-                steer = steering(config.n_fft, config.sr, config.srp_angles, self.spacing_of(wave, mic_spacing),
-                                 config.sound_speed)  # [b, 2F, angles]
+            if config.spacing_input:  # one steering for a scalar spacing (a recording), one per input for [B]
+                one = mic_spacing is None or torch.as_tensor(mic_spacing).dim() == 0
+                spacing = self.spacing_of(wave, mic_spacing)
+                steer = steering(config.n_fft, config.sr, config.srp_angles, spacing[0] if one else spacing,
+                                 config.sound_speed)  # [2F, angles] or [b, 2F, angles]
             spectra = steered_response(features[:, :2].float(), masks, steer)  # [b, masks, frames, angles]
             tokens = self.patch_embed(spectra[:, :, :frames].to(maps.dtype))
         else:
