@@ -56,13 +56,21 @@ class CheckpointError(ValueError):
 
 @dataclass(frozen=True)
 class LocalizerSpec:
-    """How to feed a trained model: its architecture and the input it was trained on."""
+    """How to feed a trained model: its architecture, whose config carries the array record it was trained for
+    (sample rate, mic spacing, speed of sound), and the input it was trained on."""
     model: ModelConfig
-    sr: int
     clip_samples: int
     normalize: str  # ssl_model.features.normalize_wave mode
     target: str  # lateral or azimuth
-    mic_spacing: float  # metres between mic 0 and mic 1
+
+    @property
+    def sr(self) -> int:
+        return self.model.sr
+
+    @property
+    def mic_spacing(self) -> float:
+        """metres between mic 0 and mic 1 the model assumes when none is given"""
+        return self.model.mic_spacing
 
     def to_json(self) -> str:
         return json.dumps({**asdict(self), "model": config_to_dict(self.model)}, sort_keys=True)
@@ -70,7 +78,11 @@ class LocalizerSpec:
     @classmethod
     def from_json(cls, text: str) -> "LocalizerSpec":
         data = json.loads(text)
-        return cls(**{**data, "model": build_config(ModelConfig, data["model"])})
+        model = build_config(ModelConfig, data.pop("model"))
+        for key in ("sr", "mic_spacing"):  # earlier files restate these beside the model config: they must agree
+            if key in data and data.pop(key) != getattr(model, key):
+                raise ValueError(f"its {key} differs from its model config's {getattr(model, key)}")
+        return cls(model=model, **data)
 
 
 def save_localizer(model: torch.nn.Module, spec: LocalizerSpec, path: str | Path,

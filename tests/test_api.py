@@ -199,7 +199,8 @@ def test_the_readme_example_runs(tmp_path, monkeypatch, capsys):
     run_example(ROOT / "README.md", "## Use from Python", tmp_path, monkeypatch)
     out = capsys.readouterr().out
     assert "Localizer(" in out and "(2, 36)" in out and "missing.wav: no such file" in out
-    assert out.count(" s: [") == 3  # 2.5 s in 1.5 s windows starting at 0, 0.75 and 1.0 s
+    assert out.count(" s: 2 talker(s) at [") == 3  # 2.5 s in 1.5 s windows starting at 0, 0.75 and 1.0 s
+    assert out.count("'start_s'") == 3  # the same windows, streamed
 
 
 @pytest.mark.slow

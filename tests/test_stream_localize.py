@@ -111,7 +111,7 @@ def counting(tmp_path_factory) -> Localizer:
                     frame_head=True, spacing_input=True, mic_spacing_range=(0.06, 0.16))
     model = SSLModel(config).eval()
     path = tmp_path_factory.mktemp("counting") / "model.safetensors"
-    spec = LocalizerSpec(model=config, sr=SR, clip_samples=24000, normalize="peak", target="lateral", mic_spacing=0.1)
+    spec = LocalizerSpec(model=config, clip_samples=24000, normalize="peak", target="lateral")
     save_localizer(model, spec, path)
     return Localizer.from_file(path)
 

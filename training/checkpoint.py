@@ -35,8 +35,7 @@ DATA_STATE = "data_state_{rank}.safetensors"  # one per rank: reservoirs, slot R
 
 def localizer_spec(cfg: TrainConfig) -> LocalizerSpec:
     """What a model trained under `cfg` expects of its input."""
-    return LocalizerSpec(model=cfg.model, sr=cfg.sr, clip_samples=cfg.clip_samples, normalize=cfg.mix.normalize,
-                         target=cfg.target, mic_spacing=cfg.model.mic_spacing)
+    return LocalizerSpec(model=cfg.model, clip_samples=cfg.clip_samples, normalize=cfg.mix.normalize, target=cfg.target)
 
 
 def export_weights(model: torch.nn.Module, cfg: TrainConfig, path: str | Path) -> Path:
