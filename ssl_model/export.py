@@ -42,7 +42,8 @@ from ssl_model.features import normalize_wave
 from ssl_model.model import SSLModel
 
 SPEC_KEY = "localizer"
-PRETRAINED = Path(__file__).resolve().parent / "pretrained" / "model.safetensors"
+WEIGHTS = "model.safetensors"  # a run folder's exported weights, and the shipped model's file name
+PRETRAINED = Path(__file__).resolve().parent / "pretrained" / WEIGHTS
 PROGRAM, ONNX, SPEC_FILE = "localizer.pt2", "localizer.onnx", "localizer.json"
 MAX_BATCH = 4096  # the exported batch dimension's upper bound
 # torch's own notes when it writes and reads a CPU archive (weights stored once, read as read-only views)

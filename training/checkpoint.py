@@ -23,10 +23,9 @@ from safetensors.torch import save_file
 
 from shards.files import kill_point
 from ssl_model import SSLModel
-from ssl_model.export import CheckpointError, LocalizerSpec, load_localizer, save_localizer
+from ssl_model.export import WEIGHTS, CheckpointError, LocalizerSpec, load_localizer, save_localizer
 from training.config import TrainConfig, load_train_config
 
-WEIGHTS = "model.safetensors"
 CONFIG = "config.yaml"
 STATES = "states"
 TRAINER_STATE = "trainer_state.json"  # written last inside a state folder: its presence marks it complete
