@@ -28,7 +28,6 @@ GRID_DEG = np.arange(0.0, 181.0, 1.0)  # a linear array along x cannot tell fron
 PRA_METHODS = ("SRP", "MUSIC", "NormMUSIC")
 PRA_COUNT_METHODS = ("SRP", "NormMUSIC")  # on the count set, given the true count
 PRA_LABELS = {"SRP": "SRP-PHAT (pra)", "MUSIC": "MUSIC (pra)", "NormMUSIC": "NormMUSIC (pra)"}
-ORACLE_REFERENCE_SOURCES = 200_000
 RT60_BINS = (0.1, 0.3, 0.5, 0.7)
 SEPARATION_BINS = (0.0, 10.0, 20.0, 40.0, 180.0)
 DETECTION_THRESHOLD_DEG = 10.0

@@ -34,15 +34,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from accuracy_methods import (FREQ_RANGE, ORACLE_REFERENCE_SOURCES, load_localizers, model_sources,  # noqa: E402
-                              score_count_set, score_pair_set)
+from accuracy_methods import FREQ_RANGE, load_localizers, model_sources, score_count_set, score_pair_set  # noqa: E402
 from accuracy_report import (NOTES, PRINTED_NOTES, breakdown_lines, build_summary, count_table_lines,  # noqa: E402
                              machine, table_lines)
 from accuracy_srp_dnn import srp_dnn_methods  # noqa: E402
 from accuracy_sets import (CLIP, GAIN_DB, GROUP_NAMES, GROUPS, MIC_SPACING, RECIPE, SEEDS, SETS, SR,  # noqa: E402
                            BenchError, load_sets, pair_config, set_mic_spacing, speech_kind, timed)
 from shards.array import SOUND_SPEED  # noqa: E402
-from training.evaluate import oracle_reference_table  # noqa: E402
+from training.eval_prior import ORACLE_REFERENCE_SOURCES, oracle_reference_table  # noqa: E402
 
 SET_HELP = "a,b,c,d,e (= fra,pra,noise,count,arrays), or any of them and the leaf sets " + ", ".join(SETS)
 

@@ -31,10 +31,11 @@ from shards.array import ArraySetup
 from ssl_model.baselines import gcc_phat
 from ssl_model.cli_log import add_verbosity, setup_logging
 from ssl_model.localizer import LocalizeError, Localizer, torch_device
+from ssl_model.targets import TARGETS
 from training.checkpoint import run_config
-from training.eval_prior import eval_prior_reference, oracle_reference_table  # noqa: F401 (benchmarks import it here)
+from training.eval_prior import eval_prior_reference
 from training.eval_report import build_report, plot_scores, summary_lines, write_report
-from training.eval_scores import TARGETS, score_target, unique_scenes
+from training.eval_scores import score_target, unique_scenes
 from training.eval_set import fixed_eval_set, with_shards
 from training.sources import DataError
 
