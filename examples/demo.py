@@ -40,6 +40,7 @@ from simulate import generate_dataset  # noqa: E402
 from ssl_model.cli_log import add_verbosity, setup_logging  # noqa: E402
 from ssl_model.localize import plot_half_circle  # noqa: E402
 from ssl_model.localizer import PRETRAINED, Localizer  # noqa: E402
+from ssl_model.targets import TARGETS  # noqa: E402
 from training.checkpoint import WEIGHTS  # noqa: E402
 from training.eval_report import summary_lines  # noqa: E402
 from training.evaluate import evaluate_run  # noqa: E402
@@ -131,7 +132,6 @@ def fmt(value: float | None) -> str:
 def summary_table(reports: dict[str, dict], pretrained: dict | None = None) -> list[str]:
     """{target: evaluate report} (and the shipped model's report on the same mixtures) -> lines: binned MAE (deg)
     per slot, per method and target, plus ACC@5."""
-    targets = ("lateral", "azimuth")
     any_report = next(iter(reports.values()))
 
     def cell(target: str, method: str) -> str:
@@ -149,13 +149,13 @@ def summary_table(reports: dict[str, dict], pretrained: dict | None = None) -> l
         floor = res[method]
         return f"{fmt(floor['slot1'])} {fmt(floor['slot2'])} {'    -':>6}"
 
-    header = f"{'method':<26}" + "".join(f"| {t + ' (slot1 slot2 acc5)':<27}" for t in targets)
+    header = f"{'method':<26}" + "".join(f"| {t + ' (slot1 slot2 acc5)':<27}" for t in TARGETS)
     lines = [header, "-" * len(header)]
     rows = (("model (tiny, CPU)", "model"),) + ((("pretrained (shipped)", "pretrained"),) if pretrained else ()) + (
             ("GCC-PHAT", "gcc_phat"),
             ("oracle floor (exact TDOA)", "oracle_floor_binned_mae_deg"), ("chance (median class)", "chance_binned_mae_deg"))
     for label, method in rows:
-        lines.append(f"{label:<26}" + "".join(f"| {cell(t, method):<27}" for t in targets))
+        lines.append(f"{label:<26}" + "".join(f"| {cell(t, method):<27}" for t in TARGETS))
     lines.append("binned MAE in degrees (the seed's metric: |class error| x 5) per sorted slot; acc5: share within 5 deg")
     return lines
 
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         plan = dataclasses.replace(plan, steps=args.steps)
     args.targets = args.targets or ("lateral" if args.quick else "lateral,azimuth")
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
-    if not targets or any(t not in ("lateral", "azimuth") for t in targets):
+    if not targets or any(t not in TARGETS for t in targets):
         log.error("--targets: expected lateral and/or azimuth, got %r", args.targets)
         return 2
     out = Path(args.out).resolve()

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 NUM_CLASSES = 36
 BIN_DEG = 5.0
-TARGETS = ("azimuth", "lateral")
+TARGETS = ("lateral", "azimuth")  # every target, in the order evaluation scores and reports them
 Target = Literal["azimuth", "lateral"]
 
 

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 
 from shards.files import sha256_file
-from ssl_model.targets import BIN_DEG, NUM_CLASSES, angles_to_classes
+from ssl_model.targets import BIN_DEG, NUM_CLASSES, TARGETS, angles_to_classes
 from training import plots
-from training.eval_scores import METRIC_NAMES, TARGETS, TargetScores
+from training.eval_scores import METRIC_NAMES, TargetScores
 
 FACTOR_LABELS = {"rt60": "RT60 (s)", "distance": "source distance (m)", "elevation": "source elevation (deg)",
                  "separation": "source separation (deg)"}

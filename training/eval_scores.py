@@ -13,7 +13,6 @@ from ssl_model.metrics import localization_metrics
 from ssl_model.oracle import chance_binned_mae, oracle_floor_binned_mae, oracle_slot_classes
 from ssl_model.targets import angle_to_class, class_centers, metadata_factors, source_angles
 
-TARGETS = ("lateral", "azimuth")
 METRIC_NAMES = ("binned_mae_deg", "mae_deg", "acc5", "acc10")
 ORACLE = "oracle (exact TDOA)"  # the oracle's label among the methods (plots, predictions)
 
