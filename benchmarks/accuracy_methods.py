@@ -38,7 +38,7 @@ DETECTION_THRESHOLD_DEG = 10.0
 
 def gcc_angles(waves: np.ndarray, mic_spacing: float = 0.1, chunk: int = 32) -> np.ndarray:
     """waves [N, 2, T] -> frame-voting GCC-PHAT lateral angles [N, 2], sorted."""
-    out = [gcc_phat(torch.from_numpy(waves[i:i + chunk]), sr=SR, mic_distance=mic_spacing, sound_speed=SOUND_SPEED)
+    out = [gcc_phat(torch.from_numpy(waves[i:i + chunk]), sr=SR, mic_spacing=mic_spacing, sound_speed=SOUND_SPEED)
            for i in tqdm(range(0, len(waves), chunk), desc="GCC-PHAT", unit="batch")]
     return torch.cat(out).double().numpy()
 
@@ -47,7 +47,7 @@ def ranked_batches(fn: Callable[..., dict[str, torch.Tensor]], waves: np.ndarray
                    chunk: int = 16) -> dict[str, np.ndarray]:
     """a counting baseline (gcc_phat_count, duet), waves [N, 2, T] -> its outputs over all mixtures
     {'count': [N], 'lateral_deg': [N, P] ranked, ...}."""
-    parts = [fn(torch.from_numpy(waves[i:i + chunk]), sr=SR, mic_distance=mic_spacing, sound_speed=SOUND_SPEED)
+    parts = [fn(torch.from_numpy(waves[i:i + chunk]), sr=SR, mic_spacing=mic_spacing, sound_speed=SOUND_SPEED)
              for i in tqdm(range(0, len(waves), chunk), desc=label, unit="batch")]
     return {key: torch.cat([p[key] for p in parts]).double().numpy() for key in ("count", "lateral_deg")}
 

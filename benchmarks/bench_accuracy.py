@@ -123,7 +123,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
         "parameters": {"speech": str(speech_dir), "mixtures": args.mixtures, "cache": str(args.cache), "sets": names,
                        "models": [{"label": label, "path": str(path)} for label, path in sources],
                        "seeds": SEEDS, "sr": SR, "clip_seconds": CLIP / SR, "gain_db": list(GAIN_DB),
-                       "mic_distance": MIC_SPACING, "sound_speed": SOUND_SPEED,
+                       "mic_spacing": MIC_SPACING, "sound_speed": SOUND_SPEED,
                        "freq_range_hz": list(freq_range), "grid_deg": [0, 180, 1],
                        "oracle_reference_sources": ORACLE_REFERENCE_SOURCES, "recipe": RECIPE,
                        "srp_dnn": args.srp_dnn},

@@ -22,20 +22,20 @@ import torch
 from shards.array import SOUND_SPEED
 
 
-def tdoa_to_lateral(tdoa_s: torch.Tensor, mic_distance: float = 0.1, sound_speed: float = SOUND_SPEED) -> torch.Tensor:
+def tdoa_to_lateral(tdoa_s: torch.Tensor, mic_spacing: float = 0.1, sound_speed: float = SOUND_SPEED) -> torch.Tensor:
     """tdoa [...] in seconds -> far-field lateral angle [...] in degrees: acos(-tdoa c / d), clipped."""
-    cosine = (-tdoa_s * sound_speed / mic_distance).clamp(-1.0, 1.0)
+    cosine = (-tdoa_s * sound_speed / mic_spacing).clamp(-1.0, 1.0)
     return torch.rad2deg(torch.acos(cosine))
 
 
-def lateral_to_tdoa(lateral_deg: torch.Tensor, mic_distance: float = 0.1, sound_speed: float = SOUND_SPEED) -> torch.Tensor:
+def lateral_to_tdoa(lateral_deg: torch.Tensor, mic_spacing: float = 0.1, sound_speed: float = SOUND_SPEED) -> torch.Tensor:
     """lateral angle [...] in degrees -> far-field tdoa [...] in seconds: -d cos(lateral) / c."""
-    return -mic_distance * torch.cos(torch.deg2rad(lateral_deg)) / sound_speed
+    return -mic_spacing * torch.cos(torch.deg2rad(lateral_deg)) / sound_speed
 
 
-def lag_grid(sr: int, mic_distance: float, sound_speed: float, upsample: int, device=None) -> torch.Tensor:
+def lag_grid(sr: int, mic_spacing: float, sound_speed: float, upsample: int, device=None) -> torch.Tensor:
     """-> lags [L] in samples: multiples of 1/upsample covering the physical range +-d/c*sr plus one sample."""
-    reach = math.ceil((mic_distance / sound_speed * sr + 1.0) * upsample)
+    reach = math.ceil((mic_spacing / sound_speed * sr + 1.0) * upsample)
     return torch.arange(-reach, reach + 1, device=device, dtype=torch.float64) / upsample
 
 
@@ -99,7 +99,7 @@ def frame_correlation(wave: torch.Tensor, frame: int, hop: int, lags: torch.Tens
     return corr, (energy > loudest * 10 ** (-silence_db / 10)) & (energy > 0)
 
 
-def gcc_phat(wave: torch.Tensor, sr: int = 16000, mic_distance: float = 0.1,
+def gcc_phat(wave: torch.Tensor, sr: int = 16000, mic_spacing: float = 0.1,
              method: Literal["votes", "whole"] = "votes", num_sources: int = 2, frame: int = 512, hop: int = 256,
              upsample: int = 16, silence_db: float = 40.0, min_separation_samples: float = 0.25,
              sound_speed: float = SOUND_SPEED, return_tdoa: bool = False):
@@ -110,7 +110,7 @@ def gcc_phat(wave: torch.Tensor, sr: int = 16000, mic_distance: float = 0.1,
     if method not in ("votes", "whole"):
         raise ValueError(f"method must be 'votes' or 'whole', got {method!r}")
     wave = wave.double()
-    lags = lag_grid(sr, mic_distance, sound_speed, upsample, device=wave.device)
+    lags = lag_grid(sr, mic_spacing, sound_speed, upsample, device=wave.device)
     separation = max(1, round(min_separation_samples * upsample))
     if method == "votes":
         corr, voiced = frame_correlation(wave, frame, hop, lags, silence_db)
@@ -130,7 +130,7 @@ def gcc_phat(wave: torch.Tensor, sr: int = 16000, mic_distance: float = 0.1,
         peaks = two_peaks(curve.masked_fill(~local_max, 0.0).clamp_min(0), separation, num_sources)
         tdoa_samples = lags[peaks]
     tdoa_s = tdoa_samples / sr
-    lateral = tdoa_to_lateral(tdoa_s, mic_distance, sound_speed)
+    lateral = tdoa_to_lateral(tdoa_s, mic_spacing, sound_speed)
     lateral, order = lateral.sort(dim=-1)
     if return_tdoa:
         return lateral.float(), tdoa_s.gather(-1, order).float()
@@ -161,15 +161,15 @@ def ranked_detections(mass: torch.Tensor, votes: torch.Tensor, lags: torch.Tenso
     return {"tdoa_samples": tdoa, "share": share, "count": count}
 
 
-def to_detections(ranked: dict[str, torch.Tensor], sr: int, mic_distance: float,
+def to_detections(ranked: dict[str, torch.Tensor], sr: int, mic_spacing: float,
                   sound_speed: float) -> dict[str, torch.Tensor]:
     """ranked candidates (ranked_detections) -> the same plus 'lateral_deg' [B, P] (ranked, not sorted) and
     'tdoa_s' [B, P]."""
     tdoa_s = ranked["tdoa_samples"] / sr
-    return {**ranked, "tdoa_s": tdoa_s, "lateral_deg": tdoa_to_lateral(tdoa_s, mic_distance, sound_speed)}
+    return {**ranked, "tdoa_s": tdoa_s, "lateral_deg": tdoa_to_lateral(tdoa_s, mic_spacing, sound_speed)}
 
 
-def gcc_phat_count(wave: torch.Tensor, sr: int = 16000, mic_distance: float = 0.1, max_sources: int = 3,
+def gcc_phat_count(wave: torch.Tensor, sr: int = 16000, mic_spacing: float = 0.1, max_sources: int = 3,
                    frame: int = 512, hop: int = 256, upsample: int = 16, silence_db: float = 40.0,
                    min_peak: float = 0.25, min_share: float = 0.1, relative: float = 0.35,
                    sound_speed: float = SOUND_SPEED) -> dict[str, torch.Tensor]:
@@ -187,7 +187,7 @@ def gcc_phat_count(wave: torch.Tensor, sr: int = 16000, mic_distance: float = 0.
     if wave.dim() != 3 or wave.shape[1] != 2:
         raise ValueError(f"expected wave [batch, 2, samples], got shape {list(wave.shape)}")
     wave = wave.double()
-    lags = lag_grid(sr, mic_distance, sound_speed, upsample, device=wave.device)
+    lags = lag_grid(sr, mic_spacing, sound_speed, upsample, device=wave.device)
     corr, voiced = frame_correlation(wave, frame, hop, lags, silence_db)
     peak, lag = corr.max(dim=-1)
     votes = torch.zeros(corr.shape[0], corr.shape[-1], dtype=wave.dtype, device=wave.device)
@@ -195,10 +195,10 @@ def gcc_phat_count(wave: torch.Tensor, sr: int = 16000, mic_distance: float = 0.
     half_width = max(1, upsample // 2)
     ranked = ranked_detections(window_mass(votes, half_width), votes, lags, voiced.sum(-1).to(wave.dtype),
                                half_width, max_sources, min_share, relative)
-    return to_detections(ranked, sr, mic_distance, sound_speed)
+    return to_detections(ranked, sr, mic_spacing, sound_speed)
 
 
-def duet(wave: torch.Tensor, sr: int = 16000, mic_distance: float = 0.1, max_sources: int = 3, frame: int = 1024,
+def duet(wave: torch.Tensor, sr: int = 16000, mic_spacing: float = 0.1, max_sources: int = 3, frame: int = 1024,
          hop: int = 256, p: float = 1.0, q: float = 0.0, delay_step: float = 0.0625, alpha_max: float = 1.0,
          alpha_bins: int = 41, low_hz: float = 100.0, min_share: float = 0.075, relative: float = 0.2,
          sound_speed: float = SOUND_SPEED) -> dict[str, torch.Tensor]:
@@ -224,7 +224,7 @@ def duet(wave: torch.Tensor, sr: int = 16000, mic_distance: float = 0.1, max_sou
     spec = torch.fft.rfft(frames, dim=-1)  # [B, 2, F, K]
     k = torch.arange(spec.shape[-1], device=wave.device)
     freq = k * sr / frame
-    use = (freq >= low_hz) & (freq < min(sound_speed / (2 * mic_distance), sr / 2))
+    use = (freq >= low_hz) & (freq < min(sound_speed / (2 * mic_spacing), sr / 2))
     x0, x1 = spec[:, 0][..., use], spec[:, 1][..., use]  # [B, F, K']
     omega = (2 * math.pi * k[use] / frame).to(wave.dtype)  # rad / sample
     ratio = x1 / (x0 + 1e-30)
@@ -232,7 +232,7 @@ def duet(wave: torch.Tensor, sr: int = 16000, mic_distance: float = 0.1, max_sou
     alpha = a - 1 / a
     delta = -torch.angle(ratio) / omega
     weight = (x0.abs() * x1.abs()) ** p * omega ** q
-    reach = mic_distance / sound_speed * sr + 1.0
+    reach = mic_spacing / sound_speed * sr + 1.0
     delay_bins = 2 * math.ceil(reach / delay_step) + 1
     lags = (torch.arange(delay_bins, device=wave.device, dtype=wave.dtype) - delay_bins // 2) * delay_step
     d_index = torch.round(delta / delay_step).long() + delay_bins // 2
@@ -252,4 +252,4 @@ def duet(wave: torch.Tensor, sr: int = 16000, mic_distance: float = 0.1, max_sou
                                max_sources, min_share, relative)
     peaks = two_peaks(per_delay, 2 * half_width, max_sources)
     alpha_at = (best_alpha.gather(-1, peaks).to(wave.dtype) * alpha_step - alpha_max)
-    return {**to_detections(ranked, sr, mic_distance, sound_speed), "alpha": alpha_at}
+    return {**to_detections(ranked, sr, mic_spacing, sound_speed), "alpha": alpha_at}

@@ -62,7 +62,7 @@ def test_single_delayed_source_sign():
 def test_votes_find_two_sources_within_two_degrees(laterals):
     g = torch.Generator().manual_seed(int(sum(laterals)))
     wave = anechoic_mixture(laterals, g)
-    estimate = gcc_phat(wave, sr=SR, mic_distance=0.1)
+    estimate = gcc_phat(wave, sr=SR, mic_spacing=0.1)
     assert estimate.shape == (1, 2)
     assert estimate[0].tolist() == pytest.approx(sorted(laterals), abs=2.0)
 

@@ -127,7 +127,7 @@ def model_predictions(localizer: Localizer, batches: list, progress: bool) -> to
 
 def gcc_predictions(batches: list, sr: int, array: ArraySetup, progress: bool) -> torch.Tensor:
     """eval batches, the array record -> GCC-PHAT lateral angles [N, S], sorted."""
-    out = [gcc_phat(wave.cpu(), sr=sr, mic_distance=array.mic_spacing, sound_speed=array.sound_speed)
+    out = [gcc_phat(wave.cpu(), sr=sr, mic_spacing=array.mic_spacing, sound_speed=array.sound_speed)
            for wave, _, _ in tqdm(batches, desc="GCC-PHAT", unit="batch", disable=not progress)]
     return torch.cat(out).double()
 
