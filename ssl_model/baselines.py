@@ -58,7 +58,7 @@ def phat_correlation(spec0: torch.Tensor, spec1: torch.Tensor, n_fft: int, lags:
     return (cross @ basis).real
 
 
-def two_peaks(curve: torch.Tensor, min_separation: int, num_peaks: int = 2) -> torch.Tensor:
+def greedy_peaks(curve: torch.Tensor, min_separation: int, num_peaks: int = 2) -> torch.Tensor:
     """curve [B, L] -> indices long [B, num_peaks]: greedy maxima at least `min_separation` bins apart;
     where nothing positive is left the strongest peak is repeated."""
     curve = curve.clone()
@@ -118,7 +118,7 @@ def gcc_phat(wave: torch.Tensor, sr: int = 16000, mic_spacing: float = 0.1,
         votes.scatter_add_(1, corr.argmax(dim=-1), voiced.to(wave.dtype))
         smooth = torch.nn.functional.conv1d(votes.unsqueeze(1), votes.new_tensor([[[0.25, 0.5, 0.25]]]), padding=1)
         curve = smooth.squeeze(1)
-        peaks = two_peaks(curve, separation, num_sources)
+        peaks = greedy_peaks(curve, separation, num_sources)
         tdoa_samples = centroid(votes, peaks, lags, half_width=max(1, upsample // 4))
     else:
         n_fft = 1 << (2 * wave.shape[-1] - 1).bit_length()  # linear, not circular, correlation
@@ -127,7 +127,7 @@ def gcc_phat(wave: torch.Tensor, sr: int = 16000, mic_spacing: float = 0.1,
         local_max = torch.ones_like(curve, dtype=torch.bool)
         local_max[:, 1:] &= curve[:, 1:] >= curve[:, :-1]
         local_max[:, :-1] &= curve[:, :-1] >= curve[:, 1:]
-        peaks = two_peaks(curve.masked_fill(~local_max, 0.0).clamp_min(0), separation, num_sources)
+        peaks = greedy_peaks(curve.masked_fill(~local_max, 0.0).clamp_min(0), separation, num_sources)
         tdoa_samples = lags[peaks]
     tdoa_s = tdoa_samples / sr
     lateral = tdoa_to_lateral(tdoa_s, mic_spacing, sound_speed)
@@ -152,7 +152,7 @@ def ranked_detections(mass: torch.Tensor, votes: torch.Tensor, lags: torch.Tenso
     {'tdoa_samples', 'share': [B, P] (vote centroid within +-half_width; share of the total), 'count': [B] (leading
     candidates with share >= min_share and mass >= relative x the best's)}. Candidates are greedy maxima at
     least 2 half_width + 1 bins apart, so no two share a vote."""
-    peaks = two_peaks(mass, 2 * half_width, max_sources)  # [B, P]
+    peaks = greedy_peaks(mass, 2 * half_width, max_sources)  # [B, P]
     share = mass.gather(-1, peaks) / total.clamp_min(1e-12)[:, None]
     share = torch.cat((share[:, :1], torch.where(peaks[:, 1:] == peaks[:, :1], 0.0, share[:, 1:])), dim=-1)
     tdoa = centroid(votes, peaks, lags, half_width)
@@ -250,6 +250,6 @@ def duet(wave: torch.Tensor, sr: int = 16000, mic_spacing: float = 0.1, max_sour
     per_delay = mass.max(dim=1).values  # [B, D]
     ranked = ranked_detections(per_delay, hist[:, 0].sum(dim=1), lags, hist.flatten(1).sum(-1), half_width,
                                max_sources, min_share, relative)
-    peaks = two_peaks(per_delay, 2 * half_width, max_sources)
+    peaks = greedy_peaks(per_delay, 2 * half_width, max_sources)
     alpha_at = (best_alpha.gather(-1, peaks).to(wave.dtype) * alpha_step - alpha_max)
     return {**to_detections(ranked, sr, mic_spacing, sound_speed), "alpha": alpha_at}
