@@ -114,7 +114,7 @@ class SSLModel(nn.Module):
         """SSLModel.from_preset('tiny', dropout=0.1): a preset from ssl_model.config.PRESETS with overrides."""
         return cls(preset(name, **overrides))
 
-    def check_length(self, num_samples: int) -> int:
+    def checked_time_patches(self, num_samples: int) -> int:
         """Number of time patches for `num_samples`; raises ValueError outside the learned position table."""
         config = self.config
         patches = config.time_patches(num_samples)
@@ -151,7 +151,7 @@ class SSLModel(nn.Module):
         if wave.dim() != 3 or wave.shape[1] != 2:
             raise ValueError(f"expected wave [batch, 2, samples], got shape {list(wave.shape)}")
         config = self.config
-        patches = self.check_length(wave.shape[-1])
+        patches = self.checked_time_patches(wave.shape[-1])
         features = self.features(wave).to(wave.dtype)
         maps = self.inter_conv(features)  # [b, c, freq bins, frames]
         frames = patches * config.frames_per_token
