@@ -1,4 +1,4 @@
-"""Model throughput: forward+backward samples/s and peak memory, tiny and seed sizes, CPU and (when present) GPU.
+"""Model throughput: forward+backward samples/s and peak memory, micro and seed presets, CPU and (when present) GPU.
 
     python benchmarks/bench_model.py                       # CPU (and GPU fp32/bf16, eager/compiled, if CUDA)
     python benchmarks/bench_model.py --sizes seed --devices cuda --batch 64 --json out.json
@@ -127,10 +127,10 @@ def fraction_of_peak(result: dict, train_flops: float) -> float | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", nargs="+", default=["tiny", "seed"])
+    parser.add_argument("--sizes", nargs="+", default=["micro", "seed"])
     parser.add_argument("--devices", nargs="+", default=None, help="cpu and/or cuda (default: cpu, plus cuda if present)")
     parser.add_argument("--seconds", type=float, default=3.0, help="input length per sample (the seed trains on 3 s)")
-    parser.add_argument("--batch", type=int, default=None, help="batch size (default: CPU 8 tiny / 4 seed, GPU 64)")
+    parser.add_argument("--batch", type=int, default=None, help="batch size (default: CPU 8 micro / 4 seed, GPU 64)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default: CPU 5, GPU 20)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: CPU 2, GPU 5)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
@@ -155,7 +155,7 @@ def main() -> None:
             if not args.no_compile:
                 variants += [("float32", True), ("bfloat16", True)]
         for size in args.sizes:
-            default_batch = 64 if device == "cuda" else (8 if size == "tiny" else 4)
+            default_batch = 64 if device == "cuda" else (8 if size == "micro" else 4)
             for dtype, compiled in variants:
                 specs.append({
                     "size": size, "device": device, "dtype": dtype, "compile": compiled,

@@ -135,8 +135,8 @@ class ModelConfig:
 
 PRESETS: dict[str, ModelConfig] = {
     "seed": ModelConfig(),
-    # Small enough to train on a laptop CPU in minutes; same structure as the seed.
-    "tiny": ModelConfig(
+    # Small enough to train on a laptop CPU in minutes; same structure as the seed. (Not configs/tiny.yaml's model.)
+    "micro": ModelConfig(
         inter_channels=(4, 8),
         patch_channels=(16, 32, 64),
         dim=64,

@@ -111,7 +111,7 @@ class SSLModel(nn.Module):
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "SSLModel":
-        """SSLModel.from_preset('tiny', dropout=0.1): a preset from ssl_model.config.PRESETS with overrides."""
+        """SSLModel.from_preset('micro', dropout=0.1): a preset from ssl_model.config.PRESETS with overrides."""
         return cls(preset(name, **overrides))
 
     def checked_time_patches(self, num_samples: int) -> int:

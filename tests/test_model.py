@@ -141,14 +141,14 @@ def test_seed_forward_shape(seed_model):
 
 
 @pytest.mark.parametrize("samples", [16000, 48000, 16000 * 5 + 123])
-def test_tiny_any_length_from_one_second(samples):
-    model = SSLModel.from_preset("tiny").eval()
+def test_micro_any_length_from_one_second(samples):
+    model = SSLModel.from_preset("micro").eval()
     with torch.no_grad():
         assert model(torch.randn(3, 2, samples)).shape == (3, 2, 36)
 
 
 def test_length_limits_fail_clearly():
-    model = SSLModel.from_preset("tiny", max_time_patches=2).eval()
+    model = SSLModel.from_preset("micro", max_time_patches=2).eval()
     config = model.config
     assert config.min_samples() <= 16000
     with pytest.raises(ValueError, match="too short"):
@@ -161,7 +161,7 @@ def test_length_limits_fail_clearly():
 
 
 def test_presets_and_config_validation():
-    assert set(PRESETS) >= {"seed", "tiny"}
+    assert set(PRESETS) >= {"seed", "micro"}
     assert SSLModel.from_preset("seed").config == ModelConfig()
     config = build_config(ModelConfig, {"dim": 64, "patch_channels": [16, 32, 64], "depth": 1})
     assert config.patch_channels == (16, 32, 64)
@@ -234,7 +234,7 @@ def test_relative_position_bias_matches_shaw_form():
 
 def test_attention_matches_explicit_softmax():
     torch.manual_seed(0)
-    model = SSLModel.from_preset("tiny").eval()
+    model = SSLModel.from_preset("micro").eval()
     attn = model.backbone.layers[0].attn.fn
     x = torch.randn(2, 7, model.config.dim)
     q = attn.to_q(x).view(2, 7, attn.heads, -1).transpose(1, 2)
@@ -251,7 +251,7 @@ def test_attention_matches_explicit_softmax():
 
 def test_autocast_bf16_on_cpu():
     torch.manual_seed(0)
-    model = SSLModel.from_preset("tiny").eval()
+    model = SSLModel.from_preset("micro").eval()
     wave = torch.randn(2, 2, 16000)
     with torch.no_grad():
         reference = model(wave)
@@ -269,10 +269,10 @@ def test_autocast_bf16_on_cpu():
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
-def test_tiny_overfits_one_batch():
+def test_micro_overfits_one_batch():
     torch.manual_seed(0)
-    # Frozen STFT: its weight gradient is most of a tiny step's time on CPU (trainability is tested above).
-    model = SSLModel.from_preset("tiny", trainable_stft=False)
+    # Frozen STFT: its weight gradient is most of a micro preset step's time on CPU (trainability is tested above).
+    model = SSLModel.from_preset("micro", trainable_stft=False)
     wave = torch.randn(6, 2, 16000)
     classes = torch.sort(torch.randint(0, 36, (6, 2)), dim=-1).values
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3, weight_decay=0.0)
@@ -292,7 +292,7 @@ def test_tiny_overfits_one_batch():
 @pytest.mark.slow
 def test_torch_compile_cpu_matches_eager():
     torch.manual_seed(0)
-    model = SSLModel.from_preset("tiny").eval()
+    model = SSLModel.from_preset("micro").eval()
     wave = torch.randn(2, 2, 48000)
     with torch.no_grad():
         eager = model(wave)
@@ -327,7 +327,7 @@ FRAMES = dict(tokens="frames", features="ipd_logpower", inter_channels=(), frame
 
 @pytest.mark.parametrize("samples", [512 + 3 * 160, 16000, 16000 * 3 + 77])
 def test_frame_tokens_take_any_length_and_see_every_bin(samples):
-    model = SSLModel.from_preset("tiny", **FRAMES).eval()
+    model = SSLModel.from_preset("micro", **FRAMES).eval()
     config = model.config
     assert config.min_samples() == 512 + 3 * 160 and config.freq_patches == 1
     with torch.no_grad():
@@ -341,7 +341,7 @@ def test_frame_tokens_take_any_length_and_see_every_bin(samples):
 
 
 def test_log_power_feature_locates_energy_not_level():
-    model = SSLModel.from_preset("tiny", **FRAMES).eval()
+    model = SSLModel.from_preset("micro", **FRAMES).eval()
     t = torch.arange(16000) / 16000
     tone = torch.sin(2 * torch.pi * 1000 * t).expand(1, 2, -1).clone()
     maps = model.features(tone)

@@ -94,5 +94,5 @@ def test_resume_refuses_a_pickled_state_file_without_running_it(trapped, tmp_pat
 def test_weights_of_another_architecture_are_not_exported_under_this_config(tmp_path):
     cfg = load_train_config(TINY)
     with pytest.raises(ValueError, match="architecture differs"):
-        export_weights(SSLModel.from_preset("tiny"), cfg, tmp_path / WEIGHTS)  # the seed layout, not tiny.yaml's
+        export_weights(SSLModel.from_preset("micro"), cfg, tmp_path / WEIGHTS)  # the seed layout, not tiny.yaml's
     assert not list(tmp_path.iterdir())
