@@ -131,31 +131,31 @@ def fmt(value: float | None) -> str:
 
 def summary_table(reports: dict[str, dict], pretrained: dict | None = None) -> list[str]:
     """{target: evaluate report} (and the shipped model's report on the same mixtures) -> lines: binned MAE (deg)
-    per slot, per method and target, plus ACC@5."""
+    per slot, per method and target, plus ACC@5. Every row is a label, the report each target's cell reads and the
+    method it reads there; a method a report did not score (a model on a target it was not trained on) shows -."""
     any_report = next(iter(reports.values()))
+    baselines = {t: reports.get(t, any_report) for t in TARGETS}  # every report scores them on the same mixtures
+    rows = [("model (tiny, CPU)", reports, "model")]
+    if pretrained:
+        rows.append(("pretrained (shipped)", dict.fromkeys(TARGETS, pretrained), "model"))
+    rows += [("GCC-PHAT", baselines, "gcc_phat"),
+             ("oracle floor (exact TDOA)", baselines, "oracle_floor_binned_mae_deg"),
+             ("chance (median class)", baselines, "chance_binned_mae_deg")]
 
-    def cell(target: str, method: str) -> str:
-        report = reports.get(target, any_report)
-        if method == "pretrained":
-            report, method = pretrained, "model"
-        res = report["targets"][target]
-        if method in ("model", "gcc_phat"):
-            scores = res.get(method) if (method != "model" or target in reports or report is pretrained) else None
-            if not scores:
-                return f"{fmt(None)} {fmt(None)} {'    -':>6}"
-            slots = scores["per_slot"]
-            return (f"{fmt(slots['slot1']['binned_mae_deg'])} {fmt(slots['slot2']['binned_mae_deg'])} "
-                    f"{100 * scores['acc5']:5.1f}%")
-        floor = res[method]
-        return f"{fmt(floor['slot1'])} {fmt(floor['slot2'])} {'    -':>6}"
+    def cell(report: dict | None, target: str, method: str) -> str:
+        scores = report["targets"][target].get(method) if report else None
+        if not scores:
+            return f"{fmt(None)} {fmt(None)} {'    -':>6}"
+        if "per_slot" not in scores:  # a floor: a number per slot, no accuracy
+            return f"{fmt(scores['slot1'])} {fmt(scores['slot2'])} {'    -':>6}"
+        slots = scores["per_slot"]
+        return (f"{fmt(slots['slot1']['binned_mae_deg'])} {fmt(slots['slot2']['binned_mae_deg'])} "
+                f"{100 * scores['acc5']:5.1f}%")
 
     header = f"{'method':<26}" + "".join(f"| {t + ' (slot1 slot2 acc5)':<27}" for t in TARGETS)
     lines = [header, "-" * len(header)]
-    rows = (("model (tiny, CPU)", "model"),) + ((("pretrained (shipped)", "pretrained"),) if pretrained else ()) + (
-            ("GCC-PHAT", "gcc_phat"),
-            ("oracle floor (exact TDOA)", "oracle_floor_binned_mae_deg"), ("chance (median class)", "chance_binned_mae_deg"))
-    for label, method in rows:
-        lines.append(f"{label:<26}" + "".join(f"| {cell(t, method):<27}" for t in TARGETS))
+    for label, by_target, method in rows:
+        lines.append(f"{label:<26}" + "".join(f"| {cell(by_target.get(t), t, method):<27}" for t in TARGETS))
     lines.append("binned MAE in degrees (the seed's metric: |class error| x 5) per sorted slot; acc5: share within 5 deg")
     return lines
 
