@@ -1,4 +1,32 @@
-"""Model (conv STFT, IPD features, conformer), targets, metrics, classical baselines, and the Localizer API."""
+"""ssl_model: the two-mic localizer's network, its targets and scores, classical baselines, and a trained model's use.
+
+The network
+    config        ModelConfig (defaults: the seed's sizes) and its PRESETS: seed, micro (CPU-sized), srp (the
+                  shipped model's layout); `preset(name, **overrides)`
+    model         SSLModel: wave [B, 2, T] -> direction logits per sorted slot; optional existence (count) and
+                  per-step activity (track) heads, optional mic-spacing input
+    conformer     the Conformer backbone (relative-position attention, conv module)
+    features      front end: level normalization, conv STFT, inter-mic phase difference, log power, steered responses
+Targets and scores
+    targets       angles <-> classes (NUM_CLASSES bins over 0..180 degrees), soft targets, TARGETS (lateral,
+                  azimuth); decoding logits or posteriors into sorted slot angles and a talker count
+    metrics       the sorted-slot cross-entropy; binned MAE per slot, MAE, accuracy within 5 / 10 degrees and
+                  their breakdowns by scene factors; count confusion and location-aware detection
+    oracle        reference floors: the TDOA oracle's Bayes-optimal slots and the best constant (chance)
+    baselines     classical methods on the raw pair: GCC-PHAT (a fixed number of angles, or counted detections), DUET
+A trained model
+    export        the one-file weights (safetensors whose metadata, LocalizerSpec, says how to feed them): save,
+                  load, and export of the network as a graph (python -m ssl_model.export)
+    localizer     Localizer: weights in, waves or files in, talkers out (angles, count, tracks)
+    stream_audio  recordings read in chunks, resampled to the model's rate and cut into windows, in bounded memory
+    talkers       window detections -> a recording's talkers; per-step activity maps -> tracks
+    localize      the command line (python -m ssl_model.localize)
+    cli_log       the command-line tools' logging: notes to stderr, data on stdout
+    pretrained/   the shipped model: model.safetensors, its training config and model card
+
+`from ssl_model import SSLModel, ModelConfig, PRESETS`; Localizer, LocalizationResult, WindowResult and
+LocalizeError are imported on first use (the Localizer API).
+"""
 from ssl_model.config import PRESETS, ModelConfig
 from ssl_model.model import SSLModel
 

@@ -33,15 +33,20 @@ def conv_bn_gelu(in_channels: int, out_channels: int, kernel_size: int | tuple[i
 
 
 class SSLModel(nn.Module):
-    """wave [batch, 2, samples] (, mic_spacing [batch] in metres) -> logits [batch, num_slots, num_classes];
-    `outputs()` gives every head (SSLOutput).
+    """wave [batch, 2, samples] (, mic_spacing [batch] or a float, in metres) -> direction logits
+    [batch, num_slots, num_classes]; `outputs()` (or forward(heads=True)) gives every head as an SSLOutput.
 
-    Conv STFT -> IPD (cos, sin) [+ log power], DC dropped -> inter_conv -> tokens: `patches` (the seed's patch
-    convs), `frames` (a linear map of whole-band frames) or `srp` (learned-mask steered responses per frame, steered
-    for the input's mic spacing with spacing_input) -> `num_slots` CLS tokens in front, plus learned absolute
-    positions (and an embedding of the spacing on the CLS tokens) -> Conformer -> LayerNorm -> one Linear direction
-    head shared by the CLS tokens; with count_head an existence logit per slot, with frame_head a per-step
-    spatial activity head over the pooled time tokens.
+    Front end: conv STFT -> IPD (cos, sin) [+ log power with features=ipd_logpower], DC bin dropped -> inter_conv.
+    Tokens, by config.tokens:
+    - `patches` (the seed's): the patch_embed convs cut the maps into frequency x time patches, one token each;
+    - `frames`: one token per frames_per_token frames, a linear map of every bin's features (the whole band);
+    - `srp`: a 1x1 conv gives srp_masks time-frequency masks, each weighting the per-bin steered response of the
+      IPD over srp_angles directions (steered for config.mic_spacing, or with spacing_input for the input's
+      spacing); one token per frames_per_token frames of those spatial spectra.
+    Then `num_slots` learned CLS tokens in front (with spacing_input, plus an embedding of the spacing), learned
+    absolute positions -> Conformer -> the CLS tokens through a LayerNorm and one Linear direction head they share.
+    Optional heads: count_head, an existence logit per slot; frame_head, per step (frame_step_tokens time tokens
+    pooled) activity logits over the direction classes (the track; no steps for an input shorter than one step).
     """
 
     def __init__(self, config: ModelConfig | None = None):
