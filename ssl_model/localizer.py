@@ -31,13 +31,12 @@ import soundfile
 import torch
 
 from shards.audio import SILENT_DBFS, is_near_silent
-from ssl_model.export import WEIGHTS, CheckpointError, LocalizerSpec, Posteriors, load_localizer
+from ssl_model.export import PRETRAINED, WEIGHTS, CheckpointError, LocalizerSpec, Posteriors, load_localizer
 from ssl_model.stream_audio import array_chunks, file_chunks, resampled_blocks, resampled_length, sliding_windows
 from ssl_model.talkers import TrackGrid, cluster_detections, track_peaks
 from ssl_model.targets import decode, decode_posteriors, decode_slot_posteriors
 
 MIN_SECONDS = 1.0
-PRETRAINED = Path(__file__).resolve().parent / "pretrained" / "model.safetensors"
 WINDOWS_PER_CALL = 16  # windows per forward pass (bounds memory for long recordings)
 READ_SECONDS = 20.0  # audio read from a file at a time
 

@@ -15,17 +15,16 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from configs import ConfigError
-
-WEIGHTS_FILE = "model.safetensors"
+from ssl_model.export import WEIGHTS
 
 
 def weights_path(source: str | Path) -> Path:
     """A safetensors file, or a folder holding model.safetensors (a run folder, ssl_model/pretrained)."""
     path = Path(source)
     if path.is_dir():
-        path = path / WEIGHTS_FILE
+        path = path / WEIGHTS
     if not path.is_file():
-        raise ConfigError(f"run.init_from: {source} is neither a safetensors file nor a folder holding {WEIGHTS_FILE}")
+        raise ConfigError(f"run.init_from: {source} is neither a safetensors file nor a folder holding {WEIGHTS}")
     return path
 
 
