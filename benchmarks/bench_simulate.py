@@ -8,6 +8,7 @@ inverse Sabine for each scene's room and RT60 (uncapped unless --pra-max-order),
 fractional-delay builder; its per-scene median over --pra-scenes scenes is the reference. Ours runs
 batches of --scenes scenes with torch on 1 thread, on all threads, and on CUDA when available;
 per-scene time = batch time / batch size, median over --repeats runs after one warm-up run.
+--no-cpu times CUDA alone (for a batch far larger than the CPU runs could take; benchmarks/gpu_check.sh).
 """
 from __future__ import annotations
 
@@ -116,6 +117,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--decay", choices=["fra", "calibrated"], default="fra")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--one-thread", action="store_true", help="skip the all-threads run (a shared machine)")
+    parser.add_argument("--no-cpu", action="store_true",
+                        help="time CUDA only: no CPU runs and no pyroomacoustics (a large --scenes batch on a GPU)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
 
@@ -130,16 +133,17 @@ def main(argv: list[str] | None = None) -> dict:
         "cpu_count": all_threads,
         "torch": torch.__version__,
     }
-    result["ours_ms_per_scene_1thread"] = time_ours(cfg, scenes, "cpu", 1, args.repeats)
-    result["ours_cpu_ms_per_scene_1thread"] = cpu_time_ours(cfg, scenes, args.repeats)
-    if not args.one_thread:
+    if not args.no_cpu:
+        result["ours_ms_per_scene_1thread"] = time_ours(cfg, scenes, "cpu", 1, args.repeats)
+        result["ours_cpu_ms_per_scene_1thread"] = cpu_time_ours(cfg, scenes, args.repeats)
+    if not args.one_thread and not args.no_cpu:
         result["ours_ms_per_scene_all_threads"] = time_ours(cfg, scenes, "cpu", all_threads, args.repeats)
     if torch.cuda.is_available():
         result["cuda_device"] = torch.cuda.get_device_name()
         ms = time_ours(cfg, scenes, "cuda", all_threads, args.repeats)
         result["ours_ms_per_scene_cuda"] = ms
         result["ours_scenes_per_s_cuda"] = 1000.0 / ms
-    if args.pra_scenes > 0:
+    if args.pra_scenes > 0 and not args.no_cpu:
         result.update(compare_pyroomacoustics(cfg, scenes, args, result["ours_ms_per_scene_1thread"]))
     torch.set_num_threads(all_threads)
     if args.json:
@@ -147,8 +151,9 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         print(f"scenes: {args.scenes} (ours), {result.get('pyroomacoustics_scenes', 0)} (pyroomacoustics, max orders "
               f"{result.get('pyroomacoustics_max_orders', [])}); {result['mics']} mics x {result['sources']} sources, decay {cfg.decay}, {all_threads} CPU threads")
-        print(f"ours, 1 thread:        {result['ours_ms_per_scene_1thread']:9.2f} ms/scene "
-              f"({result['ours_cpu_ms_per_scene_1thread']:.2f} ms of CPU time)")
+        if "ours_ms_per_scene_1thread" in result:
+            print(f"ours, 1 thread:        {result['ours_ms_per_scene_1thread']:9.2f} ms/scene "
+                  f"({result['ours_cpu_ms_per_scene_1thread']:.2f} ms of CPU time)")
         if "ours_ms_per_scene_all_threads" in result:
             print(f"ours, {all_threads} threads:       {result['ours_ms_per_scene_all_threads']:9.2f} ms/scene")
         if "ours_ms_per_scene_cuda" in result:
