@@ -1,10 +1,12 @@
 """The real-recordings targets, checked on a bench_accuracy JSON: one markdown row per target, beside its baselines.
 
-    python benchmarks/accuracy_targets.py RESULTS.json --model "model real_ws" [--reference "model pretrained"]
+    python benchmarks/accuracy_targets.py RESULTS.json [MORE.json ...] --model "model real_ws" [--reference "model pretrained"]
 
 `--model` is the method label of the candidate in the JSON (bench_accuracy labels a model "model <run or file
 stem>"); `--reference` the shipped model's label, for the "clean sets regress by at most 10%" rule. Every number
-is read from the JSON; nothing is measured here. A set missing from the JSON is reported as not measured.
+is read from the JSON; nothing is measured here. A set missing from the JSON is reported as not measured. Several
+JSON files (runs on the same cached sets, e.g. one with --srp-dnn on some sets) are merged set by set, method by
+method, later files adding methods.
 """
 from __future__ import annotations
 
@@ -18,6 +20,17 @@ GCC = "GCC-PHAT (votes)"
 SRP_DNN = "SRP-DNN (pretrained, zero-shot)"
 CHANCE = "chance (median per slot)"
 MAX_REGRESSION = 1.10  # the clean two-talker sets may get at most 10% worse than the shipped model
+
+
+def merged(files: list[dict[str, Any]]) -> dict[str, Any]:
+    """bench_accuracy results -> one: per set, the union of their methods (a later file's method replaces an earlier
+    one of the same label)."""
+    sets: dict[str, Any] = {}
+    for results in files:
+        for name, data in results.get("sets", {}).items():
+            entry = sets.setdefault(name, {"methods": {}})
+            entry["methods"].update(data.get("methods", {}))
+    return {"sets": sets}
 
 
 def metric(results: dict[str, Any], set_name: str, label: str, key: str) -> float | None:
@@ -96,15 +109,15 @@ def markdown(rows: list[tuple[str, str, str, str]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("results", help="a bench_accuracy.py --json file")
+    p.add_argument("results", nargs="+", help="bench_accuracy.py --json files (merged)")
     p.add_argument("--model", required=True, help="the candidate's method label")
     p.add_argument("--reference", help="the shipped model's method label")
     args = p.parse_args(argv)
-    results = json.loads(Path(args.results).read_text())
+    results = merged([json.loads(Path(path).read_text()) for path in args.results])
     labels = {label for s in results.get("sets", {}).values() for label in s.get("methods", {})}
     for label in filter(None, (args.model, args.reference)):
         if label not in labels:
-            print(f"error: {args.results}: no method labelled {label!r} (labels: {sorted(labels)})", file=sys.stderr)
+            print(f"error: {' '.join(args.results)}: no method labelled {label!r} (labels: {sorted(labels)})", file=sys.stderr)
             return 2
     print(markdown(target_rows(results, args.model, args.reference)))
     return 0

@@ -4,7 +4,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from accuracy_targets import GCC, SRP_DNN, target_rows  # noqa: E402
+from accuracy_targets import GCC, SRP_DNN, merged, target_rows  # noqa: E402
 
 
 def pair_set(model: float, gcc: float, srp: float, shipped: float, acc5: float = 0.5) -> dict:
@@ -32,3 +32,11 @@ def test_each_target_is_met_or_missed_on_the_numbers_given():
     assert rows["(e) mismatch"][3] == "not measured"
     assert rows["(b) clean pyroomacoustics rooms"][3] == "met"
     assert rows["(a) fra"][3] == "**missed**" and rows["(b) pra"][3] == "met"  # 1.2 > 1.1 x 1.0; 3.0 <= 3.08
+
+
+def test_files_of_one_cached_set_merge_method_by_method():
+    first = {"sets": {"diffuse0": pair_set(20.0, 25.0, 99.0, 35.0)}}
+    del first["sets"]["diffuse0"]["methods"][SRP_DNN]
+    second = {"sets": {"diffuse0": {"methods": {SRP_DNN: {"kind": "extra", "metrics": {"binned_mae_deg": 19.0}}}}}}
+    rows = {row[0].split(":")[0]: row for row in target_rows(merged([first, second]), "model new", None)}
+    assert rows["(c) diffuse 0 dB"][3] == "**missed**" and "SRP-DNN (pretrained, zero-shot) 19.00" in rows["(c) diffuse 0 dB"][2]
