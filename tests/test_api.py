@@ -158,11 +158,15 @@ def test_the_exported_program_matches_the_eager_network(tiny, tmp_path):
     assert json.loads(extra[SPEC_FILE]) == json.loads(localizer.spec.to_json())
     windows = torch.from_numpy(np.stack([far_field(a, seconds=1.0)[:, :localizer.spec.clip_samples]
                                          for a in (20, 60, 100, 140, 170)]))
+    spacing = torch.full((5,), localizer.spec.mic_spacing)
     with torch.no_grad():
-        eager = localizer.network(windows)
-        exported = program.module()(windows)
-    assert exported.shape == (5, 2, 36)
-    assert torch.allclose(exported, eager, atol=1e-5), (exported - eager).abs().max()
+        eager = localizer.network(windows, spacing)
+        exported = program.module()(windows, spacing)
+    posteriors, existence, track = exported
+    assert posteriors.shape == (5, 2, 36) and existence.shape == (5, 2) and track.shape == (5, 0, 36)
+    assert torch.equal(existence, torch.ones(5, 2))  # a two-talker model: every slot always holds a talker
+    for e, x in zip(eager, exported):
+        assert torch.allclose(x, e, atol=1e-5), (x - e).abs().max()
     assert isinstance(localizer.network, Posteriors)
 
 
@@ -173,11 +177,14 @@ def test_the_onnx_graph_matches_the_eager_network(tiny, tmp_path):
     write_exports(tiny / WEIGHTS, tmp_path, onnx=True)
     localizer = Localizer.from_run(tiny)
     windows = far_field(80.0, seconds=1.0)[None, :, :localizer.spec.clip_samples]
+    spacing = np.full(1, localizer.spec.mic_spacing, dtype=np.float32)
     session = ort.InferenceSession(str(tmp_path / ONNX))
-    (onnx_out,) = session.run(None, {session.get_inputs()[0].name: windows})
+    inputs = dict(zip((i.name for i in session.get_inputs()), (windows, spacing)))
+    onnx_out = session.run(None, inputs)
     with torch.no_grad():
-        eager = localizer.network(torch.from_numpy(windows)).numpy()
-    assert np.allclose(onnx_out, eager, atol=1e-4)
+        eager = localizer.network(torch.from_numpy(windows), torch.from_numpy(spacing))
+    for x, e in zip(onnx_out, eager):
+        assert np.allclose(x, e.numpy(), atol=1e-4)
 
 
 def python_block(markdown: Path, section: str) -> str:
