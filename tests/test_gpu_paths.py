@@ -94,11 +94,17 @@ def test_the_batch_builder_on_cuda_equals_the_cpu_for_the_same_reservoirs_and_dr
     gpu.close()
 
 
-def test_the_batch_builder_mixes_on_cuda_from_its_own_generator(shards):
-    cfg = tiny(shards)
+def ready_data(cfg) -> TrainData:
+    """A batch builder on the device, reservoirs filled and refreshed for step 0."""
     data = TrainData(cfg, 0, 1, DEVICE)
     data.fill()
     data.refresh(0)
+    return data
+
+
+def test_the_batch_builder_mixes_on_cuda_from_its_own_generator(shards):
+    cfg = tiny(shards)
+    data = ready_data(cfg)
     batch = data.batch(3)
     assert batch.wave.device.type == DEVICE.type and batch.wave.shape == (8, 2, cfg.clip_samples)
     assert torch.isfinite(batch.wave).all()
@@ -109,9 +115,7 @@ def test_the_batch_builder_mixes_on_cuda_from_its_own_generator(shards):
 
 def test_a_bf16_training_step_on_cuda_is_finite_and_moves_the_weights(shards):
     cfg = tiny(shards)
-    data = TrainData(cfg, 0, 1, DEVICE)
-    data.fill()
-    data.refresh(0)
+    data = ready_data(cfg)
     torch.manual_seed(0)
     model = SSLModel(cfg.model).to(DEVICE).train()
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
