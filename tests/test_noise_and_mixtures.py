@@ -131,3 +131,27 @@ def test_noise_is_added_at_the_drawn_snr(kind):
     signal = clean.wave.pow(2).mean(dim=(1, 2))
     noise = (noisy.wave - clean.wave).pow(2).mean(dim=(1, 2))
     assert torch.allclose(10 * torch.log10(signal / noise), torch.full((64,), 10.0), atol=0.05)
+
+
+def test_clean_mixtures_are_two_steady_talkers_without_noise_or_mismatch():
+    speech, rir, angles, spacing = scene_batch(32)
+    rough = dict(talker_probs=(1.0, 1.0, 1.0, 1.0), partial_prob=1.0, normalize="none")
+    harsh = MixConfig(clean_prob=1.0, diffuse_prob=1.0, diffuse_snr_db=(0.0, 0.0), noise_prob=1.0,
+                      snr_db=(0.0, 0.0), mic_gain_db=6.0, mic_latency=2.0, **rough)
+    quiet = MixConfig(clean_prob=1.0, **rough)
+    a = make_mixtures(speech, rir, angles, spacing, harsh, SR, 160, C, torch.Generator().manual_seed(7))
+    b = make_mixtures(speech, rir, angles, spacing, quiet, SR, 160, C, torch.Generator().manual_seed(7))
+    assert (a.count == 2).all() and a.talker_activity[:, :2].float().mean() > 0.95
+    assert not a.talker_activity[:, 2].any()
+    assert torch.allclose(a.wave, b.wave, atol=1e-5)  # 0 dB of noise and 6 dB of mismatch: none of it applied
+
+
+def test_clean_share_leaves_the_rest_of_the_batch_noisy():
+    speech, rir, angles, spacing = scene_batch(400, S=2)
+    noisy = dict(noise_prob=1.0, snr_db=(0.0, 0.0), normalize="none")
+    out = make_mixtures(speech, rir, angles, spacing, MixConfig(clean_prob=0.3, **noisy), SR, 160, C,
+                        torch.Generator().manual_seed(8))
+    ref = make_mixtures(speech, rir, angles, spacing, MixConfig(clean_prob=1.0, normalize="none"), SR, 160, C,
+                        torch.Generator().manual_seed(8))
+    clean = (out.wave - ref.wave).abs().amax(dim=(1, 2)) < 1e-5
+    assert abs(clean.float().mean().item() - 0.3) < 0.08

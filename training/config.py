@@ -96,6 +96,9 @@ class MixConfig:
     # Shares of mixtures with 0, 1, 2, ... talkers (up to the scenes' sources); empty: every source talks (seed).
     talker_probs: tuple[float, ...] = ()
     partial_prob: float = 0.0  # share of talkers that start late and/or stop early inside the clip
+    # Share of mixtures kept as the seed's scene: two talkers throughout, no noise, no mic mismatch (a curriculum
+    # that keeps clean two-talker accuracy while the rest teaches counts and noise).
+    clean_prob: float = 0.0
     min_active_s: float = 0.3  # a talker counts in a clip when its speech is active at least this long
     activity_db: float = -30.0  # a frame of a talker is active when its power is within this of its loudest frame
     normalize: Literal["peak", "rms", "none"] = "peak"
@@ -114,6 +117,7 @@ class MixConfig:
         need(not self.talker_probs or (min(self.talker_probs) >= 0 and sum(self.talker_probs) > 0),
              "mix.talker_probs", f"must be shares >= 0, not all 0 (or empty), got {list(self.talker_probs)}")
         need(0.0 <= self.partial_prob <= 1.0, "mix.partial_prob", f"must be in [0, 1], got {self.partial_prob}")
+        need(0.0 <= self.clean_prob <= 1.0, "mix.clean_prob", f"must be in [0, 1], got {self.clean_prob}")
         need(0.0 <= self.min_active_s <= 10.0, "mix.min_active_s", f"must be in [0, 10] s, got {self.min_active_s}")
         need(-80.0 <= self.activity_db < 0.0, "mix.activity_db", f"must be in [-80, 0) dB, got {self.activity_db}")
 

@@ -1,6 +1,8 @@
 """One builder of training and eval mixtures: talkers that come and go, noise, imperfect arrays.
 
 From dry speech, RIRs and their angles, on whatever device the inputs live on (fp32, outside autocast):
+0. which mixtures stay clean (mix.clean_prob): two talkers speaking throughout, no noise, a matched array -- the
+   seed's two-talker scene kept in every batch, so a model learning noise and counts keeps its clean accuracy;
 1. how many talkers speak (mix.talker_probs over 0..S) and when (mix.partial_prob: a late start and/or an early
    stop, raised-cosine edges), applied to the dry speech so that reverberation tails continue naturally;
 2. which of them count: a talker whose speech is active (frame power within mix.activity_db of its loudest frame)
@@ -58,12 +60,15 @@ def draw_counts(batch: int, sources: int, probs: tuple[float, ...], generator: t
 
 
 def draw_activity(count: torch.Tensor, sources: int, T: int, partial_prob: float, shortest: int,
-                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+                  generator: torch.Generator, steady: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """count [B] -> (onset, offset) [B, S] in samples: the first `count` sources talk, over the whole clip or, with
-    probability partial_prob, over a random stretch of at least `shortest` samples; the others never."""
+    probability partial_prob, over a random stretch of at least `shortest` samples; the others never. Rows where
+    `steady` [B] (bool) is set talk over the whole clip."""
     B = count.shape[0]
     talks = torch.arange(sources, device=count.device)[None, :] < count[:, None]
     partial = torch.rand(B, sources, generator=generator, device=generator.device) < partial_prob
+    if steady is not None:
+        partial = partial & ~steady[:, None]
     length = uniform(min(shortest, T), T, (B, sources), generator).round().long()
     onset = (torch.rand(B, sources, generator=generator, device=generator.device) * (T - length + 1)).long()
     onset = torch.where(partial, onset, torch.zeros_like(onset))
@@ -95,8 +100,14 @@ def make_mixtures(speech: torch.Tensor, rir: torch.Tensor, talker_angles: torch.
     device = speech.device
     g = generator
 
+    clean = None  # drawn only when asked for, so that configs without it keep their random streams
+    if mix.clean_prob > 0:
+        clean = torch.rand(B, generator=g, device=g.device) < mix.clean_prob
     count = draw_counts(B, S, mix.talker_probs, g)
-    onset, offset = draw_activity(count, S, T, mix.partial_prob, int(mix.min_active_s * sr), g)
+    if clean is not None:
+        count = torch.where(clean, torch.full_like(count, min(2, S)), count)
+    onset, offset = draw_activity(count, S, T, mix.partial_prob, int(mix.min_active_s * sr), g, clean)
+    noisy = torch.ones(B, dtype=torch.bool, device=device) if clean is None else ~clean.to(device)
     dry = speech * activity_envelope(onset.to(device), offset.to(device), T)
     activity = frame_activity(dry, speech, hop, mix.activity_db)  # [B, S, T // hop]
     if mix.counts_talkers:
@@ -118,13 +129,14 @@ def make_mixtures(speech: torch.Tensor, rir: torch.Tensor, talker_angles: torch.
         snr = uniform(*mix.diffuse_snr_db, (B,), g).to(device)
         kind = torch.where(use.to(kind.device), kind, torch.full_like(kind, -1))  # -1: no diffuse noise, none made
         noise = diffuse_noise(kind, speech, spacing.to(device), sr, sound_speed, g)
-        wave = add_at_snr(wave, noise, snr, use, reference)
+        wave = add_at_snr(wave, noise, snr, use & noisy, reference)
     if mix.mic_gain_db > 0:
-        wave = wave * (10.0 ** (uniform(-mix.mic_gain_db, mix.mic_gain_db, (B, M), g).to(device) / 20.0))[..., None]
+        gain_db = uniform(-mix.mic_gain_db, mix.mic_gain_db, (B, M), g).to(device) * noisy[:, None]
+        wave = wave * (10.0 ** (gain_db / 20.0))[..., None]
     if mix.mic_latency > 0:
-        wave = fractional_delay(wave, uniform(-mix.mic_latency, mix.mic_latency, (B, M), g).to(device))
+        wave = fractional_delay(wave, uniform(-mix.mic_latency, mix.mic_latency, (B, M), g).to(device) * noisy[:, None])
     if mix.noise_prob > 0 or bool(silent.any()):
-        use = (torch.rand(B, generator=g, device=g.device) < mix.noise_prob).to(device) | silent
+        use = (torch.rand(B, generator=g, device=g.device) < mix.noise_prob).to(device) & noisy | silent
         snr = uniform(*mix.snr_db, (B,), g).to(device)
         sensor = torch.randn(B, M, T, generator=g, device=g.device).to(device)
         sensor = sensor / sensor.pow(2).mean(dim=(1, 2), keepdim=True).sqrt()
