@@ -39,7 +39,7 @@ from accuracy_report import (NOTES, PRINTED_NOTES, breakdown_lines, build_summar
                              machine, table_lines)
 from accuracy_srp_dnn import srp_dnn_methods  # noqa: E402
 from accuracy_sets import (CLIP, GAIN_DB, GROUP_NAMES, GROUPS, MIC_SPACING, RECIPE, SEEDS, SETS, SR,  # noqa: E402
-                           BenchError, load_sets, pair_config, set_mic_spacing, speech_kind, timed)
+                           BenchError, load_sets, pair_config, set_mic_spacing, speech_kind, split_seeds, timed)
 from shards.array import SOUND_SPEED  # noqa: E402
 from training.eval_prior import ORACLE_REFERENCE_SOURCES, oracle_reference_table  # noqa: E402
 
@@ -70,6 +70,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", help="write every number here")
     p.add_argument("--sets", default="a,b,c,d,e", help=SET_HELP)
     p.add_argument("--srp-dnn", metavar="CHECKOUT", help="a local checkout of BingYang-20/SRP-DNN: score it too")
+    p.add_argument("--split", default="test",
+                   help="'test' (the benchmark) or another name, e.g. 'dev': other rooms, talkers and noise to tune on "
+                        "(give it other speech and another --cache)")
     p.add_argument("--freq-range", default=f"{FREQ_RANGE[0]:g},{FREQ_RANGE[1]:g}",
                    help="LO,HI in Hz for pyroomacoustics' DOA (default %(default)s)")
     return p.parse_args(argv)
@@ -103,6 +106,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     if args.mixtures < 1:
         raise BenchError(f"--mixtures: must be >= 1, got {args.mixtures}")
     sources = model_sources(args.model, args.run)
+    SEEDS.update(split_seeds(args.split))
     speech_dir = Path(args.speech)
     speech_kind(speech_dir)  # fail before any work
     models = load_localizers(sources)
@@ -122,7 +126,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
         "machine": machine(), "command": command,
         "parameters": {"speech": str(speech_dir), "mixtures": args.mixtures, "cache": str(args.cache), "sets": names,
                        "models": [{"label": label, "path": str(path)} for label, path in sources],
-                       "seeds": SEEDS, "sr": SR, "clip_seconds": CLIP / SR, "gain_db": list(GAIN_DB),
+                       "split": args.split, "seeds": SEEDS, "sr": SR, "clip_seconds": CLIP / SR, "gain_db": list(GAIN_DB),
                        "mic_spacing": MIC_SPACING, "sound_speed": SOUND_SPEED,
                        "freq_range_hz": list(freq_range), "grid_deg": [0, 180, 1],
                        "oracle_reference_sources": ORACLE_REFERENCE_SOURCES, "recipe": RECIPE,

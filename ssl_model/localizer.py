@@ -33,7 +33,7 @@ import torch
 from shards.audio import SILENT_DBFS, is_near_silent
 from ssl_model.export import PRETRAINED, WEIGHTS, CheckpointError, LocalizerSpec, Posteriors, load_localizer
 from ssl_model.stream_audio import array_chunks, file_chunks, resampled_blocks, resampled_length, sliding_windows
-from ssl_model.talkers import TrackGrid, cluster_detections, track_peaks
+from ssl_model.talkers import Decoding, TrackGrid, cluster_detections, track_peaks
 from ssl_model.targets import decode, decode_posteriors, decode_slot_posteriors
 
 MIN_SECONDS = 1.0
@@ -251,12 +251,17 @@ class Localizer:
     """
 
     def __init__(self, model: torch.nn.Module, spec: LocalizerSpec, device: str | torch.device = "cpu",
-                 source: Path | None = None):
+                 source: Path | None = None, decoding: Decoding = Decoding()):
         self.device = torch_device(device)
         self.model = model.to(self.device).eval()
         self.spec = spec
         self.network = Posteriors(self.model, spec.normalize)  # what ssl_model.export writes as a graph
         self.source = source  # the weights file, when loaded from one
+        self.decoding = decoding  # a counting model's thresholds: windows' slots -> a recording's talkers
+
+    def with_decoding(self, decoding: Decoding) -> "Localizer":
+        """The same model (shared, not copied) with other decoding thresholds."""
+        return Localizer(self.model, self.spec, self.device, self.source, decoding)
 
     @classmethod
     def from_file(cls, path: str | Path, device: str | torch.device = "cpu") -> "Localizer":
@@ -425,7 +430,7 @@ class Localizer:
         sr, window = self.spec.sr, self.spec.clip_samples
         windows = torch.stack([piece for _, piece in batch]).to(self.device)
         posteriors, exist, track = self.network(windows, torch.tensor(spacing, device=self.device))  # one steering
-        count, angles, posteriors, exist = decode_slot_posteriors(posteriors, exist)
+        count, angles, posteriors, exist = decode_slot_posteriors(posteriors, exist, self.decoding.existence)
         classes, slot_angles = decode(posteriors.clamp_min(1e-12).log())
         peaks = posteriors.gather(-1, classes[..., None])[..., 0]
         sure = exist if self.counts else peaks
@@ -453,7 +458,8 @@ class Localizer:
             talkers = cluster_detections(
                 np.concatenate([w.angles_deg for w in windows]), np.concatenate([w.probabilities for w in windows]),
                 np.concatenate([np.full(w.count, i) for i, w in enumerate(windows)]), len(windows),
-                max_talkers=posteriors.shape[0])
+                merge_deg=self.decoding.merge_deg, min_share=self.decoding.min_share, max_talkers=posteriors.shape[0],
+                one_per_window=self.decoding.one_per_window)
             angles, probabilities, candidates = talkers.angles_deg, talkers.shares.astype(np.float32), talkers.candidates_deg
             classes = np.clip(np.floor(angles / bin_deg), 0, num_classes - 1).astype(np.int64)
         else:

@@ -18,6 +18,19 @@ import numpy as np
 MERGE_DEG = 10.0  # detections of one talker in different windows: within two 5-degree bins
 MIN_SHARE = 0.2  # a talker heard (weighted by probability) in at least a fifth of the windows
 ACTIVE = 0.5  # a direction class of a track step is active above this probability
+EXISTENCE = 0.5  # a window's slot holds a talker above this existence probability
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How windows' slots become talkers: a slot holds a talker above `existence`; detections within `merge_deg`
+    of a cluster join it, two of one window only when `one_per_window` is off; a recording keeps the clusters with
+    a share of at least `min_share` (cluster_detections). benchmarks/calibrate_decoding.py chooses them on a
+    development set."""
+    existence: float = EXISTENCE
+    merge_deg: float = MERGE_DEG
+    min_share: float = MIN_SHARE
+    one_per_window: bool = True
 
 
 @dataclass(frozen=True)
@@ -30,14 +43,17 @@ class Talkers:
 
 
 def cluster_detections(angles: np.ndarray, probs: np.ndarray, windows: np.ndarray, num_windows: int,
-                       merge_deg: float = MERGE_DEG, min_share: float = MIN_SHARE, max_talkers: int = 3) -> Talkers:
-    """angles [N] (degrees), probs [N] and window indices [N] of every detection -> Talkers (module docstring)."""
+                       merge_deg: float = MERGE_DEG, min_share: float = MIN_SHARE, max_talkers: int = 3,
+                       one_per_window: bool = True) -> Talkers:
+    """angles [N] (degrees), probs [N] and window indices [N] of every detection -> Talkers (module docstring;
+    without `one_per_window`, two detections of one window within merge_deg are one talker)."""
     centres: list[float] = []
     weights: list[float] = []
     members: list[set[int]] = []
     for i in np.argsort(-probs, kind="stable"):
         angle, prob, window = float(angles[i]), float(probs[i]), int(windows[i])
-        fits = [k for k, c in enumerate(centres) if abs(c - angle) <= merge_deg and window not in members[k]]
+        fits = [k for k, c in enumerate(centres)
+                if abs(c - angle) <= merge_deg and not (one_per_window and window in members[k])]
         if fits:
             k = min(fits, key=lambda j: abs(centres[j] - angle))
             centres[k] = (centres[k] * weights[k] + angle * prob) / (weights[k] + prob)

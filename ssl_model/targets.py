@@ -134,12 +134,13 @@ def decode_count(exist_logits: torch.Tensor, threshold: float = 0.5) -> tuple[to
     return count_from_existence(probs, threshold), probs
 
 
-def decode_slot_posteriors(probs: torch.Tensor, exist: torch.Tensor
+def decode_slot_posteriors(probs: torch.Tensor, exist: torch.Tensor, threshold: float = 0.5
                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """posteriors [B, S, C] (softmax per slot), existence probabilities [B, S] -> (count long [B], angles_deg
     [B, S]: the held slots ascending, then NaN, posteriors [B, S, C] and existence [B, S] in that order). A model
-    without a count head has existence 1 everywhere: count S, every slot sorted by angle (decode_posteriors)."""
-    count = count_from_existence(exist)
+    without a count head has existence 1 everywhere: count S, every slot sorted by angle (decode_posteriors).
+    A slot holds a talker when its existence passes `threshold` (count_from_existence)."""
+    count = count_from_existence(exist, threshold)
     _, angles = decode(probs.float().clamp_min(1e-12).log())
     held = torch.arange(angles.shape[1], device=angles.device)[None, :] < count[:, None]
     key = torch.where(held, angles, torch.full_like(angles, float("inf")))

@@ -21,7 +21,7 @@ from ssl_model.localize import main
 from ssl_model.model import SSLModel
 from ssl_model.stream_audio import (array_chunks, resampled_blocks, resampled_length, sliding_windows,
                                     window_starts)
-from ssl_model.talkers import TrackGrid, cluster_detections, track_peaks
+from ssl_model.talkers import Decoding, TrackGrid, cluster_detections, track_peaks
 from shards.audio import resample
 
 SR = 16000
@@ -69,6 +69,13 @@ def test_clustering_one_window_gives_back_its_talkers():
     talkers = cluster_detections(np.array([20.0, 24.0, 150.0]), np.array([0.9, 0.6, 0.7]), np.zeros(3, int), 1)
     assert np.allclose(talkers.angles_deg, [20.0, 24.0, 150.0])  # 4 degrees apart but named by one window: two
     assert np.allclose(talkers.shares, [0.9, 0.6, 0.7])
+
+
+def test_clustering_may_merge_two_detections_of_one_window():
+    angles, probs, windows = np.array([20.0, 24.0, 150.0]), np.array([0.9, 0.6, 0.7]), np.zeros(3, int)
+    merged = cluster_detections(angles, probs, windows, 1, one_per_window=False)
+    assert np.allclose(merged.angles_deg, [(20.0 * 0.9 + 24.0 * 0.6) / 1.5, 150.0])  # probability-weighted centre
+    assert np.allclose(merged.shares, [1.0, 0.7])  # a share is capped at one talker heard throughout
 
 
 def test_clustering_merges_a_talker_across_windows_and_drops_rare_ones():
@@ -195,3 +202,17 @@ def test_the_command_line_streams_window_lines_then_the_file_line(counting, tmp_
     plain = subprocess.run([sys.executable, "-m", "ssl_model.localize", str(path), "--model", str(counting.source),
                             "--mic-spacing", "0.12", "-q"], capture_output=True, text=True, timeout=HANG_S)
     assert plain.stdout.splitlines() == [proc.stdout.splitlines()[-1]]  # --json lines: one per file
+
+
+def test_the_existence_threshold_sets_how_many_slots_hold(counting):
+    wave = stereo(4.0, seed=3)
+    base = counting(wave, SR)
+    loose = counting.with_decoding(Decoding(existence=1e-6))(wave, SR)
+    strict = counting.with_decoding(Decoding(existence=1 - 1e-6))(wave, SR)
+    for a, b, c in zip(loose.windows, base.windows, strict.windows):
+        same = np.sort(b.existence)  # held slots are reordered by angle: compare the sets
+        assert np.allclose(np.sort(a.existence), same) and np.allclose(np.sort(c.existence), same)
+        assert a.count == 3 >= b.count >= c.count == 0  # an untrained model's existence is never that sure
+        assert b.count == int((b.existence > 0.5).cumprod().sum())
+    assert loose.count >= base.count >= strict.count == 0
+    assert counting.decoding == Decoding()  # the original keeps its thresholds

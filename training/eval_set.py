@@ -98,6 +98,7 @@ def fixed_eval_set(cfg: TrainConfig, device: torch.device | str = "cpu", rank: i
     speech = eval_speech(cfg, n * talkers, sources.speech).view(n, talkers, -1)
     row = TARGET_ROWS[cfg.target]
     batches, mixtures = [], []
+    scene_mix = dataclasses.replace(cfg.mix, clean_prob=0.0)  # the clean share is a training curriculum, not a scene
     for b, start in enumerate(range(0, n, cfg.eval.batch_size)):
         if b % world_size != rank:
             continue
@@ -109,7 +110,7 @@ def fixed_eval_set(cfg: TrainConfig, device: torch.device | str = "cpu", rank: i
         angles = torch.stack([s["angles"][row] for s in picked])
         spacing = torch.tensor([float(s["spacing"]) for s in picked])
         g_batch = torch.Generator().manual_seed(stable_seed(cfg.eval.seed, 24, b))  # batch b: same on any world size
-        mixed = make_mixtures(speech[start:start + len(picked)], rir, angles, spacing, cfg.mix, cfg.sr,
+        mixed = make_mixtures(speech[start:start + len(picked)], rir, angles, spacing, scene_mix, cfg.sr,
                               cfg.model.hop, cfg.model.sound_speed, g_batch)
         metas = [dict(json.loads(s["meta"]), key=s[KEY], shard=s["url"]) for s in picked]
         batches.append((mixed.wave.to(device), mixed.angles.to(device), metas))

@@ -1,0 +1,110 @@
+"""Choose a counting model's decoding thresholds (ssl_model.talkers.Decoding) on a development set, never on the
+benchmark's own mixtures.
+
+    python benchmarks/bench_accuracy.py --split dev --speech shards/speech/train --cache bench_dev --sets count \
+        --mixtures 200                      # builds the dev count set (other rooms, talkers, activity; training voices)
+    python benchmarks/calibrate_decoding.py --run runs/real_ft --cache bench_dev --mixtures 200 [--json out.json]
+
+The dev count set is drawn like the benchmark's count set (0-3 talkers that come and go, pyroomacoustics rooms) from
+other seeds (bench_accuracy --split dev) and other speech. The model runs once per existence threshold; every
+clustering setting is then applied to the same windows (Localizer.aggregate). Each setting is scored by the count
+set's metrics (count accuracy, F1 of detections within 10 degrees); the best mean of the two is printed first, then
+the current defaults for comparison.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from accuracy_methods import count_truth, detection_scores, load_localizers, model_sources  # noqa: E402
+from accuracy_report import machine  # noqa: E402
+from accuracy_sets import SEEDS, SR, BenchError, load_sets, split_seeds  # noqa: E402
+from ssl_model.talkers import Decoding  # noqa: E402
+
+EXISTENCE = (0.5, 0.6, 0.7, 0.8, 0.9)
+MERGE_DEG = (10.0, 15.0, 20.0)
+MIN_SHARE = (0.2, 0.34, 0.5)
+ONE_PER_WINDOW = (True, False)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--run", action="append", default=[], help="a run folder holding model.safetensors")
+    p.add_argument("--model", action="append", default=[], help="a weights file")
+    p.add_argument("--cache", default="bench_dev", help="where the dev sets are cached")
+    p.add_argument("--speech", default="shards/speech/train", help="the dev set's speech (not the benchmark's voices)")
+    p.add_argument("--split", default="dev", help="the seed split of the dev set (never 'test')")
+    p.add_argument("--mixtures", type=int, default=200, help="mixtures of the dev count set")
+    p.add_argument("--json", help="write every setting's scores here")
+    return p.parse_args(argv)
+
+
+def settings() -> list[Decoding]:
+    """-> every Decoding of the grid."""
+    return [Decoding(e, m, s, o) for e, m, s, o in itertools.product(EXISTENCE, MERGE_DEG, MIN_SHARE, ONE_PER_WINDOW)]
+
+
+def scored(found: list[dict[str, Any]], truth: list[list[float]]) -> dict[str, float]:
+    """detections and truth per clip -> count accuracy, F1 and their mean."""
+    m = detection_scores(found, truth)
+    accuracy = sum(len(d["angles_deg"]) == len(t) for d, t in zip(found, truth)) / len(truth)
+    return {"count_accuracy": accuracy, "f1": m["f1"], "score": (accuracy + m["f1"]) / 2,
+            "matched_mae_deg": m["matched_mae_deg"]}
+
+
+def calibrate(localizer, waves, truth, spacing: float) -> list[dict[str, Any]]:
+    """-> one row per Decoding of the grid: the setting and its scores, best first."""
+    rows = []
+    duration = waves.shape[-1] / SR
+    for existence in EXISTENCE:
+        windowed = localizer.with_decoding(Decoding(existence=existence))
+        windows = [windowed(w, SR, mic_spacing=spacing).windows for w in tqdm(waves, desc=f"existence {existence}")]
+        for decoding in (d for d in settings() if d.existence == existence):
+            decoder = localizer.with_decoding(decoding)
+            found = [{"angles_deg": sorted(float(a) for a in decoder.aggregate(list(w), duration, SR, spacing).angles_deg)}
+                     for w in windows]
+            rows.append({"decoding": dataclasses.asdict(decoding), **scored(found, truth)})
+    return sorted(rows, key=lambda r: -r["score"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.split == "test":
+        raise BenchError("--split test is the benchmark: calibrate on another split")
+    SEEDS.update(split_seeds(args.split))
+    sources = model_sources(args.model, args.run)
+    (label, localizer), = load_localizers(sources[:1])
+    if not localizer.counts:
+        raise BenchError(f"{label}: the model has no count head; there is nothing to calibrate")
+    data = load_sets(["count"], args.mixtures, Path(args.cache), Path(args.speech))["count"]
+    truth = count_truth(data["truth"])
+    spacing = float(data["meta"]["mic_spacing"])
+    rows = calibrate(localizer, data["waves"], truth, spacing)
+    default = next(r for r in rows if r["decoding"] == dataclasses.asdict(Decoding()))
+    print(f"{label} on the {args.split} count set ({len(truth)} clips): best settings, then the defaults")
+    for r in rows[:8] + [default]:
+        d = r["decoding"]
+        print(f"  existence {d['existence']:.2f}  merge {d['merge_deg']:4.0f} deg  min share {d['min_share']:.2f}  "
+              f"one per window {str(d['one_per_window']):5}  count {100 * r['count_accuracy']:5.1f}%  "
+              f"F1 {r['f1']:.3f}  matched MAE {r['matched_mae_deg']:.2f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"model": str(sources[0][1]), "split": args.split, "seeds": SEEDS,
+                                               "speech": args.speech, "machine": machine(), "rows": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BenchError as err:
+        sys.exit(f"calibrate_decoding: {err}")
