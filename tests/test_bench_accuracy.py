@@ -471,3 +471,10 @@ def test_noise_count_and_array_sets_end_to_end_on_a_tiny_case(tiny_case, tmp_pat
     assert given["count_accuracy"] == 1.0
     meta = json.loads((cache / "count" / "meta.json").read_text())
     assert [len(s["active_s"]) for s in meta["scenes"]] == [0, 1, 2, 3]
+
+
+def test_a_dev_split_draws_every_set_from_other_seeds():
+    test, dev = sets.split_seeds("test"), sets.split_seeds("dev")
+    assert test == sets.SEEDS  # the benchmark's own sets (and their caches) keep their seeds
+    assert set(test) == set(dev) and all(test[k] != dev[k] for k in test)
+    assert sets.split_seeds("dev") == dev  # reproducible
