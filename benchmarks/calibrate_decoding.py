@@ -3,7 +3,8 @@ benchmark's own mixtures.
 
     python benchmarks/bench_accuracy.py --split dev --speech shards/speech/train --cache bench_dev --sets count \
         --mixtures 200                      # builds the dev count set (other rooms, talkers, activity; training voices)
-    python benchmarks/calibrate_decoding.py --run runs/real_ft --cache bench_dev --mixtures 200 [--json out.json]
+    python benchmarks/calibrate_decoding.py --run runs/real_ft --cache bench_dev --mixtures 200 [--json out.json] \
+        [--write runs/real_ft/calibrated.safetensors]  # the model with the chosen thresholds in its metadata
 
 The dev count set is drawn like the benchmark's count set (0-3 talkers that come and go, pyroomacoustics rooms) from
 other seeds (bench_accuracy --split dev) and other speech. The model runs once per existence threshold; every
@@ -29,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy_methods import count_truth, detection_scores, load_localizers, model_sources  # noqa: E402
 from accuracy_report import machine  # noqa: E402
 from accuracy_sets import SEEDS, SR, BenchError, load_sets, split_seeds  # noqa: E402
+from ssl_model.export import save_localizer  # noqa: E402
 from ssl_model.talkers import Decoding  # noqa: E402
 
 EXISTENCE = (0.5, 0.6, 0.7, 0.8, 0.9)
@@ -46,6 +48,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--split", default="dev", help="the seed split of the dev set (never 'test')")
     p.add_argument("--mixtures", type=int, default=200, help="mixtures of the dev count set")
     p.add_argument("--json", help="write every setting's scores here")
+    p.add_argument("--write", metavar="FILE", help="save the model with the best thresholds in its metadata here "
+                                                   "(Localizer.from_file then decodes with them)")
     return p.parse_args(argv)
 
 
@@ -97,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  existence {d['existence']:.2f}  merge {d['merge_deg']:4.0f} deg  min share {d['min_share']:.2f}  "
               f"one per window {str(d['one_per_window']):5}  count {100 * r['count_accuracy']:5.1f}%  "
               f"F1 {r['f1']:.3f}  matched MAE {r['matched_mae_deg']:.2f}")
+    if args.write:
+        best = Decoding(**rows[0]["decoding"])
+        save_localizer(localizer.model, dataclasses.replace(localizer.spec, decoding=best), args.write)
+        print(f"wrote {args.write}: {best}")
     if args.json:
         Path(args.json).write_text(json.dumps({"model": str(sources[0][1]), "split": args.split, "seeds": SEEDS,
                                                "speech": args.speech, "machine": machine(), "rows": rows}, indent=1))

@@ -2,7 +2,7 @@
 
 The metadata (string to string, as safetensors stores it) holds `localizer`: a JSON object with the model
 config, the sample rate, the clip length the model was trained on, the input normalization, the target
-(`lateral` or `azimuth`) and the mic spacing. So `localize` and `evaluate` need nothing but this file,
+(`lateral` or `azimuth`), the mic spacing and a counting model's decoding thresholds. So `localize` and `evaluate` need nothing but this file,
 and loading it never executes code (safetensors holds tensors and strings only).
 
 For use outside this repository the localizer's network (Posteriors: normalization, model, softmax) is
@@ -40,6 +40,7 @@ from ssl_model.cli_log import add_verbosity, setup_logging
 from ssl_model.config import ModelConfig
 from ssl_model.features import normalize_wave
 from ssl_model.model import SSLModel
+from ssl_model.talkers import Decoding
 
 SPEC_KEY = "localizer"
 WEIGHTS = "model.safetensors"  # a run folder's exported weights, and the shipped model's file name
@@ -63,6 +64,7 @@ class LocalizerSpec:
     clip_samples: int
     normalize: str  # ssl_model.features.normalize_wave mode
     target: str  # lateral or azimuth
+    decoding: Decoding = Decoding()  # a counting model's thresholds, chosen on a dev set (calibrate_decoding.py)
 
     @property
     def sr(self) -> int:
@@ -83,7 +85,8 @@ class LocalizerSpec:
         for key in ("sr", "mic_spacing"):  # earlier files restate these beside the model config: they must agree
             if key in data and data.pop(key) != getattr(model, key):
                 raise ValueError(f"its {key} differs from its model config's {getattr(model, key)}")
-        return cls(model=model, **data)
+        decoding = Decoding(**data.pop("decoding", {}))  # files written before it: the defaults
+        return cls(model=model, decoding=decoding, **data)
 
 
 def save_localizer(model: torch.nn.Module, spec: LocalizerSpec, path: str | Path,

@@ -251,13 +251,14 @@ class Localizer:
     """
 
     def __init__(self, model: torch.nn.Module, spec: LocalizerSpec, device: str | torch.device = "cpu",
-                 source: Path | None = None, decoding: Decoding = Decoding()):
+                 source: Path | None = None, decoding: Decoding | None = None):
         self.device = torch_device(device)
         self.model = model.to(self.device).eval()
         self.spec = spec
         self.network = Posteriors(self.model, spec.normalize)  # what ssl_model.export writes as a graph
         self.source = source  # the weights file, when loaded from one
-        self.decoding = decoding  # a counting model's thresholds: windows' slots -> a recording's talkers
+        # a counting model's thresholds (windows' slots -> a recording's talkers): its file's unless given
+        self.decoding = spec.decoding if decoding is None else decoding
 
     def with_decoding(self, decoding: Decoding) -> "Localizer":
         """The same model (shared, not copied) with other decoding thresholds."""

@@ -4,6 +4,7 @@ The stream stages (chunked reading, chunked resampling, sliding windows) must gi
 a counting model's output format, the spacing reaching the network, and the clustering of window detections into
 a recording's talkers are checked with small untrained models and hand-made detections (plumbing, not accuracy).
 """
+import dataclasses
 import json
 import subprocess
 import sys
@@ -216,3 +217,13 @@ def test_the_existence_threshold_sets_how_many_slots_hold(counting):
         assert b.count == int((b.existence > 0.5).cumprod().sum())
     assert loose.count >= base.count >= strict.count == 0
     assert counting.decoding == Decoding()  # the original keeps its thresholds
+
+
+def test_decoding_thresholds_travel_in_the_weights_file(counting, tmp_path):
+    chosen = Decoding(existence=0.7, merge_deg=15.0, min_share=0.34, one_per_window=False)
+    path = save_localizer(counting.model, dataclasses.replace(counting.spec, decoding=chosen), tmp_path / "m.safetensors")
+    loaded = Localizer.from_file(path)
+    assert loaded.decoding == chosen and loaded.spec == dataclasses.replace(counting.spec, decoding=chosen)
+    assert counting.decoding == Decoding()  # a file written without them: the defaults
+    wave = stereo(3.0, seed=5)
+    assert loaded(wave, SR).count == counting.with_decoding(chosen)(wave, SR).count
