@@ -478,3 +478,17 @@ def test_a_dev_split_draws_every_set_from_other_seeds():
     assert test == sets.SEEDS  # the benchmark's own sets (and their caches) keep their seeds
     assert set(test) == set(dev) and all(test[k] != dev[k] for k in test)
     assert sets.split_seeds("dev") == dev  # reproducible
+
+
+def test_calibration_scores_count_accuracy_and_f1_and_covers_the_defaults():
+    import calibrate_decoding as calib
+    from ssl_model.talkers import Decoding
+    truth = [[], [40.0], [40.0, 120.0], [10.0, 90.0, 170.0]]
+    found = [{"angles_deg": []}, {"angles_deg": [42.0]}, {"angles_deg": [41.0, 60.0, 121.0]},
+             {"angles_deg": [12.0, 88.0]}]
+    got = calib.scored(found, truth)
+    assert got["count_accuracy"] == 0.5  # silence and the single talker right; 3 for 2 and 2 for 3 wrong
+    tp, fp, fn = 5, 1, 1  # every detection within 10 degrees of a talker but 60; the talker at 170 missed
+    assert got["f1"] == pytest.approx(2 * tp / (2 * tp + fp + fn))
+    assert got["score"] == pytest.approx((0.5 + got["f1"]) / 2)
+    assert Decoding() in calib.settings() and len(set(calib.settings())) == len(calib.settings())
