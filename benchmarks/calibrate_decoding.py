@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -31,6 +32,7 @@ from accuracy_methods import count_truth, detection_scores, load_localizers, mod
 from accuracy_report import machine  # noqa: E402
 from accuracy_sets import SEEDS, SR, BenchError, load_sets, split_seeds  # noqa: E402
 from ssl_model.export import save_localizer  # noqa: E402
+from ssl_model.localizer import Localizer  # noqa: E402
 from ssl_model.talkers import Decoding  # noqa: E402
 
 EXISTENCE = (0.5, 0.6, 0.7, 0.8, 0.9)
@@ -61,19 +63,20 @@ def settings() -> list[Decoding]:
 def scored(found: list[dict[str, Any]], truth: list[list[float]]) -> dict[str, float]:
     """detections and truth per clip -> count accuracy, F1 and their mean."""
     m = detection_scores(found, truth)
-    accuracy = sum(len(d["angles_deg"]) == len(t) for d, t in zip(found, truth)) / len(truth)
-    return {"count_accuracy": accuracy, "f1": m["f1"], "score": (accuracy + m["f1"]) / 2,
+    return {"count_accuracy": m["count_accuracy"], "f1": m["f1"], "score": (m["count_accuracy"] + m["f1"]) / 2,
             "matched_mae_deg": m["matched_mae_deg"]}
 
 
-def calibrate(localizer, waves, truth, spacing: float) -> list[dict[str, Any]]:
-    """-> one row per Decoding of the grid: the setting and its scores, best first."""
+def calibrate(localizer: Localizer, waves: np.ndarray, truth: list[list[float]], spacing: float
+              ) -> list[dict[str, Any]]:
+    """waves [N, 2, T] at SR and their talkers -> one row per Decoding of the grid (its setting and scores), best
+    first. The model runs once per existence threshold; the clustering settings reuse those windows."""
     rows = []
     duration = waves.shape[-1] / SR
-    for existence in EXISTENCE:
+    for existence, grid in itertools.groupby(settings(), key=lambda d: d.existence):  # existence varies slowest
         windowed = localizer.with_decoding(Decoding(existence=existence))
         windows = [windowed(w, SR, mic_spacing=spacing).windows for w in tqdm(waves, desc=f"existence {existence}")]
-        for decoding in (d for d in settings() if d.existence == existence):
+        for decoding in grid:
             decoder = localizer.with_decoding(decoding)
             found = [{"angles_deg": sorted(float(a) for a in decoder.aggregate(list(w), duration, SR, spacing).angles_deg)}
                      for w in windows]

@@ -2,8 +2,9 @@
 
 The metadata (string to string, as safetensors stores it) holds `localizer`: a JSON object with the model
 config, the sample rate, the clip length the model was trained on, the input normalization, the target
-(`lateral` or `azimuth`), the mic spacing and a counting model's decoding thresholds. So `localize` and `evaluate` need nothing but this file,
-and loading it never executes code (safetensors holds tensors and strings only).
+(`lateral` or `azimuth`), the mic spacing and a counting model's decoding thresholds. So `localize` and
+`evaluate` need nothing but this file, and loading it never executes code (safetensors holds tensors and
+strings only).
 
 For use outside this repository the localizer's network (Posteriors: normalization, model, softmax) is
 exported as a graph, with the spec beside it:
