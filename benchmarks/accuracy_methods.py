@@ -277,6 +277,32 @@ def detection_scores(found: list[dict[str, Any]], truth: list[list[float]]) -> d
     return out
 
 
+RESOLUTIONS_DEG = (5.0, 10.0, 15.0, 20.0)
+
+
+def merge_close(angles: list[float], resolution_deg: float) -> list[float]:
+    """sorted angles (degrees) -> the angles a method that cannot resolve talkers closer than resolution_deg could
+    name: each run of neighbours less than resolution_deg apart (a chain) becomes its mean."""
+    groups: list[list[float]] = []
+    for angle in angles:
+        if groups and angle - groups[-1][-1] < resolution_deg:
+            groups[-1].append(angle)
+        else:
+            groups.append([angle])
+    return [sum(g) / len(g) for g in groups]
+
+
+def resolution_ceilings(truth: list[list[float]], resolutions: tuple[float, ...] = RESOLUTIONS_DEG) -> dict[str, Any]:
+    """per clip the true angles -> {resolution: count accuracy, F1, confusion} of the oracle that knows every
+    talker's angle but merges those closer than the resolution (merge_close): the best any method of that
+    resolution can score on the set."""
+    out = {}
+    for resolution in resolutions:
+        m = detection_metrics([merge_close(t, resolution) for t in truth], truth, DETECTION_THRESHOLD_DEG)
+        out[f"{resolution:g}"] = {k: m[k] for k in ("count_accuracy", "f1", "confusion")}
+    return out
+
+
 def score_count_set(data: dict[str, Any], models: list[tuple[str, Localizer]],
                     freq_range: tuple[float, float] = FREQ_RANGE,
                     extra_methods: ExtraMethods | None = None) -> dict[str, Any]:
@@ -307,4 +333,5 @@ def score_count_set(data: dict[str, Any], models: list[tuple[str, Localizer]],
     for label, method in (extra_methods or {}).items():
         found, seconds = timed(lambda: method(waves, spacing))
         add(label, "extra", found, seconds)
-    return {"methods": methods, "truth_deg": [[round(a, 3) for a in t] for t in truth], "counts": counts.tolist()}
+    return {"methods": methods, "truth_deg": [[round(a, 3) for a in t] for t in truth], "counts": counts.tolist(),
+            "resolution_ceiling": resolution_ceilings(truth)}

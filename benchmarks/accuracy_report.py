@@ -145,6 +145,11 @@ def count_table_lines(name: str, result: dict[str, Any]) -> list[str]:
         rows = " | ".join(" ".join(f"{c:3d}" for c in r) for r in m["confusion"])
         by_count = " ".join(f"{k}:{fmt(v['f1'], '.2f')}" for k, v in m["by_count"].items())
         lines.append(f"    {label:{width}s} [{rows}]  F1 {by_count}")
+    ceilings = result.get("resolution_ceiling", {})
+    if ceilings:
+        lines.append("  ceiling: the true angles with talkers closer than R merged (no method of resolution R does "
+                     "better): " + "; ".join(f"R {r} deg {100 * c['count_accuracy']:.1f}%, F1 {c['f1']:.3f}"
+                                             for r, c in ceilings.items()))
     return lines
 
 

@@ -361,6 +361,26 @@ def test_count_scores_break_down_by_true_count():
     assert methods.two_slots(found).tolist() == [[90.0, 90.0], [41.0, 41.0], [29.0, 60.0], [21.0, 89.0]]
 
 
+def test_close_talkers_merge_in_chains_into_their_mean():
+    assert methods.merge_close([], 10.0) == []
+    assert methods.merge_close([10.0, 15.0, 40.0], 10.0) == [12.5, 40.0]
+    assert methods.merge_close([10.0, 19.0, 28.0], 10.0) == [19.0]  # 10-19 and 19-28 chain, though 10-28 is 18 apart
+    assert methods.merge_close([10.0, 20.0], 10.0) == [10.0, 20.0]  # exactly the resolution apart: resolved
+    assert methods.merge_close([10.0, 10.5, 11.0], 0.0) == [10.0, 10.5, 11.0]
+
+
+def test_resolution_ceiling_is_the_share_of_clips_with_every_talker_resolvable():
+    truth = [[], [40.0], [30.0, 36.0], [30.0, 120.0], [20.0, 32.0, 160.0], [20.0, 90.0, 160.0]]
+    ceilings = methods.resolution_ceilings(truth, resolutions=(5.0, 15.0))
+    assert ceilings["5"]["count_accuracy"] == 1.0 and ceilings["5"]["f1"] == 1.0
+    # at 15 degrees two clips lose a talker: 6 and 12 degrees apart
+    assert ceilings["15"]["count_accuracy"] == pytest.approx(4 / 6)
+    assert ceilings["15"]["confusion"][2] == [0, 1, 1, 0] and ceilings["15"]["confusion"][3] == [0, 0, 1, 1]
+    # the merged 33 and 26 each match one of their talkers within 10 degrees; the other is missed (2 false negatives)
+    tp = 1 + 1 + 2 + 2 + 3
+    assert ceilings["15"]["f1"] == pytest.approx(2 * tp / (2 * tp + 0 + 2))
+
+
 # ---------------------------------------------------------------------------------------------- the whole benchmark
 
 
