@@ -25,6 +25,7 @@ def test_each_target_is_met_or_missed_on_the_numbers_given():
     }}
     rows = {row[0].split(":")[0]: row for row in target_rows(results, "model new", "model shipped")}
     assert rows["(d) count"][3] == "**missed**" and "92.0%" in rows["(d) count"][1]  # F1 0.89 < 0.90
+    assert "ceiling" not in rows["(d) count"][2]  # the set gave none
     assert rows["(c) diffuse 10 dB"][3] == "met"
     assert rows["(c) sensor 10 dB"][3] == "**missed**"
     assert rows["(c) diffuse 0 dB"][3] == "met"
@@ -38,5 +39,18 @@ def test_files_of_one_cached_set_merge_method_by_method():
     first = {"sets": {"diffuse0": pair_set(20.0, 25.0, 99.0, 35.0)}}
     del first["sets"]["diffuse0"]["methods"][SRP_DNN]
     second = {"sets": {"diffuse0": {"methods": {SRP_DNN: {"kind": "extra", "metrics": {"binned_mae_deg": 19.0}}}}}}
+    alone = {row[0].split(":")[0]: row for row in target_rows(merged([first]), "model new", None)}
+    assert alone["(c) diffuse 0 dB"][3] == "met (SRP-DNN not measured)"  # never a plain "met" without SRP-DNN
     rows = {row[0].split(":")[0]: row for row in target_rows(merged([first, second]), "model new", None)}
     assert rows["(c) diffuse 0 dB"][3] == "**missed**" and "SRP-DNN (pretrained, zero-shot) 19.00" in rows["(c) diffuse 0 dB"][2]
+
+
+def test_the_count_row_carries_the_sets_resolution_ceiling_and_sensor_noise_says_when_srp_dnn_is_missing():
+    ceiling = {"5": {"count_accuracy": 0.89, "f1": 0.96}, "10": {"count_accuracy": 0.815, "f1": 0.93}}
+    first = {"sets": {"count": {"methods": {"model new": {"kind": "model", "metrics": {"count_accuracy": 0.7, "f1": 0.8}}},
+                                "resolution_ceiling": ceiling},
+                      "sensor10": pair_set(5.0, 12.0, 99.0, 30.0)}}
+    del first["sets"]["sensor10"]["methods"][SRP_DNN]
+    rows = {row[0].split(":")[0]: row for row in target_rows(merged([first, {"sets": {}}]), "model new", None)}
+    assert "R 5 deg 89.0%, R 10 deg 81.5%" in rows["(d) count"][2]
+    assert rows["(c) sensor 10 dB"][3] == "met (SRP-DNN not measured)"
