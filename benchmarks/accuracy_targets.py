@@ -83,12 +83,13 @@ def target_rows(results: dict[str, Any], model: str, reference: str | None) -> l
         value, gcc, srp = mae(name), mae(name, GCC), mae(name, SRP_DNN)
         if name == "diffuse10":
             goal, ok = "<= 0.5x GCC-PHAT and <= 6 deg", None if value is None or gcc is None else value <= 0.5 * gcc and value <= 6.0
+            unmeasured = None
         else:
             goal = "<= 0.5x GCC-PHAT and below SRP-DNN"
             ok = None if value is None or gcc is None else value <= 0.5 * gcc and (srp is None or value < srp)
+            unmeasured = "SRP-DNN" if srp is None else None
         rows.append((f"(c) {'diffuse ' if name == 'diffuse10' else ''}{snr}: binned MAE {goal}", fmt(value),
-                     f"GCC-PHAT {fmt(gcc)}, SRP-DNN {fmt(srp)}",
-                     verdict(ok, "SRP-DNN" if srp is None and name == "sensor10" else None)))
+                     f"GCC-PHAT {fmt(gcc)}, SRP-DNN {fmt(srp)}", verdict(ok, unmeasured)))
     value = mae("diffuse0")
     best = baselines(results, "diffuse0", "binned_mae_deg", (model, reference or ""))
     rows.append(("(c) diffuse 0 dB: binned MAE below every baseline", fmt(value),
