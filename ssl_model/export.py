@@ -45,7 +45,11 @@ from ssl_model.talkers import Decoding
 
 SPEC_KEY = "localizer"
 WEIGHTS = "model.safetensors"  # a run folder's exported weights, and the shipped model's file name
-PRETRAINED = Path(__file__).resolve().parent / "pretrained" / WEIGHTS
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+# The shipped models by name, each a folder of PRETRAINED_DIR (weights, training config, model card); the first is
+# the default: the real-recordings localizer (0-3 talkers, noise, 6-16 cm), then the seed's two-talker model.
+PRETRAINED_NAMES = ("real", "two-talker")
+PRETRAINED = PRETRAINED_DIR / PRETRAINED_NAMES[0] / WEIGHTS
 PROGRAM, ONNX, SPEC_FILE = "localizer.pt2", "localizer.onnx", "localizer.json"
 MAX_BATCH = 4096  # the exported batch dimension's upper bound
 # torch's own notes when it writes and reads a CPU archive (weights stored once, read as read-only views)
@@ -55,6 +59,23 @@ log = logging.getLogger("ssl_model.export")
 
 class CheckpointError(ValueError):
     """A weights file or saved state is not what it should be; nothing in it was executed."""
+
+
+def model_weights(name_or_path: str | Path | None = None) -> Path:
+    """A shipped model's name (PRETRAINED_NAMES; None: the default), or a weights file, or a folder holding
+    model.safetensors -> the weights file; CheckpointError when there is none."""
+    if name_or_path is None or str(name_or_path) in PRETRAINED_NAMES:
+        path = PRETRAINED_DIR / (str(name_or_path or PRETRAINED_NAMES[0])) / WEIGHTS
+        if not path.is_file():
+            raise CheckpointError(f"{path}: the shipped model's weights are missing (a broken install?)")
+        return path
+    path = Path(name_or_path)
+    if path.is_dir():
+        path = path / WEIGHTS
+    if not path.is_file():
+        raise CheckpointError(f"{name_or_path}: neither a weights file nor a shipped model "
+                              f"({', '.join(PRETRAINED_NAMES)})")
+    return path
 
 
 @dataclass(frozen=True)
@@ -205,7 +226,8 @@ def write_exports(weights: str | Path, out: str | Path, onnx: bool = False) -> d
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m ssl_model.export", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default=str(PRETRAINED), help="weights file (default: the shipped pretrained model)")
+    p.add_argument("--model", default=PRETRAINED_NAMES[0],
+                   help=f"a shipped model ({', '.join(PRETRAINED_NAMES)}; default {PRETRAINED_NAMES[0]}) or a weights file")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--onnx", action="store_true", help="also write localizer.onnx (needs onnx and onnxscript)")
     add_verbosity(p)
@@ -218,11 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.onnx and not onnx_available():
         log.error("--onnx: the onnx and onnxscript packages are not installed (pip install onnx onnxscript)")
         return 2
-    if not Path(args.model).is_file():
-        log.error("%s: no such weights file", args.model)
-        return 2
     try:
-        written = write_exports(args.model, args.out, args.onnx)
+        written = write_exports(model_weights(args.model), args.out, args.onnx)
     except CheckpointError as err:
         log.error("%s", err)
         return 2

@@ -1,9 +1,10 @@
 """Localize the talkers of stereo recordings with a trained model: the command line of ssl_model.Localizer.
 
-    python -m ssl_model.localize FILE [FILE ...] [--run DIR | --model FILE.safetensors] [--mic-spacing 0.10]
+    python -m ssl_model.localize FILE [FILE ...] [--run DIR | --model NAME|FILE] [--mic-spacing 0.10]
                                  [--stream] [--plot out.png] [--device cpu] [-q | -v]
 
-Without --run or --model it uses the pretrained model shipped in ssl_model/pretrained/. The model is
+Without --run or --model it uses the shipped real-recordings localizer (ssl_model/pretrained/real: 0-3 talkers,
+noise, 6-16 cm); `--model two-talker` is the seed's clean two-talker model. The model is
 loaded once; each file (wav, flac or ogg, stereo: channel 0 = mic 0, channel 1 = mic 1, any sample rate)
 is read in chunks, resampled to the model's rate, cut into windows of the training clip length (half-overlapping,
 the last one aligned to the end), and each window's talkers are combined into the recording's
@@ -29,21 +30,21 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
 from ssl_model.cli_log import add_verbosity, setup_logging
-from ssl_model.localizer import (PRETRAINED, LocalizationResult, LocalizeError, Localizer, open_stereo, run_weights,
-                                 torch_device)
+from ssl_model.export import PRETRAINED_NAMES, CheckpointError, model_weights
+from ssl_model.localizer import LocalizationResult, LocalizeError, Localizer, open_stereo, run_weights, torch_device
 
 EXIT_BAD_INPUT = 2
 log = logging.getLogger("ssl_model.localize")
 
 
 def weights_path(run: str | None, model: str | None) -> Path:
-    """--run DIR / --model FILE / neither (the shipped pretrained model) -> the weights file to load."""
+    """--run DIR / --model NAME-or-FILE / neither (the default shipped model) -> the weights file to load."""
     if run is not None:
         return run_weights(run)
-    path = Path(model) if model is not None else PRETRAINED
-    if not path.is_file():
-        raise LocalizeError(f"{path}: no such weights file" + ("" if model else "; pass --run DIR or --model FILE"))
-    return path
+    try:
+        return model_weights(model)
+    except CheckpointError as err:
+        raise LocalizeError(str(err)) from None
 
 
 def plot_half_circle(result: dict[str, Any], path: str | Path, title: str = "",
@@ -99,7 +100,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="stereo wav, flac or ogg (channel 0 = mic 0, channel 1 = mic 1), >= 1 s")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--run", help="run folder holding model.safetensors (training/train.py output)")
-    which.add_argument("--model", help="a weights file (default: the shipped ssl_model/pretrained/model.safetensors)")
+    which.add_argument("--model", help=f"a shipped model by name ({', '.join(PRETRAINED_NAMES)}; default "
+                                        f"{PRETRAINED_NAMES[0]}) or a weights file")
     parser.add_argument("--mic-spacing", type=float, default=None, metavar="METRES",
                         help="distance between the two mics in metres (default: the model's own, 0.10 for the shipped "
                              "model; a model trained for a range of spacings takes any spacing in it)")

@@ -31,7 +31,8 @@ import soundfile
 import torch
 
 from shards.audio import SILENT_DBFS, is_near_silent
-from ssl_model.export import PRETRAINED, WEIGHTS, CheckpointError, LocalizerSpec, Posteriors, load_localizer
+from ssl_model.export import (PRETRAINED, PRETRAINED_NAMES, WEIGHTS, CheckpointError, LocalizerSpec, Posteriors,
+                              load_localizer, model_weights)
 from ssl_model.stream_audio import array_chunks, file_chunks, resampled_blocks, resampled_length, sliding_windows
 from ssl_model.talkers import Decoding, TrackGrid, cluster_detections, track_peaks
 from ssl_model.targets import decode, decode_posteriors, decode_slot_posteriors
@@ -283,9 +284,15 @@ class Localizer:
         return cls.from_file(run_weights(run_dir), device)
 
     @classmethod
-    def from_pretrained(cls, device: str | torch.device = "cpu") -> "Localizer":
-        """The model shipped in ssl_model/pretrained/ (see its model card for talkers, spacing and angles)."""
-        return cls.from_file(PRETRAINED, device)
+    def from_pretrained(cls, name: str = PRETRAINED_NAMES[0], device: str | torch.device = "cpu") -> "Localizer":
+        """A model shipped in ssl_model/pretrained/NAME/ (its README.md is the model card): "real" (the default:
+        0-3 talkers, noise, any spacing from 6 to 16 cm) or "two-talker" (the seed's clean two-talker model)."""
+        if name not in PRETRAINED_NAMES:
+            raise LocalizeError(f"{name!r}: no shipped model of that name; the shipped ones: {', '.join(PRETRAINED_NAMES)}")
+        try:
+            return cls.from_file(model_weights(name), device)
+        except CheckpointError as err:
+            raise LocalizeError(str(err)) from None
 
     @property
     def sample_rate(self) -> int:

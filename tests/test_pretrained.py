@@ -1,4 +1,5 @@
-"""The shipped model (ssl_model/pretrained/): what the model card promises, checked on rooms it never saw."""
+"""The shipped two-talker model (ssl_model/pretrained/two-talker/): what its model card promises, checked on rooms it
+never saw."""
 import numpy as np
 import torch
 import yaml
@@ -7,7 +8,7 @@ from simulate.config import SimulateConfig
 from simulate.render import render_batch
 from ssl_model import PRESETS, Localizer
 from ssl_model.baselines import gcc_phat
-from ssl_model.localizer import PRETRAINED
+from ssl_model.export import model_weights
 from training.mixing import convolve_sources
 from training.speech import synthetic_speech
 
@@ -16,16 +17,17 @@ from test_api import run_example
 
 MAX_BYTES = 20 * 2**20
 SCENES = 24
+TWO_TALKER = model_weights("two-talker")
 
 
 def test_small_enough_to_ship_and_made_by_the_documented_recipe():
-    assert PRETRAINED.is_file() and PRETRAINED.stat().st_size <= MAX_BYTES
-    shipped = yaml.safe_load(PRETRAINED.with_name("config.yaml").read_text())
+    assert TWO_TALKER.is_file() and TWO_TALKER.stat().st_size <= MAX_BYTES
+    shipped = yaml.safe_load(TWO_TALKER.with_name("config.yaml").read_text())
     recipe = yaml.safe_load((ROOT / "configs" / "pretrained.yaml").read_text())
     for section in ("model", "speech", "mix", "optim"):
         assert {k: shipped[section][k] for k in recipe[section]} == recipe[section], section
     assert shipped["run"]["steps"] == recipe["run"]["steps"] and shipped["target"] == "lateral"
-    spec = Localizer.from_pretrained().spec
+    spec = Localizer.from_pretrained("two-talker").spec
     assert spec.sr == 16000 and spec.target == "lateral" and spec.mic_spacing == 0.1
     assert spec.model == PRESETS["srp"]  # the preset the model card and README name
 
@@ -40,7 +42,7 @@ def test_two_talkers_in_unseen_rooms_beat_gcc_phat():
     waves = convolve_sources(speech, batch["rir"], speech.shape[-1]).sum(dim=2)  # [B, 2, T]
     waves = waves / waves.abs().amax(dim=(1, 2), keepdim=True) * 0.9
     truth = torch.sort(batch["lateral_deg"], dim=-1).values
-    localizer = Localizer.from_pretrained()
+    localizer = Localizer.from_pretrained("two-talker")
     predicted = torch.tensor(np.stack([localizer(w, cfg.sr).angles_deg for w in waves]))
     model_mae = (predicted - truth).abs().mean()
     gcc_mae = (gcc_phat(waves, cfg.sr, sound_speed=cfg.sound_speed) - truth).abs().mean()
@@ -49,8 +51,8 @@ def test_two_talkers_in_unseen_rooms_beat_gcc_phat():
 
 
 def model_card() -> tuple[dict, str]:
-    """ssl_model/pretrained/README.md -> (its YAML front matter, its body)."""
-    text = PRETRAINED.with_name("README.md").read_text()
+    """ssl_model/pretrained/two-talker/README.md -> (its YAML front matter, its body)."""
+    text = TWO_TALKER.with_name("README.md").read_text()
     assert text.startswith("---\n"), "the model card opens with YAML front matter (Hugging Face convention)"
     front, body = text[4:].split("\n---\n", 1)
     return yaml.safe_load(front), body
@@ -72,6 +74,6 @@ def test_the_model_card_metadata_matches_the_readme_results():
 
 
 def test_the_model_card_snippet_runs(tmp_path, monkeypatch, capsys):
-    run_example(PRETRAINED.with_name("README.md"), "## Use it", tmp_path, monkeypatch)
+    run_example(TWO_TALKER.with_name("README.md"), "## Use it", tmp_path, monkeypatch)
     angles = capsys.readouterr().out.split("]")[0].strip(" [").split()
     assert len(angles) == 2 and all(abs(float(a) - 120.0) < 10 for a in angles), angles

@@ -179,7 +179,7 @@ def test_the_mic_spacing_steers_the_network(counting):
 
 
 def test_a_one_spacing_model_refuses_another_spacing():
-    shipped = Localizer.from_pretrained()
+    shipped = Localizer.from_pretrained("two-talker")
     wave = stereo(1.5)
     assert shipped(wave, SR, mic_spacing=0.1).count == 2
     with pytest.raises(LocalizeError, match="serves one spacing, 10 cm"):

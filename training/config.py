@@ -99,6 +99,10 @@ class MixConfig:
     # Share of mixtures kept as the seed's scene: two talkers throughout, no noise, no mic mismatch (a curriculum
     # that keeps clean two-talker accuracy while the rest teaches counts and noise).
     clean_prob: float = 0.0
+    # Share of (non-clean) mixtures low-passed at a cutoff drawn U(lo, hi) Hz: recordings made at 8 kHz (telephone
+    # band) and resampled to the model's rate have nothing above 4 kHz, and a model that never saw that misreads them.
+    bandlimit_prob: float = 0.0
+    bandlimit_hz: tuple[float, float] = (3400.0, 4000.0)
     min_active_s: float = 0.3  # a talker counts in a clip when its speech is active at least this long
     activity_db: float = -30.0  # a frame of a talker is active when its power is within this of its loudest frame
     normalize: Literal["peak", "rms", "none"] = "peak"
@@ -118,6 +122,9 @@ class MixConfig:
              "mix.talker_probs", f"must be shares >= 0, not all 0 (or empty), got {list(self.talker_probs)}")
         need(0.0 <= self.partial_prob <= 1.0, "mix.partial_prob", f"must be in [0, 1], got {self.partial_prob}")
         need(0.0 <= self.clean_prob <= 1.0, "mix.clean_prob", f"must be in [0, 1], got {self.clean_prob}")
+        need(0.0 <= self.bandlimit_prob <= 1.0, "mix.bandlimit_prob", f"must be in [0, 1], got {self.bandlimit_prob}")
+        need(500.0 <= self.bandlimit_hz[0] <= self.bandlimit_hz[1], "mix.bandlimit_hz",
+             f"must satisfy 500 <= lo <= hi Hz, got {list(self.bandlimit_hz)}")
         need(0.0 <= self.min_active_s <= 10.0, "mix.min_active_s", f"must be in [0, 10] s, got {self.min_active_s}")
         need(-80.0 <= self.activity_db < 0.0, "mix.activity_db", f"must be in [-80, 0) dB, got {self.activity_db}")
 

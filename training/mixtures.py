@@ -9,7 +9,8 @@ From dry speech, RIRs and their angles, on whatever device the inputs live on (f
    for at least mix.min_active_s;
 3. speech * RIR (one batched rfft), per-source gains, sum; spherically diffuse noise (training.noise) at a drawn
    SNR; per-mic gain and fractional latency mismatch (the converters: they act on everything acoustic); white
-   sensor noise, independent per mic; level normalization.
+   sensor noise, independent per mic; for a share (mix.bandlimit_prob), a low-pass as an 8 kHz recording has;
+   level normalization.
 A mixture without talkers always gets sensor noise, so "nobody talks" is never digital silence.
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from training.config import MixConfig
-from training.mixing import activity_envelope, convolve_sources, fractional_delay, frame_activity
+from training.mixing import activity_envelope, convolve_sources, fractional_delay, frame_activity, lowpass
 from training.noise import diffuse_noise
 from ssl_model.features import normalize_wave
 
@@ -141,6 +142,10 @@ def make_mixtures(speech: torch.Tensor, rir: torch.Tensor, talker_angles: torch.
         sensor = torch.randn(B, M, T, generator=g, device=g.device).to(device)
         sensor = sensor / sensor.pow(2).mean(dim=(1, 2), keepdim=True).sqrt()
         wave = add_at_snr(wave, sensor, snr, use, reference)
+    if mix.bandlimit_prob > 0:  # last: an 8 kHz recorder band-limits the sensor noise as well
+        use = (torch.rand(B, generator=g, device=g.device) < mix.bandlimit_prob).to(device) & noisy
+        cutoff = uniform(*mix.bandlimit_hz, (B,), g).to(device)
+        wave = lowpass(wave, torch.where(use, cutoff, torch.full_like(cutoff, float(sr))), sr)
 
     return Mixtures(
         wave=normalize_wave(wave, mix.normalize),
