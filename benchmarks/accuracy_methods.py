@@ -11,7 +11,7 @@ import pyroomacoustics as pra
 import torch
 from tqdm.auto import tqdm
 
-from accuracy_sets import SR, BenchError, timed
+from accuracy_sets import SR, BenchError, at_bench_rate, timed
 from shards.array import SOUND_SPEED
 from ssl_model.baselines import duet, gcc_phat, gcc_phat_count
 from ssl_model.localizer import PRETRAINED, LocalizeError, Localizer, run_weights
@@ -226,8 +226,12 @@ def score_pair_set(data: dict[str, Any], models: list[tuple[str, Localizer]], re
                    freq_range: tuple[float, float] = FREQ_RANGE, mic_spacing: float = 0.1,
                    extra_methods: ExtraMethods | None = None) -> dict[str, Any]:
     """one two-talker set's waves and truth, localizers, oracle reference, optional further methods (waves [N, 2, T],
-    spacing -> detections) -> {'methods': {label: result}, 'oracle_floor', ...}."""
-    waves, rt60 = data["waves"], data["rt60"].astype(np.float64)
+    spacing -> detections) -> {'methods': {label: result}, 'oracle_floor', ...}. A set stored at another rate
+    (meta 'sr') goes to the models at that rate (they resample, as for a user's file) and to the classical methods
+    resampled to SR (their grids and bands are set for it)."""
+    sr = int(data["meta"].get("sr", SR))
+    recorded, rt60 = data["waves"], data["rt60"].astype(np.float64)
+    waves = at_bench_rate(recorded, sr)
     true_sorted = np.sort(data["truth"].astype(np.float64), axis=1)
     audio_seconds = len(waves) * waves.shape[-1] / SR
     methods: dict[str, dict[str, Any]] = {}
@@ -242,7 +246,7 @@ def score_pair_set(data: dict[str, Any], models: list[tuple[str, Localizer]], re
                           "angles_deg": np.round(pred, 3).tolist()}
 
     for label, localizer in models:
-        found, seconds = timed(lambda: model_detections(localizer, waves, SR, mic_spacing, label))
+        found, seconds = timed(lambda: model_detections(localizer, recorded, sr, mic_spacing, label))
         add(label, "model", two_slots(found), seconds, target=localizer.target, clip_seconds=localizer.window_s)
     pred, seconds = timed(lambda: gcc_angles(waves, mic_spacing))
     add("GCC-PHAT (votes)", "gcc_phat", pred, seconds)

@@ -4,7 +4,9 @@
 Without --shards, a small shard set is simulated into a temporary folder first.
 --flops adds the FLOPs of a training sample and the share of the device's dense peak they reach (bench_model's
 counting rule and peak table); --profile PATH profiles a few more steps after the timed ones (torch.profiler) and
-writes the top operators and kernels to PATH (benchmarks/gpu_check.sh).
+writes the top operators and kernels to PATH (benchmarks/gpu_check.sh). Every run also splits the timed steps
+into their phases (data: reservoir refresh and device mixing; forward; loss; backward; optimizer: clipping and
+AdamW), each phase closed by a device synchronization, as milliseconds per step and shares of the step.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import os
 import resource
 import sys
 import time
+from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -109,34 +112,53 @@ def main() -> None:
     forward = torch.compile(model.outputs) if args.compile else model.outputs
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
+    phase_seconds: dict[str, float] = defaultdict(float)
+    clock = [time.perf_counter()]
+
+    def phase(name: str) -> None:
+        """Close phase `name`: its time since the previous phase ended (after the device caught up)."""
+        sync()
+        now = time.perf_counter()
+        phase_seconds[name] += now - clock[0]
+        clock[0] = now
+
     def train_step(step: int) -> None:
         data.refresh(step)
         mixtures = data.batch(step)
+        phase("data")
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
             out = forward(mixtures.wave, mixtures.spacing)
+        phase("forward")
         loss = batch_loss(out, mixtures, cfg.model, cfg.optim.label_sigma_deg)
+        phase("loss")
         loss.backward()
+        phase("backward")
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        phase("optimizer")
 
     for step in range(3):
         train_step(step)
     sync()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
+    phase_seconds.clear()
+    t0 = clock[0] = time.perf_counter()
     for step in range(args.steps):
         train_step(step)
     sync()
     elapsed = time.perf_counter() - t0
+    phases = {name: {"ms_per_step": 1000 * seconds / args.steps, "share": seconds / elapsed}
+              for name, seconds in phase_seconds.items()}
     peak = (torch.cuda.max_memory_allocated() if device.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     result = {"samples_per_s": args.steps * cfg.run.batch_size / elapsed, "steps": args.steps,
               "batch_size": cfg.run.batch_size, "clip_samples": cfg.clip_samples, "device": str(device),
               "bf16": args.bf16, "compile": args.compile, "peak_memory_mb": peak / 2**20,
               "peak_memory_kind": "cuda max_memory_allocated" if device.type == "cuda" else "process max RSS",
-              "parameters": sum(p.numel() for p in model.parameters()), "threads": torch.get_num_threads()}
+              "parameters": sum(p.numel() for p in model.parameters()), "threads": torch.get_num_threads(),
+              "phases": phases}
     if args.flops:
         result.update(train_flops_per_sample(cfg.model, cfg.clip_samples))
         result["device_name"], peak_tf = peak_tflops(device, args.bf16)
