@@ -227,7 +227,7 @@ def test_every_runnable_readme_command_runs(tmp_path):
 @pytest.mark.parametrize("card", CARDS, ids=[card.parent.name for card in CARDS])
 def test_every_runnable_model_card_command_runs(card, tmp_path):
     commands = [c for m, c in documented_commands() if m == card and c not in SKIPS]
-    assert commands, f"{card}: no runnable block"
+    assert commands, f"{card}: no runnable block; mark its shell commands' block with {MARK} on the line above"
     folder = scratch(tmp_path / card.parent.name)
     before = files_under(PRETRAINED_DIR, SAMPLE)
     for command in commands:
