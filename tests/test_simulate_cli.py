@@ -276,3 +276,30 @@ def test_a_split_too_large_to_plan_is_refused_before_any_allocation(tmp_path):
     lines = run.stderr.strip().splitlines()
     assert run.returncode == 2 and len(lines) == 1 and "splits.train" in lines[0] and "at most" in lines[0], run.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_an_existing_split_is_never_shrunk(dataset, tmp_path):
+    """Issue 27: `--splits train=4` on a folder of 12 train scenes exited 0 "(complete)" with a shrunk manifest
+    and unlisted shards, and verify then failed. Now it is refused before anything is written, whichever record
+    remains (dataset.json, the manifest, the shards themselves); growing a split still works."""
+    from configs import ConfigError
+    import shutil
+    out, _ = dataset
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    before = files(copy)
+    for splits in ({"train": 2, "eval": 4}, {"train": 5}):
+        with pytest.raises(ConfigError, match=r"splits.train=\d: .*6 scenes; a split cannot shrink"):
+            generate_dataset(copy, splits=splits, overrides=SMALL)
+    (copy / "dataset.json").unlink()
+    (copy / "train" / "manifest.json").unlink()  # as a killed run leaves it: shards and sidecars only
+    with pytest.raises(ConfigError, match=r"train-000002\.(json|tar) is on disk; a split cannot shrink"):
+        generate_dataset(copy, splits={"train": 4}, overrides=SMALL)
+    run = cli("--out", str(copy), "--no-progress", "--splits", "train=4", *SMALL)
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode == 2 and len(lines) == 1 and "cannot shrink" in lines[0], run.stderr
+    assert files(copy) == {k: v for k, v in before.items() if k not in ("dataset.json", "train/manifest.json")}
+    generate_dataset(copy, splits=SPLITS, overrides=SMALL)
+    assert files(copy) == before and verify(copy)[0] == []
+    generate_dataset(copy, splits={"train": 8}, overrides=SMALL)  # growing is fine
+    assert verify(copy)[0] == [] and json.loads((copy / "train" / "manifest.json").read_text())["count"] == 8
