@@ -14,7 +14,8 @@ from tqdm.auto import tqdm
 from accuracy_sets import SR, BenchError, at_bench_rate, timed
 from shards.array import SOUND_SPEED
 from ssl_model.baselines import duet, gcc_phat, gcc_phat_count
-from ssl_model.localizer import PRETRAINED, LocalizeError, Localizer, run_weights
+from ssl_model.export import PRETRAINED_DIR, PRETRAINED_NAMES, WEIGHTS, CheckpointError, model_weights
+from ssl_model.localizer import LocalizeError, Localizer, run_weights
 from ssl_model.metrics import detection_metrics, localization_metrics
 from ssl_model.oracle import chance_binned_mae, oracle_floor_binned_mae
 from ssl_model.targets import angle_to_class
@@ -128,20 +129,21 @@ def chance_angles(true_sorted: np.ndarray) -> np.ndarray:
 
 
 def model_sources(models: list[str], runs: list[str]) -> list[tuple[str, Path]]:
-    """--model / --run values -> [(label, weights path)]; the shipped model when neither is given and it exists;
-    BenchError for a missing file or run."""
+    """--model (a shipped model's name or a weights file) / --run values -> [(label, weights path)]; every shipped
+    model there is when neither is given; BenchError for a missing file or run. A shipped model is labelled by its name."""
     found = []
     try:
         for run in runs:
             found.append((f"model {Path(run).name}", run_weights(run)))
     except LocalizeError as err:
         raise BenchError(str(err)) from None
-    for model in models:
-        if not Path(model).is_file():
-            raise BenchError(f"--model {model}: no such weights file")
-        found.append((f"model {Path(model).name}", Path(model)))
-    if not models and not runs and PRETRAINED.is_file():
-        found.append(("model pretrained", PRETRAINED))
+    shipped = [name for name in PRETRAINED_NAMES if (PRETRAINED_DIR / name / WEIGHTS).is_file()]
+    for model in models or ([] if runs else shipped):
+        try:
+            path = model_weights(model)
+        except CheckpointError as err:
+            raise BenchError(f"--model {err}") from None
+        found.append((f"model {model if model in PRETRAINED_NAMES else path.name}", path))
     labels: dict[str, int] = {}
     unique = []
     for label, path in found:  # two runs named alike keep distinct rows

@@ -66,7 +66,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--speech", default="shards/speech/eval", help="speech shards or an audio folder (held-out talkers)")
     p.add_argument("--mixtures", type=int, default=400, help="mixtures per set")
     p.add_argument("--cache", default="bench_cache/accuracy", help="where the sets are cached")
-    p.add_argument("--model", action="append", default=[], help="a weights file (repeatable)")
+    p.add_argument("--model", action="append", default=[], help="a shipped model's name (real, two-talker) or a weights file (repeatable; default: the shipped ones)")
     p.add_argument("--run", action="append", default=[], help="a run folder holding model.safetensors (repeatable)")
     p.add_argument("--json", help="write every number here")
     p.add_argument("--sets", default="a,b,c,d,e", help=SET_HELP)
@@ -116,7 +116,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     if srp_dnn_note:
         notes["srp_dnn"] = srp_dnn_note
     if not sources:
-        notes["model"] = "no model row: the shipped model does not exist and neither --model nor --run was given"
+        notes["model"] = "no model row: no shipped model exists and neither --model nor --run was given"
         print(f"note: {notes['model']}", flush=True)
     elif any(localizer.target != "lateral" for _, localizer in models):
         notes["model"] = "a model trained on azimuth is scored here on the lateral angle (its angles read as lateral)"
