@@ -188,6 +188,9 @@ class RunConfig:
     max_skip_share: float = 0.1  # stop when more than this share of steps had NaN/Inf (after 20 steps)
     progress: bool = True  # tqdm bar on the main process
     init_from: str = ""  # a new run's first weights: a safetensors file or a folder holding one (training.warm_start)
+    # Tensors of init_from that may be copied in part when their shape differs (names or dotted prefixes, e.g.
+    # [cls_tokens, pos_embedding] for more slots); any other shape difference is refused.
+    init_partial: tuple[str, ...] = ()
 
     def validate(self) -> None:
         need_finite(self, "run.")
@@ -198,6 +201,8 @@ class RunConfig:
         need(self.save_every >= 1, "run.save_every", f"must be >= 1, got {self.save_every}")
         need(self.keep_states >= 1, "run.keep_states", f"must be >= 1, got {self.keep_states}")
         need(0 <= self.max_skip_share <= 1, "run.max_skip_share", f"must be in [0, 1], got {self.max_skip_share}")
+        need(all(entry.strip(".") for entry in self.init_partial), "run.init_partial",
+             f"must be tensor names or dotted prefixes, got {list(self.init_partial)}")
 
 
 @dataclass
