@@ -4,7 +4,10 @@ The metadata (string to string, as safetensors stores it) holds `localizer`: a J
 config, the sample rate, the clip length the model was trained on, the input normalization, the target
 (`lateral` or `azimuth`), the mic spacing and a counting model's decoding thresholds. So `localize` and
 `evaluate` need nothing but this file, and loading it never executes code (safetensors holds tensors and
-strings only).
+strings only). Nor is the file trusted: `load_localizer` checks every field of the metadata with the bounds of a
+training config (ModelConfig, check_clip, Decoding: one set of checks), then the tensors' names and shapes against
+that model (on the meta device, before the model is built), then their values (NaN or Inf is refused), each
+problem a one-line CheckpointError; `save_localizer` never writes weights that are not finite.
 
 For use outside this repository the localizer's network (Posteriors: normalization, model, softmax) is
 exported as a graph, with the spec beside it:
