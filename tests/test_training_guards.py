@@ -20,6 +20,7 @@ from run_helpers import ROOT, TINY, TRAIN, small_shards, subprocess_env
 from shards.files import iter_samples, tar_bytes
 from simulate import generate_dataset
 from ssl_model import SSLModel
+from training.resume import check_resume_changes
 from training import train
 from training.batches import TrainData
 from training.budget import check_memory, data_path_bytes
@@ -241,10 +242,10 @@ def test_the_guards_name_what_went_wrong():
 def test_init_partial_may_change_on_resume_as_init_from_may():
     saved = load_train_config(TINY)
     asked = load_train_config(TINY, ["run.init_partial=[cls_tokens]", "run.init_from=runs/x"])
-    changes = train.resume_changes(saved, asked, Path("config.yaml"))
+    changes = check_resume_changes(saved, asked, Path("config.yaml"))
     assert changes == {"run.init_from": ("", "runs/x"), "run.init_partial": ([], ["cls_tokens"])}
     with pytest.raises(ConfigError, match="model.dim"):
-        train.resume_changes(saved, load_train_config(TINY, ["run.init_partial=[cls_tokens]", "model.dim=32"]),
+        check_resume_changes(saved, load_train_config(TINY, ["run.init_partial=[cls_tokens]", "model.dim=32"]),
                              Path("config.yaml"))
 
 

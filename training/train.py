@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import logging
 import os
@@ -132,23 +131,13 @@ def plan_resume(cfg: TrainConfig) -> Resume:
     if state_dir is None:
         raise CheckpointError(f"--resume: {run_dir} holds no saved state (states/step-*/); nothing to resume, "
                               f"start without --resume")
-    changes = resume_changes(run_config(run_dir), cfg, run_dir / CONFIG)
+    changes = check_resume_changes(run_config(run_dir), cfg, run_dir / CONFIG)
     try:
         trainer_state = read_trainer_state(state_dir)
         int(trainer_state["step"])
     except (ValueError, KeyError, TypeError) as err:
         raise CheckpointError(f"{state_dir}: unreadable trainer state ({err})") from None
     return Resume(state_dir, trainer_state, changes)
-
-
-def resume_changes(saved: TrainConfig, cfg: TrainConfig, path: Path) -> dict[str, tuple]:
-    """check_resume_changes, with run.init_partial free to change as run.init_from is (only a new run reads
-    either; the change is warned about and recorded): training.resume's RESUMABLE predates the key."""
-    start_only = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, init_partial=saved.run.init_partial))
-    changes = check_resume_changes(saved, start_only, path)
-    if cfg.run.init_partial != saved.run.init_partial:
-        changes["run.init_partial"] = (list(saved.run.init_partial), list(cfg.run.init_partial))
-    return changes
 
 
 def make_accelerator(cfg: TrainConfig) -> tuple[Accelerator, dict]:
