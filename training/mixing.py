@@ -63,15 +63,6 @@ def draw_mix_params(
     return gains, torch.where(noisy, snr, torch.full_like(snr, float("nan")))
 
 
-def lowpass(wave: torch.Tensor, cutoff_hz: torch.Tensor, sr: int) -> torch.Tensor:
-    """wave [B, M, T], cutoff_hz [B] -> [B, M, T]: every bin above the row's cutoff removed (an ideal low-pass, as a
-    recording made at 2 * cutoff and resampled up would hold nothing there); cutoff >= sr / 2 leaves the row as is."""
-    T = wave.shape[-1]
-    spec = torch.fft.rfft(wave.float(), n=T)
-    keep = torch.fft.rfftfreq(T, d=1.0 / sr, device=wave.device)[None, :] <= cutoff_hz[:, None]  # [B, F]
-    return torch.fft.irfft(spec * keep[:, None, :], n=T)
-
-
 def activity_envelope(onset: torch.Tensor, offset: torch.Tensor, T: int, ramp: int = 160) -> torch.Tensor:
     """onset, offset [B, S] in samples -> envelope [B, S, T] in [0, 1]: 1 on [onset, offset), raised-cosine ramps of
     `ramp` samples outside it (no clicks), 0 elsewhere; onset >= offset gives a silent talker."""

@@ -20,9 +20,9 @@ from dataclasses import dataclass, fields
 import torch
 
 from training.config import MixConfig
-from training.mixing import activity_envelope, convolve_sources, fractional_delay, frame_activity, lowpass
+from training.mixing import activity_envelope, convolve_sources, fractional_delay, frame_activity
 from training.noise import diffuse_noise
-from ssl_model.features import normalize_wave
+from ssl_model.features import lowpass, normalize_wave
 
 
 @dataclass
