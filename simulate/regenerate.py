@@ -97,7 +97,7 @@ def member_differs(ext: str, found: bytes, rendered: bytes, tolerance: float) ->
         return True
     try:
         a = np.load(io.BytesIO(found), allow_pickle=False)
-    except ValueError:
+    except (ValueError, OSError, EOFError):
         return True
     b = np.load(io.BytesIO(rendered), allow_pickle=False)
     return a.shape != b.shape or not np.all(np.abs(a - b) <= tolerance * max(float(np.abs(b).max(initial=0.0)), 1e-30))
@@ -137,7 +137,10 @@ def check_render(check: RenderCheck) -> str | None:
     first, n = shard_span(cfg.splits[check.split], cfg.shard_size, check.k)
     with single_thread("cpu"):
         rendered = tar_bytes(render_shard(cfg, check.split, check.k, first, n, "cpu"))
-    found = check.path.read_bytes()
+    try:
+        found = check.path.read_bytes()
+    except OSError as err:
+        return f"{check.path}: cannot read ({err.strerror or err})"
     difference = first_difference(found, rendered, check.tolerance, str(check.path))
     if difference is None:
         return None
