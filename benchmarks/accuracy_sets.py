@@ -44,7 +44,7 @@ from simulate import generate_dataset
 from simulate.config import GENERATOR_VERSION, SimulateConfig
 from simulate.scenes import sample_scenes
 from ssl_model.features import normalize_wave
-from training.mixing import mix
+from training.data.mixing import mix
 
 RECIPE = "bench_accuracy/1"  # bump when anything that shapes the cached waves of fra or pra changes
 DERIVED_RECIPE = "bench_accuracy_sets/1"  # the same for the sets added with it (c, d, e)
@@ -448,7 +448,7 @@ def diffuse_noise(samples: int, mic_x: np.ndarray, rng: np.random.Generator, wav
     from unit direction u reaches the mic at x on the axis -x u_x / c before the array centre; the delays are
     applied exactly as an FFT phase (circular, so every wave stays stationary over the clip). The expected
     inter-mic coherence is then sinc(2 pi f d / c) (Cook et al., JASA 27(6), 1955). Independent of
-    training/noise.py, which builds such fields from the coherence instead.
+    training/data/noise.py, which builds such fields from the coherence instead.
     """
     directions = fibonacci_sphere(waves) @ random_rotation(rng).T
     delays = -np.outer(directions[:, 0], np.asarray(mic_x, float)) / sound_speed  # [K, M] seconds

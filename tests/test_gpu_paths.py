@@ -16,9 +16,9 @@ from safetensors.torch import load_file
 from hang_guard import HANG_S
 from run_helpers import TINY, TRAIN, records, small_shards, subprocess_env
 from ssl_model import SSLModel
-from training.batches import TrainData
+from training.data.batches import TrainData
 from training.config import MixConfig, load_train_config
-from training.mixtures import Mixtures, make_mixtures
+from training.data.mixtures import Mixtures, make_mixtures
 from training.train import batch_loss
 
 pytestmark = pytest.mark.gpu

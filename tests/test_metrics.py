@@ -215,7 +215,7 @@ def test_evaluate_reads_the_oracle_prior_from_the_eval_manifest(tmp_path):
     from configs import config_to_dict
     from simulate.config import SimulateConfig
     from training.config import load_train_config
-    from training.eval_prior import eval_prior_reference
+    from training.eval.prior import eval_prior_reference
 
     tiny = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
     cfg = load_train_config(tiny, [f"data.shards={tmp_path}"])

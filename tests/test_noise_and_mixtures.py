@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from training.config import MixConfig
-from training.mixing import activity_envelope, fractional_delay, frame_activity
-from training.mixtures import make_mixtures
-from training.noise import diffuse_coherence, diffuse_noise, impose_coherence
+from training.data.mixing import activity_envelope, fractional_delay, frame_activity
+from training.data.mixtures import make_mixtures
+from training.data.noise import diffuse_coherence, diffuse_noise, impose_coherence
 
 SR, C = 16000, 340.0
 

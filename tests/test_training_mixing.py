@@ -6,8 +6,8 @@ import torch
 
 from shards.dsp import fft_size
 from ssl_model.features import normalize_wave
-from training.mixing import convolve_sources, draw_mix_params, mix
-from training.speech import synthetic_speech
+from training.data.mixing import convolve_sources, draw_mix_params, mix
+from training.data.speech import synthetic_speech
 
 
 def test_fft_size_is_smooth_and_large_enough():

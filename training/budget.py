@@ -10,7 +10,7 @@ from configs import ConfigError
 from shards.dsp import fft_size
 from training.config import TrainConfig
 
-MICS = 2  # the model takes two microphones (training.sources.check_setup refuses other shards)
+MICS = 2  # the model takes two microphones (training.data.sources.check_setup refuses other shards)
 FLOAT32, COMPLEX64 = 4, 8
 
 

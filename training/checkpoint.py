@@ -2,7 +2,7 @@
 
 Nothing here unpickles: weights are safetensors with their usage in the metadata (ssl_model.export);
 Accelerate loads its optimizer and RNG files with `torch.load(weights_only=True)`; our own trainer state is
-JSON and each rank's data-path state (training.batches) is safetensors with JSON metadata.
+JSON and each rank's data-path state (training.data.batches) is safetensors with JSON metadata.
 """
 from __future__ import annotations
 

@@ -89,9 +89,9 @@ class MixConfig:
     mic_latency: float = 0.0  # per-mic latency mismatch: each mic delayed by U(-x, x) samples (fractional)
     noise_prob: float = 0.0  # share of mixtures that get white sensor noise (independent per mic); seed: none
     snr_db: tuple[float, float] = (5.0, 30.0)  # sensor-noise SNR drawn U(lo, hi) dB
-    diffuse_prob: float = 0.0  # share of mixtures that get spherically diffuse noise (training/noise.py)
+    diffuse_prob: float = 0.0  # share of mixtures that get spherically diffuse noise (training/data/noise.py)
     diffuse_snr_db: tuple[float, float] = (0.0, 30.0)  # its SNR, drawn U(lo, hi) dB
-    # Shares of the diffuse noise's kinds (training.noise.NOISE_KINDS): pink, speech-shaped, babble.
+    # Shares of the diffuse noise's kinds (training.data.noise.NOISE_KINDS): pink, speech-shaped, babble.
     diffuse_kinds: tuple[float, float, float] = (1.0, 1.0, 1.0)
     # Shares of mixtures with 0, 1, 2, ... talkers (up to the scenes' sources); empty: every source talks (seed).
     talker_probs: tuple[float, ...] = ()

@@ -19,13 +19,13 @@ import torch
 
 from shards.audio import decode_audio, fit_length
 from shards.layout import stable_seed
-from training.batches import TARGET_ROWS
 from training.config import TrainConfig
-from training.markers import KEY, UNCHECKED, is_marker
-from training.mixtures import Mixtures, make_mixtures
-from training.sources import DataError, SplitSources, check_setup, side_sources
-from training.speech import synthetic_speech
-from training.streams import CheckSetup, decode_scene, raise_failures, read_shards, speech_audio
+from training.data.batches import TARGET_ROWS
+from training.data.markers import KEY, UNCHECKED, is_marker
+from training.data.mixtures import Mixtures, make_mixtures
+from training.data.sources import DataError, SplitSources, check_setup, side_sources
+from training.data.speech import synthetic_speech
+from training.data.streams import CheckSetup, decode_scene, raise_failures, read_shards, speech_audio
 
 Batch = tuple[torch.Tensor, torch.Tensor, list[dict]]
 
@@ -33,7 +33,7 @@ Batch = tuple[torch.Tensor, torch.Tensor, list[dict]]
 @dataclass
 class EvalSet:
     """This rank's eval batches [(wave [B, 2, T], angles_deg [B, S] sorted (NaN: no talker in that slot),
-    metadata dicts (B))], the same batches as Mixtures (counts, activity, spacing: training.mixtures), and the
+    metadata dicts (B))], the same batches as Mixtures (counts, activity, spacing: training.data.mixtures), and the
     whole set's sorted target angles [N, S] (every rank; e.g. for the chance floor)."""
     batches: list[Batch]
     angles: torch.Tensor

@@ -7,7 +7,7 @@ From dry speech, RIRs and their angles, on whatever device the inputs live on (f
    stop, raised-cosine edges), applied to the dry speech so that reverberation tails continue naturally;
 2. which of them count: a talker whose speech is active (frame power within mix.activity_db of its loudest frame)
    for at least mix.min_active_s;
-3. speech * RIR (one batched rfft), per-source gains, sum; spherically diffuse noise (training.noise) at a drawn
+3. speech * RIR (one batched rfft), per-source gains, sum; spherically diffuse noise (training.data.noise) at a drawn
    SNR; per-mic gain and fractional latency mismatch (the converters: they act on everything acoustic); white
    sensor noise, independent per mic; for a share (mix.bandlimit_prob), a low-pass as an 8 kHz recording has;
    level normalization.
@@ -19,10 +19,10 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from training.config import MixConfig
-from training.mixing import activity_envelope, convolve_sources, fractional_delay, frame_activity, lowpass
-from training.noise import diffuse_noise
 from ssl_model.features import normalize_wave
+from training.config import MixConfig
+from training.data.mixing import activity_envelope, convolve_sources, fractional_delay, frame_activity, lowpass
+from training.data.noise import diffuse_noise
 
 
 @dataclass

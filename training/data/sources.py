@@ -2,7 +2,7 @@
 array setup each split was simulated with, and that the eval set shares nothing with the training stream.
 
 A run resolves its lists once (`check_sources` -> a SplitSources per side) and passes them down to the training
-data (training.batches) and the eval set (training.eval_set).
+data (training.data.batches) and the eval set (training.data.eval_set).
 
 Shard lists accept local folders and globs, and any WebDataset URL with brace expansion: `pipe:CMD`
 (the shard is CMD's stdout), `http(s)://`, `gs://`, ... A URL root in `data.shards` is listed from its
