@@ -44,7 +44,7 @@ from simulate import generate_dataset
 from simulate.config import GENERATOR_VERSION, SimulateConfig
 from simulate.scenes import sample_scenes
 from ssl_model.features import normalize_wave
-from training.data.mixing import mix
+from training.data.mixing import add_at_snr, mix
 
 RECIPE = "bench_accuracy/1"  # bump when anything that shapes the cached waves of fra or pra changes
 DERIVED_RECIPE = "bench_accuracy_sets/1"  # the same for the sets added with it (c, d, e)
@@ -463,14 +463,6 @@ def diffuse_noise(samples: int, mic_x: np.ndarray, rng: np.random.Generator, wav
     return noise / np.sqrt(np.mean(noise ** 2, axis=-1, keepdims=True))
 
 
-def add_at_snr(clean: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
-    """clean [M, T], noise [M, T], SNR (dB) -> clean + noise scaled so that the power ratio, averaged over the mics,
-    is snr_db."""
-    signal_power = float(np.mean(np.square(clean, dtype=np.float64)))
-    noise_power = max(float(np.mean(np.square(noise, dtype=np.float64))), 1e-30)
-    return clean + math.sqrt(signal_power / noise_power * 10 ** (-snr_db / 10)) * noise
-
-
 def peak_normalized(waves: np.ndarray) -> np.ndarray:
     """waves [N, M, T] -> float32, each mixture at the training peak level (ssl_model.features.normalize_wave)."""
     return normalize_wave(torch.from_numpy(np.asarray(waves, np.float64))).float().numpy()
@@ -490,7 +482,9 @@ def noisy_waves(clean: np.ndarray, kind: str, snr_db: float, seed: int) -> np.nd
         samples = clean.shape[-1]
         noise = (diffuse_noise(samples, pair_x(MIC_SPACING), rng) if kind == "diffuse"
                  else rng.standard_normal((clean.shape[1], samples)))
-        out[i] = add_at_snr(clean[i].astype(np.float64), noise, snr_db)
+        # training's SNR (training.data.mixing.add_at_snr): relative to the clean mixture's power over mics and samples
+        out[i] = add_at_snr(torch.from_numpy(clean[i].astype(np.float64))[None], torch.from_numpy(noise)[None],
+                            torch.tensor([snr_db], dtype=torch.float64))[0].numpy()
     return peak_normalized(out)
 
 

@@ -18,7 +18,7 @@ import torch
 
 from shards.layout import stable_seed
 from training.config import TrainConfig
-from training.data.mixtures import Mixtures, make_mixtures
+from training.data.mixtures import MixRecipe, Mixtures, make_mixtures
 from training.data.reservoirs import SceneReservoir, SpeechReservoir
 from training.data.sources import SplitSources, check_enough_shards, check_setup, side_sources
 from training.data.speech import synthetic_speech
@@ -146,8 +146,8 @@ class TrainData:
         rir, angles, spacing = self.scenes.sample(cfg.run.batch_size, self.generator)
         speech = self.speech.sample(cfg.run.batch_size, rir.shape[2], self.generator)
         spacing = torch.nan_to_num(spacing, nan=cfg.model.mic_spacing)
-        return make_mixtures(speech, rir, angles[:, TARGET_ROWS[cfg.target]], spacing, cfg.mix, cfg.sr,
-                             cfg.model.hop, cfg.model.sound_speed, self.generator)
+        return make_mixtures(speech, rir, angles[:, TARGET_ROWS[cfg.target]], spacing, MixRecipe.of(cfg),
+                             self.generator)
 
     def counters(self) -> dict[str, int]:
         return {key: value for st in self.streams() for key, value in st.counters().items()}
