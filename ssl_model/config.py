@@ -5,7 +5,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from configs import ConfigError, need
-from shards.array import SOUND_SPEED
+from shards.array import SOUND_SPEED, ArraySetup
 
 
 @dataclass
@@ -96,6 +96,12 @@ class ModelConfig:
         need(0.0 < lo <= self.mic_spacing <= hi <= 1.0 if self.spacing_input else 0.0 < lo <= hi <= 1.0,
              "mic_spacing_range", f"must satisfy 0 < lo <= mic_spacing ({self.mic_spacing}) <= hi <= 1 m, "
              f"got {[lo, hi]}")
+
+    @property
+    def array(self) -> ArraySetup:
+        """The array this model is built for, as shards' one record of it: sr, mic_spacing (the default spacing),
+        sound_speed (its steering), num_sources = num_slots (the most talkers it reports)."""
+        return ArraySetup(self.sr, self.mic_spacing, self.sound_speed, self.num_slots)
 
     @property
     def in_channels(self) -> int:

@@ -56,6 +56,4 @@ def check_run_config(cfg: TrainConfig) -> None:
     if cfg.clip_samples < cfg.model.min_samples():
         raise ConfigError(f"speech.clip_seconds: {cfg.speech.clip_seconds} s is shorter than the model's "
                           f"minimum input ({cfg.model.min_samples()} samples at {cfg.sr} Hz)")
-    if cfg.model.sr != cfg.sr:
-        raise ConfigError(f"model.sr: must equal sr={cfg.sr}, got {cfg.model.sr}")
     check_memory(cfg, *memory_limits())

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from configs import ConfigError, dump_config, load_config, need
+from shards.array import ArraySetup
 from ssl_model.config import ModelConfig
 
 MAX_BATCH = 1 << 16  # mixtures per rank per micro-step (the seed uses 64)
@@ -217,6 +218,12 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     run: RunConfig = field(default_factory=RunConfig)
+
+    @property
+    def array(self) -> ArraySetup:
+        """The run's array record (shards.array): the model's, whose sample rate validate() holds equal to `sr`.
+        The shards must match it (training.data.sources.check_setup); the mixing reads it (MixRecipe.of)."""
+        return self.model.array
 
     @property
     def clip_samples(self) -> int:

@@ -145,7 +145,7 @@ class TrainData:
         self.generator.manual_seed(stable_seed(cfg.run.seed, step, self.rank, micro, 5))
         rir, angles, spacing = self.scenes.sample(cfg.run.batch_size, self.generator)
         speech = self.speech.sample(cfg.run.batch_size, rir.shape[2], self.generator)
-        spacing = torch.nan_to_num(spacing, nan=cfg.model.mic_spacing)
+        spacing = torch.nan_to_num(spacing, nan=cfg.array.mic_spacing)
         return make_mixtures(speech, rir, angles[:, TARGET_ROWS[cfg.target]], spacing, MixRecipe.of(cfg),
                              self.generator)
 

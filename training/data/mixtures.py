@@ -96,8 +96,9 @@ class MixRecipe:
 
     @classmethod
     def of(cls, cfg: TrainConfig, mix: MixConfig | None = None) -> MixRecipe:
-        """A run's recipe: its mix section (or `mix`), sample rate, model hop and speed of sound."""
-        return cls(cfg.mix if mix is None else mix, cfg.sr, cfg.model.hop, cfg.model.sound_speed)
+        """A run's recipe: its mix section (or `mix`), its array record's sample rate and speed of sound, the model's
+        hop."""
+        return cls(cfg.mix if mix is None else mix, cfg.array.sr, cfg.model.hop, cfg.array.sound_speed)
 
 
 def without(snr_db: torch.Tensor, use: torch.Tensor) -> torch.Tensor:
