@@ -35,11 +35,10 @@ from accelerate.utils import ProjectConfiguration, set_seed
 from tqdm.auto import tqdm
 
 from configs import ConfigError
-from shards.files import kill_point
+from shards.faults import fault_point
 from ssl_model import SSLModel
-from ssl_model.metrics import metric_sums, metrics_from_sums
 from ssl_model.oracle import chance_binned_mae
-from ssl_model.targets import angles_to_classes, decode_posteriors
+from ssl_model.targets import angles_to_classes
 from training.budget import check_run_config
 from training.checkpoint import (CONFIG, WEIGHTS, CheckpointError, export_weights, latest_state, load_data_state,
                                  load_state, read_trainer_state, run_config, save_training_state)
@@ -347,7 +346,7 @@ def train(args: argparse.Namespace) -> int:
         progress.step += 1
         progress.steps_run += 1
         bar.update(1)
-        kill_point(f"step:{progress.step}")
+        fault_point(f"step:{progress.step}")
         check_skip_budget(progress, cfg)
         last = progress.step == cfg.run.steps
         if progress.step % cfg.run.log_every == 0 or last:

@@ -61,18 +61,6 @@ def mix(
     return normalize_wave(wave, normalize)
 
 
-def draw_mix_params(
-    batch: int, sources: int, gain_db: tuple[float, float], noise_prob: float, snr_db: tuple[float, float],
-    generator: torch.Generator, device: torch.device,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """-> gain_db [B, S], snr_db [B] (NaN where no noise is added), drawn from `generator` on `device`."""
-    u = torch.rand(batch, sources, generator=generator, device=device)
-    gains = gain_db[0] + (gain_db[1] - gain_db[0]) * u
-    snr = snr_db[0] + (snr_db[1] - snr_db[0]) * torch.rand(batch, generator=generator, device=device)
-    noisy = torch.rand(batch, generator=generator, device=device) < noise_prob
-    return gains, torch.where(noisy, snr, torch.full_like(snr, float("nan")))
-
-
 def lowpass(wave: torch.Tensor, cutoff_hz: torch.Tensor, sr: int) -> torch.Tensor:
     """wave [B, M, T], cutoff_hz [B] -> [B, M, T]: every bin above the row's cutoff removed (an ideal low-pass, as a
     recording made at 2 * cutoff and resampled up would hold nothing there); cutoff >= sr / 2 leaves the row as is."""
