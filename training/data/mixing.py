@@ -33,7 +33,8 @@ def add_at_snr(wave: torch.Tensor, noise: torch.Tensor, snr_db: torch.Tensor,
     if reference is None:
         reference = wave.pow(2).mean(dim=(1, 2))
     noise_power = noise.pow(2).mean(dim=(1, 2)).clamp_min(1e-12)
-    scale = torch.sqrt(reference / noise_power * 10.0 ** (-torch.nan_to_num(snr_db) / 10.0)) * torch.isfinite(snr_db)
+    scale = torch.sqrt(reference / noise_power * 10.0 ** (-torch.nan_to_num(snr_db) / 10.0))
+    scale = scale * torch.isfinite(snr_db)
     return wave + scale[:, None, None] * noise
 
 
