@@ -11,10 +11,11 @@ import pyroomacoustics as pra
 import torch
 from tqdm.auto import tqdm
 
-from accuracy_sets import SR, BenchError, timed
+from accuracy_sets import SR, BenchError, at_bench_rate, timed
 from shards.array import SOUND_SPEED
 from ssl_model.baselines import duet, gcc_phat, gcc_phat_count
-from ssl_model.localizer import PRETRAINED, LocalizeError, Localizer, run_weights
+from ssl_model.export import PRETRAINED_DIR, PRETRAINED_NAMES, WEIGHTS, CheckpointError, model_weights
+from ssl_model.localizer import LocalizeError, Localizer, run_weights
 from ssl_model.metrics import detection_metrics, localization_metrics
 from ssl_model.oracle import chance_binned_mae, oracle_floor_binned_mae
 from ssl_model.targets import angle_to_class
@@ -128,20 +129,21 @@ def chance_angles(true_sorted: np.ndarray) -> np.ndarray:
 
 
 def model_sources(models: list[str], runs: list[str]) -> list[tuple[str, Path]]:
-    """--model / --run values -> [(label, weights path)]; the shipped model when neither is given and it exists;
-    BenchError for a missing file or run."""
+    """--model (a shipped model's name or a weights file) / --run values -> [(label, weights path)]; every shipped
+    model there is when neither is given; BenchError for a missing file or run. A shipped model is labelled by its name."""
     found = []
     try:
         for run in runs:
             found.append((f"model {Path(run).name}", run_weights(run)))
     except LocalizeError as err:
         raise BenchError(str(err)) from None
-    for model in models:
-        if not Path(model).is_file():
-            raise BenchError(f"--model {model}: no such weights file")
-        found.append((f"model {Path(model).name}", Path(model)))
-    if not models and not runs and PRETRAINED.is_file():
-        found.append(("model pretrained", PRETRAINED))
+    shipped = [name for name in PRETRAINED_NAMES if (PRETRAINED_DIR / name / WEIGHTS).is_file()]
+    for model in models or ([] if runs else shipped):
+        try:
+            path = model_weights(model)
+        except CheckpointError as err:
+            raise BenchError(f"--model {err}") from None
+        found.append((f"model {model if model in PRETRAINED_NAMES else path.name}", path))
     labels: dict[str, int] = {}
     unique = []
     for label, path in found:  # two runs named alike keep distinct rows
@@ -226,8 +228,12 @@ def score_pair_set(data: dict[str, Any], models: list[tuple[str, Localizer]], re
                    freq_range: tuple[float, float] = FREQ_RANGE, mic_spacing: float = 0.1,
                    extra_methods: ExtraMethods | None = None) -> dict[str, Any]:
     """one two-talker set's waves and truth, localizers, oracle reference, optional further methods (waves [N, 2, T],
-    spacing -> detections) -> {'methods': {label: result}, 'oracle_floor', ...}."""
-    waves, rt60 = data["waves"], data["rt60"].astype(np.float64)
+    spacing -> detections) -> {'methods': {label: result}, 'oracle_floor', ...}. A set stored at another rate
+    (meta 'sr') goes to the models at that rate (they resample, as for a user's file) and to the classical methods
+    resampled to SR (their grids and bands are set for it)."""
+    sr = int(data["meta"].get("sr", SR))
+    recorded, rt60 = data["waves"], data["rt60"].astype(np.float64)
+    waves = at_bench_rate(recorded, sr)
     true_sorted = np.sort(data["truth"].astype(np.float64), axis=1)
     audio_seconds = len(waves) * waves.shape[-1] / SR
     methods: dict[str, dict[str, Any]] = {}
@@ -242,7 +248,7 @@ def score_pair_set(data: dict[str, Any], models: list[tuple[str, Localizer]], re
                           "angles_deg": np.round(pred, 3).tolist()}
 
     for label, localizer in models:
-        found, seconds = timed(lambda: model_detections(localizer, waves, SR, mic_spacing, label))
+        found, seconds = timed(lambda: model_detections(localizer, recorded, sr, mic_spacing, label))
         add(label, "model", two_slots(found), seconds, target=localizer.target, clip_seconds=localizer.window_s)
     pred, seconds = timed(lambda: gcc_angles(waves, mic_spacing))
     add("GCC-PHAT (votes)", "gcc_phat", pred, seconds)

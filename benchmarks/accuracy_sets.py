@@ -8,8 +8,12 @@ Leaf sets (each cached in its own folder `{cache}/{name}`):
   noise at 0/10/20 dB SNR, or independent white sensor noise at 10 dB.
 - `count` (d): 0, 1, 2 or 3 talkers (equal shares) in pyroomacoustics rooms with three sources, each active
   talker speaking over a random sub-interval of the clip, over a faint diffuse floor.
+- `count20` (d): the count set's talkers, onsets and noise in rooms whose sources are at least 20 degrees apart in
+  lateral angle (as SELD sets keep sources apart), so that counting is not bounded by resolution.
 - `spacing8`, `spacing12`, `mismatch` (e, `arrays`): the `pra` scenes with the mics 8 or 12 cm apart, and the
   `pra` mixtures with mic 1's gain off by +-2 dB and its latency off by +-0.3 sample.
+- `pra8k` (e): the `pra` mixtures as an 8 kHz recorder takes them (resampled to 8 kHz: telephone band, nothing
+  above 4 kHz); stored and given to the models at 8 kHz, to the classical methods resampled back to 16 kHz.
 Mixture i of fra, pra, the noise sets and the array sets has the same two talkers, crops and gains.
 """
 from __future__ import annotations
@@ -34,7 +38,7 @@ from tqdm.auto import tqdm
 
 from configs import ConfigError, config_to_dict
 from shards.array import SOUND_SPEED
-from shards.audio import decode_audio, find_audio, fit_length, speaker_of
+from shards.audio import decode_audio, find_audio, fit_length, resample, speaker_of
 from shards.files import ShardError, read_samples, sha256_file
 from shards.layout import shard_seed, stable_seed
 from shards.manifest import load_manifest
@@ -62,6 +66,8 @@ COUNT_RAMP_S = 0.01  # raised-cosine on/off ramps of a talker's activity
 COUNT_FLOOR_DB = 30.0  # the count set's diffuse floor: this far below one continuously active talker
 MISMATCH_GAIN_DB = 2.0
 MISMATCH_LATENCY_SAMPLES = 0.3
+COUNT_SETS = {"count": 0.0, "count20": 20.0}  # count set -> least lateral separation of its sources (deg)
+RATE_SETS = {"pra8k": 8000}  # derived sets stored at another sample rate than SR
 SEED_KEYS = ("speech", "pra", "oracle_reference", "noise", "mismatch", "count_speech", "count_rooms", "count_activity")
 
 
@@ -82,12 +88,14 @@ SETS = {
     "diffuse20": "the pra mixtures + spherically diffuse pink noise at 20 dB SNR",
     "sensor10": "the pra mixtures + independent white sensor noise at 10 dB SNR",
     "count": "0-3 talkers (equal shares) with onsets/offsets, pyroomacoustics ISM rooms, diffuse floor 30 dB down",
+    "count20": "the count set's talkers, onsets and floor in rooms whose sources are >= 20 deg apart (lateral)",
     "spacing8": "the pra scenes with the mics 8 cm apart",
     "spacing12": "the pra scenes with the mics 12 cm apart",
     "mismatch": "the pra mixtures with mic 1 +-2 dB in gain and +-0.3 sample in latency",
+    "pra8k": "the pra mixtures recorded at 8 kHz (telephone band: nothing above 4 kHz)",
 }
-GROUPS = {"a": ["fra"], "b": ["pra"], "c": ["diffuse0", "diffuse10", "diffuse20", "sensor10"], "d": ["count"],
-          "e": ["spacing8", "spacing12", "mismatch"]}
+GROUPS = {"a": ["fra"], "b": ["pra"], "c": ["diffuse0", "diffuse10", "diffuse20", "sensor10"], "d": ["count", "count20"],
+          "e": ["spacing8", "spacing12", "mismatch", "pra8k"]}
 GROUP_NAMES = {"noise": "c", "arrays": "e"}
 NOISE_SETS = {"diffuse0": ("diffuse", 0.0), "diffuse10": ("diffuse", 10.0), "diffuse20": ("diffuse", 20.0),
               "sensor10": ("sensor", 10.0)}
@@ -101,6 +109,18 @@ class BenchError(Exception):
 def set_mic_spacing(name: str) -> float:
     """leaf set name -> its mic spacing in metres."""
     return SPACING_SETS.get(name, MIC_SPACING)
+
+
+def set_sample_rate(name: str) -> int:
+    """leaf set name -> the sample rate its waves are stored (and given to the models) at."""
+    return RATE_SETS.get(name, SR)
+
+
+def at_bench_rate(waves: np.ndarray, sr: int) -> np.ndarray:
+    """waves float32 [N, 2, T] at sr -> [N, 2, T * SR / sr] at the benchmark's rate (the classical methods' input)."""
+    if sr == SR:
+        return waves
+    return resample(torch.from_numpy(np.ascontiguousarray(waves)), sr, SR).numpy().astype(np.float32)
 
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
@@ -583,17 +603,21 @@ def set_params(name: str, count: int, listing: dict[str, Any]) -> dict[str, Any]
                       latency_samples_error=MISMATCH_LATENCY_SAMPLES)
     elif name in SPACING_SETS:
         params.update(derived=DERIVED_RECIPE, mic_spacing=SPACING_SETS[name])
-    elif name == "count":
+    elif name in RATE_SETS:
+        params.update(derived=DERIVED_RECIPE, sample_rate=RATE_SETS[name])
+    elif name in COUNT_SETS:
         params.update(derived=DERIVED_RECIPE, speech_seed=SEEDS["count_speech"], pra_seed=SEEDS["count_rooms"],
                       activity_seed=SEEDS["count_activity"], max_count=COUNT_MAX, min_active_s=COUNT_MIN_ACTIVE_S,
                       ramp_s=COUNT_RAMP_S, floor_db=COUNT_FLOOR_DB, diffuse_waves=DIFFUSE_WAVES,
                       pink_floor_hz=PINK_FLOOR_HZ)
+        if COUNT_SETS[name]:  # "count" keeps the parameters its caches were written with
+            params.update(min_source_separation_deg=COUNT_SETS[name])
     return json.loads(json.dumps(params))  # as it reads back from the JSON
 
 
 def truth_width(name: str) -> int:
     """set name -> columns of its truth array (sources per scene; the count set pads silent slots with NaN)."""
-    return COUNT_MAX if name == "count" else 2
+    return COUNT_MAX if name in COUNT_SETS else 2
 
 
 def load_cached(folder: Path, params: dict[str, Any]) -> dict[str, Any] | None:
@@ -607,7 +631,8 @@ def load_cached(folder: Path, params: dict[str, Any]) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     n, width = params["mixtures"], truth_width(params["set"])
-    if arrays["waves"].shape != (n, 2, CLIP) or arrays["truth"].shape != (n, width) or arrays["rt60"].shape != (n,):
+    samples = CLIP * set_sample_rate(params["set"]) // SR
+    if arrays["waves"].shape != (n, 2, samples) or arrays["truth"].shape != (n, width) or arrays["rt60"].shape != (n,):
         return None
     return {**arrays, "meta": meta}
 
@@ -663,8 +688,11 @@ def build_room_set(name: str, count: int, cache: Path, talkers: list[str], plans
 
 
 def build_derived_set(name: str, cache: Path, base: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-    """A noise or mismatch set from the pra set's mixtures `base` -> the dict load_cached returns."""
-    if name in NOISE_SETS:
+    """A noise, mismatch or sample-rate set from the pra set's mixtures `base` -> the dict load_cached returns."""
+    if name in RATE_SETS:
+        waves, seconds = timed(lambda: resample(torch.from_numpy(base["waves"]), SR, RATE_SETS[name]).numpy())
+        extra = {"sr": RATE_SETS[name]}
+    elif name in NOISE_SETS:
         kind, snr = NOISE_SETS[name]
         waves, seconds = timed(lambda: noisy_waves(base["waves"], kind, snr, SEEDS["noise"]))
         extra = {"noise": {"kind": kind, "snr_db": snr, "plane_waves": DIFFUSE_WAVES if kind == "diffuse" else None,
@@ -680,10 +708,13 @@ def build_derived_set(name: str, cache: Path, base: dict[str, Any], params: dict
     return finish_set(name, cache, waves, base["truth"], base["rt60"], meta)
 
 
-def build_count_set(count: int, cache: Path, utterances: list[Utterance], params: dict[str, Any]) -> dict[str, Any]:
-    """The count set: 3-source pyroomacoustics scenes, 0-3 active talkers each -> the dict load_cached returns."""
+def build_count_set(name: str, count: int, cache: Path, utterances: list[Utterance],
+                    params: dict[str, Any]) -> dict[str, Any]:
+    """A count set: 3-source pyroomacoustics scenes (sources at least COUNT_SETS[name] degrees apart), 0-3 active
+    talkers each -> the dict load_cached returns. Every count set has the same speech, onsets and floor."""
     plans = plan_mixtures(utterances, count, SEEDS["count_speech"], sources=COUNT_MAX)
-    rooms, room_seconds = timed(lambda: pra_rooms(count, SEEDS["count_rooms"], pair_config(sources=COUNT_MAX)))
+    cfg = replace(pair_config(sources=COUNT_MAX), min_source_separation_deg=COUNT_SETS[name])
+    rooms, room_seconds = timed(lambda: pra_rooms(count, SEEDS["count_rooms"], cfg))
     dry, speech_seconds = timed(lambda: render_speech(utterances, plans))
     counts, activity = count_plan(count, SEEDS["count_activity"])
     gains = np.array([p["gain_db"] for p in plans], dtype=np.float32)
@@ -697,7 +728,7 @@ def build_count_set(count: int, cache: Path, utterances: list[Utterance], params
     meta = {"params": params, "rooms": rooms.info, "scenes": scenes, "talkers": sorted({u.talker for u in utterances}),
             "mic_spacing": MIC_SPACING, "counts": counts.tolist(),
             "build_seconds": {"rooms": room_seconds, "speech": speech_seconds, "mix": mix_seconds}}
-    return finish_set("count", cache, waves, truth, rooms.rt60, meta)
+    return finish_set(name, cache, waves, truth, rooms.rt60, meta)
 
 
 def load_sets(names: list[str], count: int, cache: Path, speech_dir: Path) -> dict[str, dict[str, Any]]:
@@ -738,10 +769,10 @@ def load_sets(names: list[str], count: int, cache: Path, speech_dir: Path) -> di
     for name, params in todo:
         if name in out:  # pra, built already as the base of a derived set
             continue
-        if name in NOISE_SETS or name == "mismatch":
+        if name in NOISE_SETS or name in RATE_SETS or name == "mismatch":
             built = build_derived_set(name, cache, base(), params)
-        elif name == "count":
-            built = build_count_set(count, cache, utterances, params)
+        elif name in COUNT_SETS:
+            built = build_count_set(name, count, cache, utterances, params)
         else:
             built = build_room_set(name, count, cache, talkers, plans, speech, params)
         out[name] = {**built, "cached": False}

@@ -10,9 +10,10 @@ Sets (benchmarks/accuracy_sets.py; each N mixtures of 3 s at 16 kHz, seeded, cac
 - b `pra`: rooms of the same prior rendered by pyroomacoustics' image-source model (a simulator never trained on);
 - c `noise`: the pra mixtures with spherically diffuse noise at 0/10/20 dB SNR and sensor noise at 10 dB
   (`diffuse0`, `diffuse10`, `diffuse20`, `sensor10`);
-- d `count`: 0-3 talkers (equal shares), each speaking over a random sub-interval, pyroomacoustics rooms;
-- e `arrays`: mics 8 and 12 cm apart (`spacing8`, `spacing12`), and a 10 cm pair with +-2 dB gain and +-0.3
-  sample latency mismatch (`mismatch`).
+- d: `count`: 0-3 talkers (equal shares), each speaking over a random sub-interval, pyroomacoustics rooms;
+  `count20`: the same talkers, onsets and floor in rooms whose sources are at least 20 degrees apart;
+- e `arrays`: mics 8 and 12 cm apart (`spacing8`, `spacing12`), a 10 cm pair with +-2 dB gain and +-0.3
+  sample latency mismatch (`mismatch`), and the pra mixtures recorded at 8 kHz (`pra8k`).
 Speech: held-out talkers (by default the Dutch voice acting packed by `bash examples/prepare_speech.sh`).
 
 Methods and scoring (benchmarks/accuracy_methods.py): the model(s) through one function (model_detections),
@@ -38,7 +39,7 @@ from accuracy_methods import FREQ_RANGE, load_localizers, model_sources, score_c
 from accuracy_report import (NOTES, PRINTED_NOTES, breakdown_lines, build_summary, count_table_lines,  # noqa: E402
                              machine, table_lines)
 from accuracy_srp_dnn import srp_dnn_methods  # noqa: E402
-from accuracy_sets import (CLIP, GAIN_DB, GROUP_NAMES, GROUPS, MIC_SPACING, RECIPE, SEEDS, SETS, SR,  # noqa: E402
+from accuracy_sets import (CLIP, COUNT_SETS, GAIN_DB, GROUP_NAMES, GROUPS, MIC_SPACING, RECIPE, SEEDS, SETS, SR,  # noqa: E402
                            BenchError, load_sets, pair_config, set_mic_spacing, speech_kind, split_seeds, timed)
 from shards.array import SOUND_SPEED  # noqa: E402
 from training.eval.prior import ORACLE_REFERENCE_SOURCES, oracle_reference_table  # noqa: E402
@@ -65,7 +66,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--speech", default="shards/speech/eval", help="speech shards or an audio folder (held-out talkers)")
     p.add_argument("--mixtures", type=int, default=400, help="mixtures per set")
     p.add_argument("--cache", default="bench_cache/accuracy", help="where the sets are cached")
-    p.add_argument("--model", action="append", default=[], help="a weights file (repeatable)")
+    p.add_argument("--model", action="append", default=[], help="a shipped model's name (real, two-talker) or a weights file (repeatable; default: the shipped ones)")
     p.add_argument("--run", action="append", default=[], help="a run folder holding model.safetensors (repeatable)")
     p.add_argument("--json", help="write every number here")
     p.add_argument("--sets", default="a,b,c,d,e", help=SET_HELP)
@@ -115,7 +116,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     if srp_dnn_note:
         notes["srp_dnn"] = srp_dnn_note
     if not sources:
-        notes["model"] = "no model row: the shipped model does not exist and neither --model nor --run was given"
+        notes["model"] = "no model row: no shipped model exists and neither --model nor --run was given"
         print(f"note: {notes['model']}", flush=True)
     elif any(localizer.target != "lateral" for _, localizer in models):
         notes["model"] = "a model trained on azimuth is scored here on the lateral angle (its angles read as lateral)"
@@ -135,7 +136,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     }
     for name in names:
         meta, spacing = data[name]["meta"], set_mic_spacing(name)
-        if name == "count":
+        if name in COUNT_SETS:
             result = score_count_set(data[name], models, freq_range, extra)
         else:
             reference, ref_seconds = oracle_reference(spacing, tables)
@@ -145,7 +146,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
                       mic_spacing=spacing, build=build_summary(data[name]), cached=data[name]["cached"],
                       build_seconds=meta["build_seconds"], rooms=meta["rooms"], cache=str(Path(args.cache) / name))
         report["sets"][name] = result
-        lines = (count_table_lines(name, result) if name == "count"
+        lines = (count_table_lines(name, result) if name in COUNT_SETS
                  else [*table_lines(name, result), *breakdown_lines(result)])
         print("\n".join(["", *lines]), flush=True)
     print("\n" + "\n".join(f"note ({k}): {v}" for k, v in notes.items() if k in PRINTED_NOTES))

@@ -44,7 +44,7 @@ ONE_PER_WINDOW = (True, False)
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", action="append", default=[], help="a run folder holding model.safetensors")
-    p.add_argument("--model", action="append", default=[], help="a weights file")
+    p.add_argument("--model", action="append", default=[], help="a shipped model's name or a weights file")
     p.add_argument("--cache", default="bench_dev", help="where the dev sets are cached")
     p.add_argument("--speech", default="shards/speech/train", help="the dev set's speech (not the benchmark's voices)")
     p.add_argument("--split", default="dev", help="the seed split of the dev set (never 'test')")

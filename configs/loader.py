@@ -4,10 +4,15 @@ Shared by `simulate`, `ssl_model` and `training` (none of which imports another 
 (int, float, bool, str, lists/tuples of those, Optional, Literal). `load_config` merges defaults,
 a YAML file and command-line overrides, then checks every value's type before any work starts.
 Each dataclass may define `validate(self)` that raises `ConfigError` for impossible values.
+
+A `--config` that is not a file relative to the working directory but a shipped config's name (`tiny`,
+`tiny.yaml` or `configs/tiny.yaml`) reads the copy installed with this package, so the shipped configs work
+from any folder.
 """
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import types
 import typing
 from pathlib import Path
@@ -20,6 +25,28 @@ T = TypeVar("T")
 
 class ConfigError(ValueError):
     """A config value is unknown, of the wrong type or impossible; the message names the key."""
+
+
+class ConfigYAMLError(ConfigError, yaml.YAMLError):
+    """A config file or override that is not plain YAML (a `!!python/...` tag, a syntax error); still a
+    yaml.YAMLError, so callers that catch those keep working."""
+
+
+def yaml_reason(err: yaml.YAMLError) -> str:
+    """A YAML error -> one line: what went wrong and where (`line N`)."""
+    problem = getattr(err, "problem", None)
+    mark = getattr(err, "problem_mark", None)
+    if not problem:
+        return " ".join(str(err).split())
+    return f"{problem}, line {mark.line + 1}" if mark is not None else problem
+
+
+def safe_yaml(text: str, where: str) -> Any:
+    """YAML text -> its value, tags refused without constructing anything; ConfigYAMLError naming `where`."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigYAMLError(f"{where}: not a plain YAML config, nothing in it was run ({yaml_reason(err)})") from None
 
 
 def need(ok: bool, key: str, message: str) -> None:
@@ -38,7 +65,7 @@ def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
         key = key.strip()
         if not key:
             raise ConfigError(f"override {item!r} has an empty key")
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = safe_yaml(raw, f"override {item!r}") if raw.strip() else ""
         node = tree
         parts = key.split(".")
         for part in parts[:-1]:
@@ -154,15 +181,8 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Iterabl
     """Defaults <- YAML file <- `key.sub=value` overrides, validated. Raises ConfigError (one line)."""
     data: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        loaded = yaml.safe_load(path.read_text())
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping at the top level")
-        data = loaded
+        path = find_config(path)
+        data = read_config_file(path)
     overrides = list(overrides)
     try:
         tree = parse_overrides(overrides)
@@ -179,6 +199,39 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Iterabl
             except ConfigError as alone:
                 blame = str(path) if str(alone) == str(err) or not overrides else blame
         raise ConfigError(f"{blame}: {err}") from None
+
+
+def shipped_configs() -> dict[str, Path]:
+    """The configs installed with this package -> {name: file}, e.g. {'tiny': .../configs/tiny.yaml}."""
+    folder = Path(str(importlib.resources.files("configs")))
+    return {path.stem: path for path in sorted(folder.glob("*.yaml"))}
+
+
+def find_config(path: str | Path) -> Path:
+    """--config -> the file to read: the path itself when it is a file, else the shipped config it names (`tiny`,
+    `tiny.yaml`, `configs/tiny.yaml`); ConfigError listing the shipped names when neither exists."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    shipped = shipped_configs()
+    by_name = path.parent in (Path("."), Path("configs")) and path.suffix in ("", ".yaml")
+    if by_name and path.stem in shipped:
+        return shipped[path.stem]
+    raise ConfigError(f"config file {path} does not exist (shipped configs, by name: {', '.join(shipped)})")
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """A YAML config file -> its top-level mapping; ConfigError naming the file when it is not one."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read ({err})") from None
+    loaded = safe_yaml(text, str(path))
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return loaded
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:

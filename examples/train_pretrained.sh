@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The recipe of the shipped model, from nothing to ssl_model/pretrained/ (about 70 minutes on a 2-core CPU):
+# The recipe of the shipped two-talker model, from nothing to ssl_model/pretrained/two-talker/ (about 70 minutes on a 2-core CPU):
 # real speech (examples/prepare_speech.sh), 16,000 training rooms in four FRA-RIR variants plus the seed
 # protocol's 400 eval rooms, then configs/pretrained.yaml. Every step resumes: rerun the same command after an
 # interruption (shards that verify are kept, training continues from its last saved state).
@@ -21,4 +21,4 @@ resume=()
 [ -d "$RUN/states" ] && resume=(--resume)
 "$PYTHON" training/train.py --config configs/pretrained.yaml --run-dir "$RUN" "${resume[@]}"
 "$PYTHON" -m training.eval.evaluate --run "$RUN" --no-progress
-echo "to ship it: cp $RUN/model.safetensors $RUN/config.yaml ssl_model/pretrained/"
+echo "to ship it: cp $RUN/model.safetensors $RUN/config.yaml ssl_model/pretrained/two-talker/"

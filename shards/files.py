@@ -1,7 +1,8 @@
 """Shard bytes: byte-reproducible tars, atomic writes, sidecars, and reading a shard from a path or any URL.
 
 Reading goes through WebDataset's URL opener (`webdataset.gopen`): a local path, `pipe:CMD` (CMD's stdout),
-`http(s)://` (curl), `gs://`, ... A shard is read whole into memory (tens of MB), checked against the
+`gs://`, ...; `http(s)://` goes through urllib with a timeout per read, bounded retries and one deadline for
+the whole URL (read_http). A shard is read whole into memory (tens of MB), checked against the
 sha256 of its sidecar where that sidecar is reachable, then parsed strictly: a cut or damaged tar is an
 error naming the shard, never a quietly shorter shard.
 """
@@ -11,8 +12,10 @@ import hashlib
 import http.client
 import io
 import json
+import math
 import os
 import socket
+import sys
 import tarfile
 import time
 import urllib.error
@@ -30,6 +33,10 @@ STALE_TEMP_S = 3600  # a temporary file from another host this old belongs to a 
 HTTP_TIMEOUT_S = 30.0  # per connect or read of an http(s) shard, sidecar or manifest
 HTTP_TRIES = 3  # then the shard is named and skipped (a manifest: a one-line error)
 HTTP_PAUSE_S = 1.0  # before the 2nd try; doubles after
+# A whole URL, all tries together: a server that answers a byte at a time never trips HTTP_TIMEOUT_S.
+HTTP_DEADLINE_S = 300.0
+HTTP_DEADLINE_ENV = "SSL_HTTP_DEADLINE_S"  # overrides HTTP_DEADLINE_S (seconds), in every reader process
+_stall_reported = False  # report_stall: the first failed try of the process is the one reported
 
 
 class ShardError(Exception):
@@ -144,24 +151,78 @@ def shard_is_current(shard: Path, expected: dict[str, Any]) -> dict[str, Any] | 
         return None
 
 
-def read_http(url: str) -> bytes:
-    """An http(s) URL -> its bytes, each try bounded by HTTP_TIMEOUT_S per connect or read, HTTP_TRIES tries with
-    a doubling pause between; OSError naming the URL when none answers (a 4xx answer is final at once)."""
+def http_deadline_s() -> float:
+    """The whole-request deadline of one http(s) URL, all tries together: SSL_HTTP_DEADLINE_S, else
+    HTTP_DEADLINE_S; OSError naming the variable when it is not a number of seconds > 0."""
+    raw = os.environ.get(HTTP_DEADLINE_ENV)
+    if raw is None:
+        return HTTP_DEADLINE_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise OSError(f"{HTTP_DEADLINE_ENV}={raw!r}: expected a number of seconds > 0")
+    return value
+
+
+def report_stall(url: str, err: BaseException, attempt: int, end: float, deadline_s: float) -> None:
+    """The first failed http(s) try of this process -> one line on stderr (a silent server used to cost minutes
+    before any message); later ones stay quiet: each shard that still fails is named where it is skipped."""
+    global _stall_reported
+    if _stall_reported:
+        return
+    _stall_reported = True
+    left = max(0.0, end - time.monotonic())
+    print(f"warning: {url}: try {attempt + 1} of {HTTP_TRIES} failed ({type(err).__name__}: {err}); {left:.1f} s left "
+          f"of its {deadline_s:g} s deadline ({HTTP_DEADLINE_ENV}) for more tries; later stalls are not reported",
+          file=sys.stderr, flush=True)
+
+
+def http_try(url: str, end: float) -> bytes:
+    """One GET of `url` that must finish by the monotonic time `end`: each connect or read waits at most
+    HTTP_TIMEOUT_S (less when the deadline is nearer), and the body is read in pieces so a server that drips
+    bytes cannot hold it past the deadline by more than one read's wait."""
+    remaining = end - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError("deadline passed before the request")
+    with urllib.request.urlopen(url, timeout=min(HTTP_TIMEOUT_S, remaining)) as response:
+        pieces, size = [], 0
+        while piece := response.read1(_CHUNK):
+            pieces.append(piece)
+            size += len(piece)
+            if time.monotonic() > end:
+                raise TimeoutError(f"deadline passed after {size} bytes")
+        if response.length:  # read1 ends quietly where read() would raise: the server closed early
+            raise http.client.IncompleteRead(b"", response.length)
+        return b"".join(pieces)
+
+
+def read_http(url: str, deadline_s: float | None = None) -> bytes:
+    """An http(s) URL -> its bytes: up to HTTP_TRIES tries with a doubling pause between, all within one
+    deadline (`deadline_s`, else http_deadline_s()); OSError naming the URL when none succeeds (a 4xx answer is
+    final at once). The first failed try of the process is reported on stderr."""
+    deadline_s = http_deadline_s() if deadline_s is None else deadline_s
+    end = time.monotonic() + deadline_s
     last: Exception | None = None
+    tries = 0
     for attempt in range(HTTP_TRIES):
-        if attempt:
-            time.sleep(HTTP_PAUSE_S * 2 ** (attempt - 1))
+        pause = HTTP_PAUSE_S * 2 ** (attempt - 1) if attempt else 0.0
+        if time.monotonic() + pause >= end:
+            break
+        time.sleep(pause)
+        tries += 1
         try:
-            with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_S) as response:
-                return response.read()
+            return http_try(url, end)
         except urllib.error.HTTPError as err:
             if 400 <= err.code < 500:
                 raise OSError(f"{url}: cannot read (HTTP {err.code} {err.reason})") from None
             last = err
         except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
             last = err
-    raise OSError(f"{url}: no answer after {HTTP_TRIES} tries ({HTTP_TIMEOUT_S:g} s timeout each; "
-                  f"{type(last).__name__}: {last})")
+        report_stall(url, last, attempt, end, deadline_s)
+    raise OSError(f"{url}: no answer after {tries} {'try' if tries == 1 else 'tries'} ({HTTP_TIMEOUT_S:g} s timeout "
+                  f"per read, {deadline_s:g} s deadline in all; {type(last).__name__}: {last})")
 
 
 def read_url(url: str) -> bytes:

@@ -18,6 +18,8 @@ from pathlib import Path
 MANIFEST = "manifest.json"
 DATASET = "dataset.json"  # {root}/dataset.json: the config fingerprint and every split the folder holds
 SPEECH = "speech"  # name prefix of speech shards and their samples
+MAX_SHARDS = 10**6  # per split: shard numbers keep 6 digits, so names sort in shard order
+MAX_SAMPLES = 10**9  # per split: sample indices keep 9 digits
 
 
 def shard_name(prefix: str, k: int) -> str:

@@ -7,6 +7,7 @@ from typing import Literal
 
 from configs import need
 from shards.array import ArraySetup
+from shards.layout import MAX_SAMPLES, MAX_SHARDS, shard_count
 from shards.prior import ScenePrior, array_radius
 
 # 3: every sample's json and the split manifest carry the array record (shards.array); all draws come from a
@@ -107,12 +108,6 @@ class SimulateConfig:
         close = [(i, j) for i in range(len(mics)) for j in range(i + 1, len(mics)) if math.dist(mics[i], mics[j]) < 1e-3]
         need(not close, "mic_positions", f"mics {close[0] if close else ''} are less than 1 mm apart (coincident), "
                                          f"got {mics}")
-        estimate = self.shard_bytes()
-        need(estimate <= MAX_SHARD_BYTES, "shard_size",
-             f"one shard would take ~{estimate / 2**30:.1f} GiB to render (shard_size={self.shard_size} x "
-             f"num_sources={self.num_sources} x image_count_range max {self.image_count_range[1]} x rt60 max "
-             f"{self.rt60_range[1]} s at {self.sr} Hz); keep it under {MAX_SHARD_BYTES / 2**30:g} GiB with a smaller "
-             f"shard_size or image_count_range")
         lo, hi = self.rt60_range
         need(0 < lo <= hi, "rt60_range", f"must satisfy 0 < min <= max, got {list(self.rt60_range)}")
         need(hi <= 5.0, "rt60_range", f"max must be <= 5 s, got {hi}")
@@ -178,3 +173,19 @@ class SimulateConfig:
         for name, count in self.splits.items():
             need(isinstance(name, str) and name.isidentifier(), "splits", f"split names must be identifiers, got {name!r}")
             need(isinstance(count, int) and count >= 0, f"splits.{name}", f"must be a count >= 0, got {count!r}")
+            self.check_split_size(name, count)
+        # Last: a bound of several keys together, so a single absurd value is named by its own check above.
+        estimate = self.shard_bytes()
+        need(estimate <= MAX_SHARD_BYTES, "shard_size",
+             f"one shard would take ~{estimate / 2**30:.1f} GiB to render (shard_size={self.shard_size} x "
+             f"num_sources={self.num_sources} x image_count_range max {self.image_count_range[1]} x rt60 max "
+             f"{self.rt60_range[1]} s at {self.sr} Hz); keep it under {MAX_SHARD_BYTES / 2**30:g} GiB with a smaller "
+             f"shard_size or image_count_range")
+
+    def check_split_size(self, name: str, count: int) -> None:
+        """A split's scene count -> ConfigError unless its shard numbers and sample keys keep their fixed widths
+        (so names sort in order); checked before any shard is planned, since planning is per shard."""
+        shards = shard_count(count, self.shard_size)
+        need(count <= MAX_SAMPLES and shards <= MAX_SHARDS, f"splits.{name}",
+             f"{count:,} scenes in {shards:,} shards of shard_size={self.shard_size}; a split holds at most "
+             f"{MAX_SAMPLES:,} scenes (9-digit sample keys) in at most {MAX_SHARDS:,} shards (6-digit shard numbers)")

@@ -168,6 +168,37 @@ def record_dataset(out: Path, cfg: SimulateConfig) -> None:
             atomic_write(out / DATASET, json.dumps(record, sort_keys=True, indent=1).encode() + b"\n")
 
 
+def recorded_sizes(out: Path, split: str, shard_size: int) -> Iterator[tuple[int, int, str]]:
+    """What a folder already records of a split -> (scenes, shards, what and where) for dataset.json's count, the
+    manifest's, and each shard file or sidecar on disk (shard k: k + 1 shards)."""
+    dataset = read_dataset(out) or {}
+    count = (dataset.get("splits") if isinstance(dataset.get("splits"), dict) else {}).get(split)
+    if isinstance(count, int):
+        yield count, shard_count(count, shard_size), f"{out / DATASET} records {count} scenes"
+    try:
+        manifest = load_manifest(out / split / MANIFEST) if (out / split / MANIFEST).is_file() else {}
+    except ValueError:
+        manifest = {}
+    if isinstance(manifest.get("count"), int):
+        count = manifest["count"]
+        yield count, shard_count(count, shard_size), f"{out / split / MANIFEST} records {count} scenes"
+    for path in sorted((out / split).glob(f"{split}-*.*")):
+        number = path.stem.rpartition("-")[2]
+        if path.suffix in (".tar", ".json") and number.isdigit():
+            yield 0, int(number) + 1, f"{path} is on disk"
+
+
+def check_no_shrink(out: Path, cfg: SimulateConfig) -> None:
+    """ConfigError naming the record when a split would get fewer scenes or shards than the folder holds: its
+    other shards would stay on disk unlisted, and verify would fail."""
+    for split, count in cfg.splits.items():
+        for scenes, shards, held in recorded_sizes(out, split, cfg.shard_size):
+            if scenes > count or shards > shard_count(count, cfg.shard_size):
+                raise ConfigError(f"splits.{split}={count}: {held}; a split cannot shrink (its other shards would "
+                                  f"stay unlisted and fail verify): ask for as many scenes or more, or write {count} "
+                                  f"to another --out")
+
+
 def plan_split(cfg: SimulateConfig, out: Path, split: str, count: int, device: str,
                shards: set[int] | None, rank: int, world_size: int) -> tuple[dict[str, Any], list[ShardJob]]:
     """One split -> (manifest header, the jobs this rank owns); refuses a folder of another config."""
@@ -233,6 +264,7 @@ def generate_dataset(out_dir, cfg: SimulateConfig | None = None, splits: dict[st
     if wanted and max(wanted) >= largest:
         raise ConfigError(f"--shards: shard {max(wanted)} does not exist; the largest split has {largest} shards")
     check_folder(out, cfg)  # before anything is created
+    check_no_shrink(out, cfg)
     plans = {split: plan_split(cfg, out, split, count, device, wanted, rank, world_size)
              for split, count in cfg.splits.items()}
     jobs = [job for _, split_jobs in plans.values() for job in split_jobs]

@@ -1,11 +1,41 @@
-"""Model config: a dataclass whose defaults are the seed's sizes (docs/protocol.md), plus presets."""
+"""Model config: a dataclass whose defaults are the seed's sizes (docs/protocol.md), plus presets.
+
+Its checks (`ModelConfig.validate`, `check_clip`) are the one set of bounds a model must meet, whether it comes
+from a training config or from a weights file's stored spec (ssl_model.export).
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import math
+from dataclasses import dataclass, fields, replace
 from typing import Literal
 
 from configs import ConfigError, need
 from shards.array import SOUND_SPEED, ArraySetup
+
+Normalize = Literal["peak", "rms", "none"]  # ssl_model.features.normalize_wave modes
+MAX_SR = 192_000  # Hz, the highest rate simulate renders
+CLIP_SECONDS = (0.1, 60.0)  # the length of a training clip, so of the window a trained model scores
+MAX_MIC_SPACING = 2.0  # m: two mics, each at most 1 m from the array centre (simulate's bound)
+SOUND_SPEED_RANGE = (200.0, 2000.0)  # m/s, as simulate accepts
+# (lowest, highest) of each integer size. The highest are far beyond any model of this family (the seed: 512 wide,
+# 8 deep, 36 classes) and keep one field from asking for an absurd tensor (num_classes=1e9); a weights file's own
+# tensors bound the whole model's size (ssl_model.export.check_shapes).
+SIZES = {
+    "n_fft": (4, 16384), "srp_angles": (2, 3601), "srp_masks": (1, 64), "patch_size": (1, 16),
+    "frames_per_token": (1, 256), "dim": (1, 8192), "depth": (1, 128), "heads": (1, 128), "dim_head": (1, 1024),
+    "ff_mult": (1, 16), "conv_expansion": (1, 16), "conv_kernel": (1, 1023), "max_rel_pos": (1, 65536),
+    "max_time_patches": (1, 65536), "num_classes": (2, 3600), "num_slots": (1, 16), "frame_step_tokens": (1, 1024),
+}
+MAX_CHANNELS, MAX_CONVS, MAX_KERNEL = 4096, 16, 63  # inter_channels / patch_channels entries; inter_kernel
+
+
+def need_finite(section, prefix: str = "") -> None:
+    """Every float field (or tuple of floats) of a config section is finite: NaN and inf never work."""
+    for f in fields(section):
+        value = getattr(section, f.name)
+        values = value if isinstance(value, tuple) else (value,)
+        need(all(math.isfinite(v) for v in values if isinstance(v, float)), f"{prefix}{f.name}",
+             f"must be finite, got {value}")
 
 
 @dataclass
@@ -59,43 +89,66 @@ class ModelConfig:
     ipd_eps: float = 1e-8  # |X0 X1*| floor when normalizing the cross-spectrum to (cos, sin)
 
     def validate(self) -> None:
-        need(self.sr > 0, "sr", f"must be > 0, got {self.sr}")
-        need(self.n_fft >= 4 and self.n_fft % 2 == 0, "n_fft", f"must be an even number >= 4, got {self.n_fft}")
+        need_finite(self)
+        self._check_signal()
+        self._check_sizes()
+        self._check_layout()
+        self._check_array()
+
+    def _check_signal(self) -> None:
+        need(1000 <= self.sr <= MAX_SR, "sr", f"must be in [1000, {MAX_SR}] Hz, got {self.sr}")
+        need(self.n_fft % 2 == 0, "n_fft", f"must be an even number, got {self.n_fft}")
         need(0 < self.hop <= self.n_fft, "hop", f"must be in (0, n_fft={self.n_fft}], got {self.hop}")
+        need(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
+        need(0.0 < self.ipd_eps <= 1.0, "ipd_eps", f"must be in (0, 1], got {self.ipd_eps}")
+
+    def _check_sizes(self) -> None:
+        for key, (lo, hi) in SIZES.items():
+            need(lo <= getattr(self, key) <= hi, key, f"must be in [{lo}, {hi}], got {getattr(self, key)}")
+        for key in ("inter_channels", "patch_channels"):
+            channels = getattr(self, key)
+            need(len(channels) <= MAX_CONVS and all(0 < c <= MAX_CHANNELS for c in channels), key,
+                 f"must be at most {MAX_CONVS} ints in [1, {MAX_CHANNELS}], got {list(channels)}")
+        need(all(1 <= k <= MAX_KERNEL and k % 2 == 1 for k in self.inter_kernel), "inter_kernel",
+             f"must be odd sizes in [1, {MAX_KERNEL}], got {list(self.inter_kernel)}")
+
+    def _check_layout(self) -> None:
         need(self.tokens != "patches" or len(self.inter_channels) >= 1, "inter_channels",
              f"must be a non-empty list with tokens=patches, got {list(self.inter_channels)}")
-        need(self.srp_angles >= 2 and self.srp_masks >= 1, "srp_angles",
-             f"srp_angles must be >= 2 and srp_masks >= 1, got {self.srp_angles} and {self.srp_masks}")
-        need(self.mic_spacing > 0 and self.sound_speed > 0, "mic_spacing",
-             f"mic_spacing and sound_speed must be > 0, got {self.mic_spacing} and {self.sound_speed}")
-        need(all(c > 0 for c in self.inter_channels), "inter_channels",
-             f"must be positive ints, got {list(self.inter_channels)}")
-        need(all(k >= 1 and k % 2 == 1 for k in self.inter_kernel), "inter_kernel",
-             f"must be odd sizes >= 1, got {list(self.inter_kernel)}")
-        need(self.frames_per_token >= 1, "frames_per_token", f"must be >= 1, got {self.frames_per_token}")
         if self.tokens == "patches":
-            need(len(self.patch_channels) >= 1 and min(self.patch_channels) > 0, "patch_channels",
+            need(len(self.patch_channels) >= 1, "patch_channels",
                  f"must be a non-empty list of positive ints, got {list(self.patch_channels)}")
-            need(self.patch_size >= 1, "patch_size", f"must be >= 1, got {self.patch_size}")
             need(self.patch_channels[-1] == self.dim, "dim",
                  f"must equal patch_channels[-1] ({self.patch_channels[-1]}), got {self.dim}")
             freq_bins = self.n_fft // 2
             need(freq_bins // self.patch_size ** len(self.patch_channels) >= 1, "patch_channels",
                  f"{len(self.patch_channels)} patch convs of size {self.patch_size} leave no frequency patch "
                  f"from {freq_bins} bins (n_fft={self.n_fft})")
-        for key in ("depth", "heads", "dim_head", "ff_mult", "conv_expansion", "conv_kernel",
-                    "max_rel_pos", "max_time_patches", "num_slots"):
-            need(getattr(self, key) >= 1, key, f"must be >= 1, got {getattr(self, key)}")
-        need(self.num_classes >= 2, "num_classes", f"must be >= 2, got {self.num_classes}")
-        need(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
-        need(self.ipd_eps > 0, "ipd_eps", f"must be > 0, got {self.ipd_eps}")
-        need(self.frame_step_tokens >= 1, "frame_step_tokens", f"must be >= 1, got {self.frame_step_tokens}")
         need(not self.spacing_input or self.tokens == "srp", "spacing_input",
              f"needs tokens=srp (the steered response is what the spacing changes), got tokens={self.tokens}")
+
+    def _check_array(self) -> None:
+        need(0.0 < self.mic_spacing <= MAX_MIC_SPACING, "mic_spacing",
+             f"must be in (0, {MAX_MIC_SPACING:g}] m, got {self.mic_spacing}")
+        lo, hi = SOUND_SPEED_RANGE
+        need(lo <= self.sound_speed <= hi, "sound_speed", f"must be in [{lo:g}, {hi:g}] m/s, got {self.sound_speed}")
         lo, hi = self.mic_spacing_range
         need(0.0 < lo <= self.mic_spacing <= hi <= 1.0 if self.spacing_input else 0.0 < lo <= hi <= 1.0,
              "mic_spacing_range", f"must satisfy 0 < lo <= mic_spacing ({self.mic_spacing}) <= hi <= 1 m, "
              f"got {[lo, hi]}")
+
+    def check_clip(self, clip_samples: int, key: str) -> None:
+        """A window of `clip_samples` samples at `sr` (a training clip, a stored model's window) fits this model:
+        CLIP_SECONDS long, at least one time patch, no more than the position table holds. ConfigError naming
+        `key` otherwise."""
+        lo, hi = (round(seconds * self.sr) for seconds in CLIP_SECONDS)
+        need(lo <= clip_samples <= hi, key, f"must be {CLIP_SECONDS[0]:g} to {CLIP_SECONDS[1]:g} s ({lo} to {hi} "
+             f"samples at {self.sr} Hz), got {clip_samples} samples")
+        need(clip_samples >= self.min_samples(), key, f"{clip_samples} samples are shorter than the model's minimum "
+             f"input ({self.min_samples()} samples at {self.sr} Hz)")
+        patches = self.time_patches(clip_samples)
+        need(patches <= self.max_time_patches, key, f"{clip_samples} samples make {patches} time patches, more than "
+             f"the model's position table holds (max_time_patches={self.max_time_patches})")
 
     @property
     def array(self) -> ArraySetup:

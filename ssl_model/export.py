@@ -4,7 +4,10 @@ The metadata (string to string, as safetensors stores it) holds `localizer`: a J
 config, the sample rate, the clip length the model was trained on, the input normalization, the target
 (`lateral` or `azimuth`), the mic spacing and a counting model's decoding thresholds. So `localize` and
 `evaluate` need nothing but this file, and loading it never executes code (safetensors holds tensors and
-strings only).
+strings only). Nor is the file trusted: `load_localizer` checks every field of the metadata with the bounds of a
+training config (ModelConfig, check_clip, Decoding: one set of checks), then the tensors' names and shapes against
+that model (on the meta device, before the model is built), then their values (NaN or Inf is refused), each
+problem a one-line CheckpointError; `save_localizer` never writes weights that are not finite.
 
 For use outside this repository the localizer's network (Posteriors: normalization, model, softmax) is
 exported as a graph, with the spec beside it:
@@ -28,8 +31,9 @@ import logging
 import os
 import sys
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
+from typing import Mapping
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -38,10 +42,11 @@ from torch import nn
 
 from configs import ConfigError, build_config, config_to_dict
 from ssl_model.cli_log import add_verbosity, setup_logging
-from ssl_model.config import ModelConfig
+from ssl_model.config import ModelConfig, Normalize
 from ssl_model.features import normalize_wave
 from ssl_model.model import SSLModel
 from ssl_model.talkers import Decoding
+from ssl_model.targets import Target
 
 SPEC_KEY = "localizer"
 WEIGHTS = "model.safetensors"  # a run folder's exported weights, and the shipped model's file name
@@ -81,12 +86,20 @@ def model_weights(name_or_path: str | Path | None = None) -> Path:
 @dataclass(frozen=True)
 class LocalizerSpec:
     """How to feed a trained model: its architecture, whose config carries the array record it was trained for
-    (sample rate, mic spacing, speed of sound), and the input it was trained on."""
+    (sample rate, mic spacing, speed of sound), and the input it was trained on. Checked when made, with the
+    bounds of a training config (ConfigError naming the key)."""
     model: ModelConfig
     clip_samples: int
-    normalize: str  # ssl_model.features.normalize_wave mode
-    target: str  # lateral or azimuth
+    normalize: Normalize  # ssl_model.features.normalize_wave mode
+    target: Target
     decoding: Decoding = Decoding()  # a counting model's thresholds, chosen on a dev set (calibrate_decoding.py)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        self.model.validate()
+        self.model.check_clip(self.clip_samples, "clip_samples")
 
     @property
     def sr(self) -> int:
@@ -102,13 +115,36 @@ class LocalizerSpec:
 
     @classmethod
     def from_json(cls, text: str) -> "LocalizerSpec":
+        """Stored JSON -> the spec, every field typed and checked as a training config's (configs.build_config):
+        ConfigError naming the key, or ValueError when it is not JSON. Files written before `decoding` existed
+        get its defaults."""
         data = json.loads(text)
-        model = build_config(ModelConfig, data.pop("model"))
-        for key in ("sr", "mic_spacing"):  # earlier files restate these beside the model config: they must agree
-            if key in data and data.pop(key) != getattr(model, key):
-                raise ValueError(f"its {key} differs from its model config's {getattr(model, key)}")
-        decoding = Decoding(**data.pop("decoding", {}))  # files written before it: the defaults
-        return cls(model=model, decoding=decoding, **data)
+        if not isinstance(data, dict):
+            raise ConfigError(f"expected a JSON object, got {text[:40]!r}")
+        # earlier files restate these beside the model config: they must agree with it
+        restated = {key: data.pop(key) for key in ("sr", "mic_spacing") if key in data}
+        for f in fields(cls):
+            if f.default is MISSING and f.name not in data:
+                raise ConfigError(f"{f.name}: missing")
+        spec = build_config(cls, data)
+        for key, value in restated.items():
+            if value != getattr(spec.model, key):
+                raise ConfigError(f"{key}: {value!r} differs from its model config's {getattr(spec.model, key)}")
+        return spec
+
+
+def non_finite(tensors: Mapping[str, torch.Tensor]) -> str | None:
+    """The name of the first floating-point tensor holding NaN or Inf, or None when every one is finite."""
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return name
+    return None
+
+
+def describe_non_finite(tensor: torch.Tensor) -> str:
+    """tensor -> e.g. '3 NaN and 1 Inf of 2304 values'"""
+    nans, infs = int(torch.isnan(tensor).sum()), int(torch.isinf(tensor).sum())
+    return f"{nans} NaN and {infs} Inf of {tensor.numel()} values"
 
 
 def save_localizer(model: torch.nn.Module, spec: LocalizerSpec, path: str | Path,
@@ -117,6 +153,10 @@ def save_localizer(model: torch.nn.Module, spec: LocalizerSpec, path: str | Path
     model_config = getattr(model, "config", None)
     if isinstance(model_config, ModelConfig) and model_config != spec.model:
         raise ValueError("the model's architecture differs from the spec's model config: the file would not load")
+    state = model.state_dict()
+    bad = non_finite(state)
+    if bad is not None:
+        raise ValueError(f"{path}: not written, its weights are not finite ({bad}: {describe_non_finite(state[bad])})")
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     save_model(model, str(tmp), metadata={"format": "pt", SPEC_KEY: spec.to_json(), **(extra or {})})
@@ -144,17 +184,52 @@ def load_weights(model: torch.nn.Module, path: str | Path, device: str | torch.d
     return model
 
 
-def load_localizer(path: str | Path, device: str | torch.device = "cpu") -> tuple[SSLModel, LocalizerSpec]:
-    """Weights file -> (SSLModel in eval mode on `device`, its spec); CheckpointError naming the file otherwise."""
+def read_spec(path: str | Path) -> LocalizerSpec:
+    """A weights file's stored spec, checked (LocalizerSpec.from_json); CheckpointError naming the file and key."""
     metadata = read_metadata(path)
     if SPEC_KEY not in metadata:
         raise CheckpointError(f"{path}: safetensors without the '{SPEC_KEY}' metadata this repository writes "
                               f"(a model exported by training/train.py or ssl_model.export.save_localizer)")
     try:
-        spec = LocalizerSpec.from_json(metadata[SPEC_KEY])
-    except (ValueError, TypeError, KeyError, ConfigError) as err:
+        return LocalizerSpec.from_json(metadata[SPEC_KEY])
+    except ConfigError as err:
+        raise CheckpointError(f"{path}: its '{SPEC_KEY}' metadata cannot work: {err}") from None
+    except ValueError as err:
         raise CheckpointError(f"{path}: unreadable '{SPEC_KEY}' metadata ({err})") from None
+
+
+def model_shapes(config: ModelConfig) -> dict[str, list[int]]:
+    """The tensor shapes of SSLModel(config), built on the meta device: nothing is allocated."""
+    with torch.device("meta"):
+        model = SSLModel(config)
+    return {name: list(tensor.shape) for name, tensor in model.state_dict().items()}
+
+
+def check_shapes(path: str | Path, config: ModelConfig) -> None:
+    """The file's tensors are those of a model of `config`, name and shape, before that model is built (a spec
+    edited to a far bigger model would otherwise allocate it first); CheckpointError naming the first mismatch."""
+    expected = model_shapes(config)
+    with safe_open(str(path), framework="pt") as handle:
+        stored = {name: list(handle.get_slice(name).get_shape()) for name in handle.keys()}
+    for name in [*expected, *(name for name in stored if name not in expected)]:
+        if expected.get(name) != stored.get(name):
+            raise CheckpointError(f"{path}: its tensors do not fit the model its metadata describes: {name} is "
+                                  f"{stored.get(name, 'missing')} in the file, {expected.get(name, 'absent')} in "
+                                  f"that model")
+
+
+def load_localizer(path: str | Path, device: str | torch.device = "cpu") -> tuple[SSLModel, LocalizerSpec]:
+    """Weights file -> (SSLModel in eval mode on `device`, its spec). Checked in turn: the metadata (every field,
+    with a training config's bounds), the tensors' names and shapes against it, then their values (all finite);
+    CheckpointError in one line naming the file and the problem otherwise."""
+    spec = read_spec(path)
+    check_shapes(path, spec.model)
     model = load_weights(SSLModel(spec.model), path, device)
+    state = model.state_dict()
+    bad = non_finite(state)
+    if bad is not None:
+        raise CheckpointError(f"{path}: its weights are not finite ({bad}: {describe_non_finite(state[bad])}); the "
+                              f"file is damaged or its training diverged")
     return model.to(device).eval(), spec
 
 
@@ -224,8 +299,18 @@ def write_exports(weights: str | Path, out: str | Path, onnx: bool = False) -> d
     return written
 
 
+def command_name(module: str) -> str:
+    """The command this process was started as, for a usage line: `python -m MODULE` when run as that module,
+    `python PATH` for a script path, else the program's name (a console script such as ssl-export)."""
+    main = sys.modules.get("__main__")
+    if getattr(getattr(main, "__spec__", None), "name", None) == module or not sys.argv or not sys.argv[0]:
+        return f"python -m {module}"
+    program = Path(sys.argv[0])
+    return f"python {sys.argv[0]}" if program.suffix == ".py" else program.name
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m ssl_model.export", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog=command_name("ssl_model.export"), description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=PRETRAINED_NAMES[0],
                    help=f"a shipped model ({', '.join(PRETRAINED_NAMES)}; default {PRETRAINED_NAMES[0]}) or a weights file")
     p.add_argument("--out", required=True, help="output folder")

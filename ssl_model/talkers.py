@@ -11,9 +11,12 @@
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from configs import need
 
 MERGE_DEG = 10.0  # detections of one talker in different windows: within two 5-degree bins
 MIN_SHARE = 0.2  # a talker heard (weighted by probability) in at least a fifth of the windows
@@ -26,11 +29,26 @@ class Decoding:
     """How windows' slots become talkers: a slot holds a talker above `existence`; detections within `merge_deg`
     of a cluster join it, two of one window only when `one_per_window` is off; a recording keeps the clusters with
     a share of at least `min_share` (cluster_detections). benchmarks/calibrate_decoding.py chooses them on a
-    development set."""
+    development set. Checked when made: ConfigError naming the threshold (`decoding.KEY`) when it cannot work."""
     existence: float = EXISTENCE
     merge_deg: float = MERGE_DEG
     min_share: float = MIN_SHARE
     one_per_window: bool = True
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        for key in ("existence", "merge_deg", "min_share"):
+            value = getattr(self, key)
+            need(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
+                 f"decoding.{key}", f"must be a finite number, got {value!r}")
+        # 0 would name every slot and 1 none: a probability threshold strictly between them
+        need(0.0 < self.existence < 1.0, "decoding.existence", f"must be in (0, 1), got {self.existence}")
+        need(0.0 < self.merge_deg <= 180.0, "decoding.merge_deg", f"must be in (0, 180] degrees, got {self.merge_deg}")
+        need(0.0 <= self.min_share <= 1.0, "decoding.min_share", f"must be in [0, 1], got {self.min_share}")
+        need(isinstance(self.one_per_window, bool), "decoding.one_per_window",
+             f"must be true or false, got {self.one_per_window!r}")
 
 
 @dataclass(frozen=True)

@@ -192,7 +192,9 @@ def test_cache_is_reused_only_for_the_same_parameters(tmp_path):
 def test_set_groups_expand_to_leaf_sets():
     assert bench.parse_sets("a,b") == ["fra", "pra"]
     assert bench.parse_sets("noise") == bench.parse_sets("c") == ["diffuse0", "diffuse10", "diffuse20", "sensor10"]
-    assert bench.parse_sets("e,d,diffuse10,b,pra") == ["spacing8", "spacing12", "mismatch", "count", "diffuse10", "pra"]
+    assert bench.parse_sets("e,d,diffuse10,b,pra") == ["spacing8", "spacing12", "mismatch", "pra8k", "count", "count20",
+                                                        "diffuse10", "pra"]
+    assert bench.parse_sets("count") == ["count"]
     with pytest.raises(sets.BenchError, match="--sets"):
         bench.parse_sets("f")
 
@@ -279,6 +281,34 @@ def test_spacing_sets_draw_the_prior_with_their_pair():
     assert params["spacing12"]["mic_spacing"] == 0.12
     geometry = sets.sample_scenes(cfg, 8, torch.Generator().manual_seed(0))
     np.testing.assert_allclose((geometry.mic_pos[:, 1] - geometry.mic_pos[:, 0]).numpy(), [[0.12, 0, 0]] * 8)
+
+
+def test_the_8khz_set_is_the_pra_mixtures_band_limited_and_stored_at_8khz(tmp_path):
+    t = np.arange(sets.CLIP) / sets.SR
+    tones = np.sin(2 * np.pi * 1000 * t) + np.sin(2 * np.pi * 6000 * t)  # one tone a telephone keeps, one it drops
+    base = {"waves": np.stack((tones, tones))[None].astype(np.float32), "truth": np.array([[60.0, 120.0]]),
+            "rt60": np.array([0.3]), "meta": {"rooms": {}, "scenes": [{}], "talkers": ["a"], "build_seconds": {}}}
+    params = sets.set_params("pra8k", 1, {"folder": "x", "kind": "folder", "files": 1, "sha256": "0" * 64})
+    built = sets.build_derived_set("pra8k", tmp_path, base, params)
+    assert built["waves"].shape == (1, 2, sets.CLIP // 2) and built["meta"]["sr"] == 8000
+    assert sets.load_cached(tmp_path / "pra8k", params) is not None  # cached at its own length
+    back = sets.at_bench_rate(built["waves"], 8000)[0, 0]
+    spectrum = np.abs(np.fft.rfft(back))
+    freq = np.fft.rfftfreq(back.shape[-1], 1 / sets.SR)
+    assert spectrum[np.argmin(np.abs(freq - 1000))] > 1000 * spectrum[np.argmin(np.abs(freq - 6000))]
+    assert sets.at_bench_rate(base["waves"], sets.SR) is base["waves"]
+
+
+def test_the_separated_count_set_draws_sources_at_least_20_degrees_apart():
+    cfg = sets.replace(sets.pair_config(sources=3), min_source_separation_deg=sets.COUNT_SETS["count20"])
+    scenes = sets.sample_scenes(cfg, 64, torch.Generator().manual_seed(0))
+    lateral = sets.source_geometry(scenes.src_pos, scenes.mic_pos, scenes.array_pos, cfg.sound_speed)["lateral_deg"]
+    gaps = torch.sort(lateral, dim=-1).values.diff(dim=-1)
+    assert gaps.min() >= 20.0 - 1e-3
+    assert sets.set_params("count", 4, {})["set"] == "count" and "min_source_separation_deg" not in sets.set_params(
+        "count", 4, {})  # the original count set keeps its cache key
+    assert sets.set_params("count20", 4, {})["min_source_separation_deg"] == 20.0
+    assert sets.truth_width("count20") == sets.COUNT_MAX
 
 
 # ---------------------------------------------------------------------------------------------- count set

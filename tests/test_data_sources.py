@@ -255,3 +255,35 @@ def test_the_overlap_check_is_by_identity_not_by_name(shards, tmp_path, monkeypa
         check_sources(cfg_with(shards, "speech.source=folder", f"speech.train_path={tmp_path}",
                                f"speech.eval_path={tmp_path}/copied/.."), world_size=1)
     check_sources(cfg_with(shards, train, f"data.eval_glob={shards}/eval/eval-*.tar"), world_size=1)  # held out
+
+
+def repack(source, target, mtime):
+    """A shard's members, byte for byte, in a new tar with another mtime (new bytes, new sha256) and a new sidecar."""
+    import io
+    import tarfile
+    from shards.files import iter_samples, write_sidecar
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for key, parts in iter_samples(source.read_bytes(), str(source)):
+            for ext, data in parts.items():
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size, info.mtime = len(data), mtime
+                tar.addfile(info, io.BytesIO(data))
+    target.write_bytes(buffer.getvalue())
+    write_sidecar(target, {"repacked": True})
+
+
+def test_re_packed_training_shards_are_found_by_their_samples(shards, tmp_path):
+    """Issue 27: the same members re-packed (new mtime, new sidecar) passed the overlap check, which compared
+    whole-file sha256 only; samples are compared by key and payload."""
+    (tmp_path / "eval").mkdir()
+    for k in range(2):
+        repack(shards / "train" / f"train-{k:06d}.tar", tmp_path / "eval" / f"eval-{k:06d}.tar", mtime=1_700_000_000 + k)
+    assert (tmp_path / "eval" / "eval-000000.tar").read_bytes() != (shards / "train" / "train-000000.tar").read_bytes()
+    train = f"data.train_glob={shards}/train/train-{{000000..000005}}.tar"
+    with pytest.raises(DataError, match=r"sample train-000000000 is in both the training stream and the eval set"):
+        check_sources(cfg_with(shards, train, f"data.eval_glob={tmp_path}/eval/eval-*.tar"), world_size=1)
+    # Shards of other content under the same keys (another seed's folder) share no sample.
+    other = tmp_path / "seed1"
+    generate_dataset(other, splits={"train": 4}, overrides=("shard_size=2", "rt60_range=[0.1,0.2]", "seed=1"))
+    check_sources(cfg_with(shards, train, f"data.eval_glob={other}/train/train-*.tar"), world_size=1)

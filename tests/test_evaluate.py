@@ -7,12 +7,14 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from simulate import generate_dataset
 from ssl_model import SSLModel
 from ssl_model.metrics import localization_metrics
 from training.eval import plots
-from training.checkpoint import CONFIG, WEIGHTS, export_weights
+from training.checkpoint import CONFIG, WEIGHTS, export_weights, run_config
 from training.config import dump_config, load_train_config
 from training.eval.report import write_plots
 from training.eval.target_scores import reshape_metrics, unique_scenes
@@ -181,3 +183,38 @@ def test_every_factor_bin_counts_its_sources():
     centers, means, _, counts = plots._binned_means(x, np.arange(7.0), np.linspace(0.1, 0.7, 4))
     assert counts.tolist() == [3, 0, 4] and counts.sum() == x.size
     assert means[0] == pytest.approx(1.0) and np.isnan(means[1]) and means[2] == pytest.approx(4.5)
+
+
+def spoiled_run(run: Path, shards: Path, spoil) -> Path:
+    """An untrained tiny run whose model is changed by `spoil(model)` before its weights are written (as a
+    diverged or damaged run's would be), bypassing the exporter's own check."""
+    untrained_run(run, shards, [], seed=0)
+    with safe_open(str(run / WEIGHTS), framework="pt") as handle:
+        metadata, model = handle.metadata(), SSLModel(run_config(run).model)
+    model.load_state_dict(load_file(str(run / WEIGHTS)))
+    with torch.no_grad():
+        spoil(model)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(run / WEIGHTS), metadata=metadata)
+    return run
+
+
+def test_a_model_with_nan_weights_is_refused_in_one_line(tiny_run, tmp_path, capsys):
+    _, shards = tiny_run
+    run = spoiled_run(tmp_path / "nan", shards, lambda model: model.head.weight.view(-1)[7:9].fill_(float("nan")))
+    assert main(["--run", str(run), "--num-samples", "8", "-q"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("error: ") and err.count("\n") == 1, err
+    assert "head.weight" in err and "not finite" in err and "2 NaN" in err
+    assert not (run / "eval").exists()
+
+
+def test_a_model_whose_outputs_overflow_fails_instead_of_scoring_them(tiny_run, tmp_path, capsys):
+    _, shards = tiny_run
+    # Finite weights (they load) whose sums overflow float32: every output is NaN. Before this check, evaluate
+    # reported the decoded NaNs as errors of about 4.6e19 degrees and exited 0.
+    run = spoiled_run(tmp_path / "overflow", shards, lambda model: model.patch_embed[1].weight.fill_(1e38))
+    assert main(["--run", str(run), "--num-samples", "8", "-q"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("error: ") and err.count("\n") == 1, err
+    assert "outputs" in err and ("NaN" in err or "not finite" in err)
+    assert not (run / "eval" / "metrics.json").exists()

@@ -151,6 +151,8 @@ def test_cli_writes_and_verifies(tmp_path):
     (["sound_speed=.inf"], "sound_speed"),
     (["early_window_ms=[-6,.nan]"], "early_window_ms"),
     (["shard_size=100000"], "GiB to render"),
+    # Issue 27: an absurd RT60 is named as itself, not as the memory estimate it also breaks.
+    (["rt60_range=[0.1,1000000000]"], "rt60_range: max must be <= 5 s"),
 ])
 def test_cli_bad_input_fails_in_one_line_before_any_work(tmp_path, args, key):
     run = cli("--out", str(tmp_path / "out"), "--no-progress", *args)
@@ -250,3 +252,54 @@ def test_a_rerun_never_launders_a_damaged_shard_whose_sidecar_was_rewritten(data
         (copy / "train" / "manifest.json").unlink()
     generate_dataset(copy, splits=SPLITS, overrides=SMALL)
     assert files(copy) == clean
+
+
+def capped_memory():
+    import resource
+    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+
+def test_a_split_too_large_to_plan_is_refused_before_any_allocation(tmp_path):
+    """Issue 27: `--splits train=1000000000000` printed nothing while plan_split's job list grew without bound.
+    Under a 2 GiB address-space cap, a plan that allocated per shard would die of MemoryError (exit 1)."""
+    from configs import ConfigError
+    from hang_guard import HANG_S
+    from simulate.options import resolve_config
+    with pytest.raises(ConfigError, match="splits.train: 1,000,000,000,000 scenes"):
+        resolve_config(None, {"train": 10**12}, ())
+    with pytest.raises(ConfigError, match="splits.train: .* 1,000,001 shards"):
+        resolve_config(None, {"train": 10**6 + 1}, ("shard_size=1",))
+    resolve_config(None, {"train": 10**6}, ())  # a large but plannable split is fine
+    run = subprocess.run([sys.executable, "-m", "simulate", "--out", str(tmp_path / "out"), "--no-progress",
+                          "--splits", "train=1000000000000"], capture_output=True, text=True, timeout=HANG_S,
+                         preexec_fn=capped_memory, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode == 2 and len(lines) == 1 and "splits.train" in lines[0] and "at most" in lines[0], run.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_existing_split_is_never_shrunk(dataset, tmp_path):
+    """Issue 27: `--splits train=4` on a folder of 12 train scenes exited 0 "(complete)" with a shrunk manifest
+    and unlisted shards, and verify then failed. Now it is refused before anything is written, whichever record
+    remains (dataset.json, the manifest, the shards themselves); growing a split still works."""
+    from configs import ConfigError
+    import shutil
+    out, _ = dataset
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    before = files(copy)
+    for splits in ({"train": 2, "eval": 4}, {"train": 5}):
+        with pytest.raises(ConfigError, match=r"splits.train=\d: .*6 scenes; a split cannot shrink"):
+            generate_dataset(copy, splits=splits, overrides=SMALL)
+    (copy / "dataset.json").unlink()
+    (copy / "train" / "manifest.json").unlink()  # as a killed run leaves it: shards and sidecars only
+    with pytest.raises(ConfigError, match=r"train-000002\.(json|tar) is on disk; a split cannot shrink"):
+        generate_dataset(copy, splits={"train": 4}, overrides=SMALL)
+    run = cli("--out", str(copy), "--no-progress", "--splits", "train=4", *SMALL)
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode == 2 and len(lines) == 1 and "cannot shrink" in lines[0], run.stderr
+    assert files(copy) == {k: v for k, v in before.items() if k not in ("dataset.json", "train/manifest.json")}
+    generate_dataset(copy, splits=SPLITS, overrides=SMALL)
+    assert files(copy) == before and verify(copy)[0] == []
+    generate_dataset(copy, splits={"train": 8}, overrides=SMALL)  # growing is fine
+    assert verify(copy)[0] == [] and json.loads((copy / "train" / "manifest.json").read_text())["count"] == 8

@@ -1,19 +1,30 @@
 """Training refuses what cannot work before any work (issue 20): config values that are not finite or too big,
-a data path that cannot fit in memory, streams whose samples mostly fail, and shards of another setup."""
+a data path that cannot fit in memory, streams whose samples mostly fail, and shards of another setup. And it never
+ends a run as if it had trained (issue 27): a run whose every step was skipped, or whose weights stopped being
+finite, fails in one line and writes no model."""
 import io
+import math
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from configs import ConfigError
-from run_helpers import TINY, small_shards
+from hang_guard import HANG_S
+from run_helpers import ROOT, TINY, TRAIN, small_shards, subprocess_env
 from shards.files import iter_samples, tar_bytes
 from simulate import generate_dataset
+from ssl_model import SSLModel
+from training import train
 from training.data.batches import TrainData
+from training.resume import check_resume_changes
 from training.budget import check_memory, data_path_bytes
+from training.checkpoint import export_weights
 from training.config import load_train_config
 from training.data.eval_set import fixed_eval_set
 from training.data.markers import BAD_SAMPLE, BAD_SHARD, KEY, SAMPLES, SHARD_OK, failure, is_marker
@@ -166,3 +177,87 @@ def test_one_error_policy_marks_failures_in_streams_and_raises_them_in_the_eval_
         list(expand_samples(decode, raise_failures("eval"))(good))
     with pytest.raises(DataError, match="eval shard v.tar: unreadable tar"):
         list(expand_samples(decode, raise_failures("eval"))(broken))
+
+
+def train_run(shards: Path, run: Path, *extra: str) -> subprocess.CompletedProcess:
+    """training/train.py on tiny.yaml with a small data path, as a subprocess."""
+    small = [*FEW, "eval.num_samples=4", "eval.batch_size=4", "run.progress=false"]
+    return subprocess.run([sys.executable, TRAIN, "--config", TINY, "--shards", str(shards), "--run-dir", str(run),
+                           *small, *extra], env=subprocess_env(), capture_output=True, text=True, timeout=HANG_S)
+
+
+def overflowing_weights(path: Path) -> Path:
+    """tiny.yaml weights that are finite (they load) but overflow float32 in the forward pass: every loss is NaN."""
+    cfg = load_train_config(TINY)
+    model = SSLModel(cfg.model)
+    with torch.no_grad():
+        model.patch_embed[1].weight.fill_(1e38)
+    return export_weights(model, cfg, path)
+
+
+@pytest.mark.slow
+def test_a_run_whose_every_step_is_skipped_fails_and_writes_no_model(shards, tmp_path):
+    run = tmp_path / "run"
+    start = overflowing_weights(tmp_path / "overflow.safetensors")
+    proc = train_run(shards, run, "-q", "--steps", "3", f"run.init_from={start}")
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    # -q: the error is all stderr holds (no notes, warnings or progress bar), on one line
+    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr[-3000:]
+    assert "every one of the 3 steps had NaN/Inf" in proc.stderr and proc.stdout == ""
+    assert not (run / "model.safetensors").exists() and not (run / "states").exists()
+
+
+@pytest.mark.slow
+def test_weights_that_turn_non_finite_stop_the_run_and_keep_the_last_good_ones(shards, tmp_path):
+    run = tmp_path / "run"
+    first = train_run(shards, run, "--steps", "2", "run.save_every=2")
+    assert first.returncode == 0, first.stderr[-3000:]
+    good = (run / "model.safetensors").read_bytes()
+    state = run / "states" / "step-00000002"
+    tensors = load_file(str(state / "model.safetensors"))
+    tensors["head.bias"][0] = math.nan  # the state's weights go bad (as a diverging optimizer step would make them)
+    save_file(tensors, str(state / "model.safetensors"), metadata={"format": "pt"})
+    resumed = train_run(shards, run, "--steps", "4", "--resume")
+    assert resumed.returncode == 2, resumed.stderr[-3000:]
+    last = resumed.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: step 4: the weights are not finite (head.bias: 1 NaN"), resumed.stderr[-3000:]
+    assert (run / "model.safetensors").read_bytes() == good  # nothing already written is lost
+    assert sorted(p.name for p in (run / "states").iterdir()) == ["step-00000002"]
+
+
+def test_the_guards_name_what_went_wrong():
+    cfg = load_train_config(TINY, ["run.steps=3"])
+    train.check_skip_budget(train.Progress(step=2, skipped=2), cfg)  # not over yet
+    train.check_skip_budget(train.Progress(step=3, skipped=2), cfg)  # one step trained: the share rule decides
+    with pytest.raises(train.TrainingError, match="every one of the 3 steps"):
+        train.check_skip_budget(train.Progress(step=3, skipped=3), cfg)
+    model = SSLModel(cfg.model)
+    train.check_weights(model, 3)
+    with torch.no_grad():
+        model.inter_conv[1].running_var[2] = math.inf  # a buffer counts too: eval-mode outputs read it
+    with pytest.raises(train.TrainingError, match=r"^step 3: .*inter_conv.1.running_var: 0 NaN and 1 Inf of 8"):
+        train.check_weights(model, 3)
+
+
+def test_init_partial_may_change_on_resume_as_init_from_may():
+    saved = load_train_config(TINY)
+    asked = load_train_config(TINY, ["run.init_partial=[cls_tokens]", "run.init_from=runs/x"])
+    changes = check_resume_changes(saved, asked, Path("config.yaml"))
+    assert changes == {"run.init_from": ("", "runs/x"), "run.init_partial": ([], ["cls_tokens"])}
+    with pytest.raises(ConfigError, match="model.dim"):
+        check_resume_changes(saved, load_train_config(TINY, ["run.init_partial=[cls_tokens]", "model.dim=32"]),
+                             Path("config.yaml"))
+
+
+def test_train_takes_q_and_v_and_its_usage_names_the_command_run(monkeypatch, capsys):
+    assert train.parse_args(["-q", "--steps", "3"]).quiet and train.parse_args(["-vv"]).verbose == 2
+    with pytest.raises(SystemExit):
+        train.parse_args(["-q", "-v"])
+    capsys.readouterr()
+    proc = subprocess.run([sys.executable, "-m", "training.train", "--help"], env=subprocess_env(), cwd=ROOT,
+                          capture_output=True, text=True, timeout=HANG_S)
+    assert proc.returncode == 0 and proc.stdout.startswith("usage: python -m training.train "), proc.stdout[:200]
+    monkeypatch.setattr(sys, "argv", [str(ROOT / ".venv" / "bin" / "ssl-train")])
+    with pytest.raises(SystemExit):
+        train.parse_args(["--help"])
+    assert capsys.readouterr().out.startswith("usage: ssl-train ")

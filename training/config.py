@@ -5,26 +5,17 @@ the seed-size model. `configs/tiny.yaml` shrinks everything for a CPU demo.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from configs import ConfigError, dump_config, load_config, need
 from shards.array import ArraySetup
-from ssl_model.config import ModelConfig
+from ssl_model.config import CLIP_SECONDS, ModelConfig, Normalize, need_finite
+from ssl_model.targets import Target
 
 MAX_BATCH = 1 << 16  # mixtures per rank per micro-step (the seed uses 64)
 MAX_SAMPLES = 1 << 20  # samples of one RIR, a reservoir's slots: 65 s at 16 kHz, a million slots
-
-
-def need_finite(section, prefix: str) -> None:
-    """Every float field (or tuple of floats) of a config section is finite: NaN and inf never work."""
-    for f in fields(section):
-        value = getattr(section, f.name)
-        values = value if isinstance(value, tuple) else (value,)
-        need(all(math.isfinite(v) for v in values if isinstance(v, float)), f"{prefix}.{f.name}",
-             f"must be finite, got {value}")
 
 
 @dataclass
@@ -46,7 +37,7 @@ class DataConfig:
     min_shards_for_share: int = 5  # ... once at least this many shards were opened
 
     def validate(self) -> None:
-        need_finite(self, "data")
+        need_finite(self, "data.")
         need(0 <= self.num_workers <= 256, "data.num_workers", f"must be in [0, 256], got {self.num_workers}")
         need(1 <= self.shuffle_buffer <= MAX_SAMPLES, "data.shuffle_buffer",
              f"must be in [1, {MAX_SAMPLES}], got {self.shuffle_buffer}")
@@ -73,7 +64,9 @@ class SpeechConfig:
     f0_range: tuple[float, float] = (80.0, 300.0)  # synthetic generator pitch range, Hz
 
     def validate(self) -> None:
-        need(0.1 <= self.clip_seconds <= 60, "speech.clip_seconds", f"must be in [0.1, 60], got {self.clip_seconds}")
+        need_finite(self, "speech.")
+        lo, hi = CLIP_SECONDS
+        need(lo <= self.clip_seconds <= hi, "speech.clip_seconds", f"must be in [{lo:g}, {hi:g}], got {self.clip_seconds}")
         need(self.reservoir >= 2, "speech.reservoir", f"must be >= 2, got {self.reservoir}")
         need(0 <= self.refresh <= self.reservoir, "speech.refresh",
               f"must be in [0, speech.reservoir={self.reservoir}], got {self.refresh}")
@@ -106,9 +99,10 @@ class MixConfig:
     bandlimit_hz: tuple[float, float] = (3400.0, 4000.0)
     min_active_s: float = 0.3  # a talker counts in a clip when its speech is active at least this long
     activity_db: float = -30.0  # a frame of a talker is active when its power is within this of its loudest frame
-    normalize: Literal["peak", "rms", "none"] = "peak"
+    normalize: Normalize = "peak"
 
     def validate(self) -> None:
+        need_finite(self, "mix.")
         need(self.gain_db[0] <= self.gain_db[1], "mix.gain_db", f"must satisfy lo <= hi, got {list(self.gain_db)}")
         need(0.0 <= self.noise_prob <= 1.0, "mix.noise_prob", f"must be in [0, 1], got {self.noise_prob}")
         need(0.0 <= self.mic_gain_db <= 20.0, "mix.mic_gain_db", f"must be in [0, 20] dB, got {self.mic_gain_db}")
@@ -151,7 +145,7 @@ class OptimConfig:
     label_sigma_deg: float = 0.0  # > 0: soft targets, a Gaussian of this width around each angle over the classes
 
     def validate(self) -> None:
-        need_finite(self, "optim")
+        need_finite(self, "optim.")
         need(0 < self.lr <= 1, "optim.lr", f"must be in (0, 1], got {self.lr}")
         need(0 <= self.min_lr_ratio <= 1, "optim.min_lr_ratio", f"must be in [0, 1], got {self.min_lr_ratio}")
         need(self.warmup_steps >= 0, "optim.warmup_steps", f"must be >= 0, got {self.warmup_steps}")
@@ -195,9 +189,12 @@ class RunConfig:
     max_skip_share: float = 0.1  # stop when more than this share of steps had NaN/Inf (after 20 steps)
     progress: bool = True  # tqdm bar on the main process
     init_from: str = ""  # a new run's first weights: a safetensors file or a folder holding one (training.warm_start)
+    # Tensors of init_from that may be copied in part when their shape differs (names or dotted prefixes, e.g.
+    # [cls_tokens, pos_embedding] for more slots); any other shape difference is refused.
+    init_partial: tuple[str, ...] = ()
 
     def validate(self) -> None:
-        need_finite(self, "run")
+        need_finite(self, "run.")
         need(1 <= self.steps <= 10**9, "run.steps", f"must be in [1, 1e9], got {self.steps}")
         need(1 <= self.batch_size <= MAX_BATCH, "run.batch_size", f"must be in [1, {MAX_BATCH}], got {self.batch_size}")
         need(self.seed >= 0, "run.seed", f"must be >= 0, got {self.seed}")
@@ -205,11 +202,13 @@ class RunConfig:
         need(self.save_every >= 1, "run.save_every", f"must be >= 1, got {self.save_every}")
         need(self.keep_states >= 1, "run.keep_states", f"must be >= 1, got {self.keep_states}")
         need(0 <= self.max_skip_share <= 1, "run.max_skip_share", f"must be in [0, 1], got {self.max_skip_share}")
+        need(all(entry.strip(".") for entry in self.init_partial), "run.init_partial",
+             f"must be tensor names or dotted prefixes, got {list(self.init_partial)}")
 
 
 @dataclass
 class TrainConfig:
-    target: Literal["azimuth", "lateral"] = "azimuth"  # seed: azimuth; lateral is the identifiable one
+    target: Target = "azimuth"  # seed: azimuth; lateral is the identifiable one
     sr: int = 16000
     data: DataConfig = field(default_factory=DataConfig)
     speech: SpeechConfig = field(default_factory=SpeechConfig)
@@ -232,6 +231,7 @@ class TrainConfig:
     def validate(self) -> None:
         need(self.sr >= 1000, "sr", f"must be >= 1000 Hz, got {self.sr}")
         need(self.model.sr == self.sr, "model.sr", f"must equal sr ({self.sr} Hz), got {self.model.sr}")
+        self.model.check_clip(self.clip_samples, "speech.clip_seconds")  # the bounds a stored model's window meets
 
 
 def load_train_config(path: str | Path | None = None, overrides=()) -> TrainConfig:

@@ -16,7 +16,7 @@ from configs import ConfigError, config_to_dict
 from training.launch import flatten
 from training.config import TrainConfig
 
-# key -> what changing it on resume does (README, "Training and resume").
+# key -> what changing it on resume does (docs/training.md, resume).
 RESUMABLE = {
     "run.steps": "the run ends at the new count; the cosine schedule follows the new length",
     "run.log_every": "logging only",
@@ -27,6 +27,7 @@ RESUMABLE = {
     "run.max_skip_share": "the non-finite step budget",
     "run.compile": "torch.compile (same maths)",
     "run.init_from": "nothing: only a new run reads it (a resumed run has its own weights)",
+    "run.init_partial": "nothing: only a new run reads it, with run.init_from",
     "eval.every": "when the fixed eval set is scored",
     "data.num_workers": "the order of the scenes after the restored step",
     "data.max_fail_share": "the damaged-data budget",

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -37,6 +38,8 @@ from tqdm.auto import tqdm
 from configs import ConfigError
 from shards.faults import fault_point
 from ssl_model import SSLModel
+from ssl_model.cli_log import add_verbosity, setup_logging
+from ssl_model.export import command_name, describe_non_finite, non_finite
 from ssl_model.oracle import chance_binned_mae
 from ssl_model.targets import angles_to_classes
 from training.budget import check_run_config
@@ -53,11 +56,14 @@ from training.objective import batch_loss as objective_loss
 from training.resume import check_resume_changes
 from training.runlog import RunLog
 from training.schedule import learning_rate
-from training.warm_start import warm_start
+from training.warm_start import summary, warm_start
+
+log = logging.getLogger("training.train")
 
 
 class TrainingError(RuntimeError):
-    """The run cannot go on (too many non-finite steps); the message says why and which key controls it."""
+    """The run cannot go on (too many non-finite steps, weights no longer finite); the message says why and which
+    key controls it."""
 
 
 @dataclass
@@ -87,7 +93,7 @@ class Progress:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog=command_name("training.train"), description=__doc__.split("\n\n")[0],
                                 epilog="Overrides: key.sub=value, e.g. run.batch_size=32 optim.lr=1e-3 target=lateral")
     p.add_argument("--config", help="YAML config (default: the seed protocol; with --resume: the run's config.yaml)")
     p.add_argument("--shards", help="shard root holding train/ and eval/ (= data.shards)")
@@ -95,6 +101,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, help="optimizer steps (= run.steps)")
     p.add_argument("--resume", action="store_true", help="continue from the newest complete state in the run folder")
     p.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
+    add_verbosity(p)
     return p.parse_intermixed_args(argv)  # overrides may come before or after the flags
 
 
@@ -138,7 +145,7 @@ def make_accelerator(cfg: TrainConfig) -> tuple[Accelerator, dict]:
     precision, chosen_by = resolve_mixed_precision(cfg, os.environ, torch.cuda.is_available())
     warning = precision_warning(cfg, precision, chosen_by)
     if warning:
-        print(warning, file=sys.stderr)
+        log.warning("%s", warning.removeprefix("warning: "))
     run_dir = Path(cfg.run.dir)
     accelerator = Accelerator(mixed_precision=precision, log_with=log_with or None,
                               project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "tb")))
@@ -151,9 +158,9 @@ def build_model(cfg: TrainConfig, accelerator: Accelerator, resuming: bool = Fal
     set_seed(cfg.run.seed)
     model = SSLModel(cfg.model)
     if cfg.run.init_from and not resuming:
-        report = warm_start(model, cfg.run.init_from)
-        print(f"run.init_from: {len(report['copied'])} tensors copied, {len(report['partial'])} in part "
-              f"({', '.join(report['partial']) or 'none'}), {len(report['fresh'])} fresh", file=sys.stderr)
+        report = warm_start(model, cfg.run.init_from, cfg.run.init_partial)
+        log.info("%s", summary(report))
+        log.debug("run.init_from: copied %s", ", ".join(report["copied"]))
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     optimizer = torch.optim.AdamW(
@@ -235,9 +242,25 @@ def train_step(model, optimizer, accelerator, data: TrainData, cfg: TrainConfig,
 
 
 def check_skip_budget(progress: Progress, cfg: TrainConfig) -> None:
+    """TrainingError when too many steps were skipped (after 20 steps), or, at the end of a shorter run, all of
+    them: a run that never updated its weights must not end as if it had trained."""
     if progress.step >= 20 and progress.skipped / progress.step > cfg.run.max_skip_share:
         raise TrainingError(f"{progress.skipped} of {progress.step} steps had NaN/Inf in the batch or the loss "
                             f"(> run.max_skip_share={cfg.run.max_skip_share}); weights were not updated on those steps")
+    if progress.step == cfg.run.steps and progress.skipped >= progress.step:
+        raise TrainingError(f"every one of the {progress.step} steps had NaN/Inf in the batch or the loss, so the "
+                            f"weights were never updated and no model is written (look at run.init_from's weights, "
+                            f"optim.lr and the data)")
+
+
+def check_weights(model: torch.nn.Module, step: int) -> None:
+    """TrainingError when a weight or buffer holds NaN/Inf, before anything is scored or saved from it: the run
+    folder keeps its last good state and weights."""
+    state = model.state_dict()
+    bad = non_finite(state)
+    if bad is not None:
+        raise TrainingError(f"step {step}: the weights are not finite ({bad}: {describe_non_finite(state[bad])}); "
+                            f"nothing was saved from this step, the run folder keeps its last good state")
 
 
 def log_train(run: RunLog, accelerator, data: TrainData, progress: Progress, cfg: TrainConfig, lr: float,
@@ -327,7 +350,7 @@ def train(args: argparse.Namespace) -> int:
                               world_size=accelerator.num_processes, sources=eval_sources)
     progress = restore(accelerator, data, resume) if resume else Progress()
     for key, (old, new) in (resume.changes.items() if resume else ()):
-        print(f"warning: --resume: {key} changed from {old!r} to {new!r} (recorded in metrics.jsonl)", file=sys.stderr)
+        log.warning("--resume: %s changed from %r to %r (recorded in metrics.jsonl)", key, old, new)
     run.open(cfg, progress.step if resume else None)
     run.log(start_record(accelerator, model, optimizer, cfg, launch, progress, resume))
     if resume is None:
@@ -335,7 +358,7 @@ def train(args: argparse.Namespace) -> int:
     chance = chance_binned_mae(angles_to_classes(eval_set.angles)).mean().item()
 
     bar = tqdm(total=cfg.run.steps, initial=progress.step, unit="step",
-               disable=not (accelerator.is_main_process and cfg.run.progress))
+               disable=not (accelerator.is_main_process and cfg.run.progress) or args.quiet)
     model.train()
     while progress.step < cfg.run.steps:
         lr = learning_rate(progress.step, cfg.optim, cfg.run.steps)
@@ -349,12 +372,16 @@ def train(args: argparse.Namespace) -> int:
         fault_point(f"step:{progress.step}")
         check_skip_budget(progress, cfg)
         last = progress.step == cfg.run.steps
+        evaluating = bool(cfg.eval.every and progress.step % cfg.eval.every == 0) or last
+        saving = progress.step % cfg.run.save_every == 0 or last
+        if evaluating or saving:
+            check_weights(accelerator.unwrap_model(model), progress.step)
         if progress.step % cfg.run.log_every == 0 or last:
             record = log_train(run, accelerator, data, progress, cfg, lr, grad_norm)
             bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{lr:.2e}")
-        if (cfg.eval.every and progress.step % cfg.eval.every == 0) or last:
+        if evaluating:
             log_eval(run, model, accelerator, eval_set, chance, cfg, progress.step)
-        if progress.step % cfg.run.save_every == 0 or last:
+        if saving:
             save(accelerator, model, data, cfg, progress)
     bar.close()
     finish(run, accelerator, model, data, cfg, progress)
@@ -364,15 +391,17 @@ def train(args: argparse.Namespace) -> int:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
+    setup_logging(args, default=logging.INFO)  # notes (the warm start's report) show unless -q
+    if args.quiet:
+        warnings.simplefilter("ignore")  # -q: errors only
     relaunch = all_gpus_command(argv, os.environ, torch.cuda.device_count())
     if relaunch is not None:
-        print(f"accelerate launch started one process; starting one per GPU: {' '.join(relaunch[1:5])} ...",
-              file=sys.stderr, flush=True)
+        log.info("accelerate launch started one process; starting one per GPU: %s ...", " ".join(relaunch[1:5]))
         return subprocess.call(relaunch)
     try:
         return train(args)
     except (ConfigError, DataError, TrainingError, CheckpointError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        log.error("%s", err)
         return 2
 
 

@@ -11,7 +11,9 @@ split's manifest.json; a URL glob is expanded from its braces (URLs cannot be gl
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
+import tarfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,6 +154,51 @@ def shard_identities(url: str) -> set[str]:
     return {url} | ({f"sha256:{digest}"} if digest else set())
 
 
+def sample_members(path: str) -> dict[str, list[tarfile.TarInfo]]:
+    """A local shard -> {sample key: its members}, from the tar headers alone (payloads are skipped, not read);
+    {} for an unreadable file (the streams name damaged shards when they meet them)."""
+    samples: dict[str, list[tarfile.TarInfo]] = {}
+    try:
+        with tarfile.open(path, mode="r:") as tar:
+            for member in tar:
+                samples.setdefault(member.name.partition(".")[0], []).append(member)
+    except (tarfile.TarError, OSError, EOFError):
+        return {}
+    return samples
+
+
+def sample_digest(path: str, members: list[tarfile.TarInfo]) -> str | None:
+    """A sample's members in a local shard -> sha256 of their names and payloads; None when unreadable."""
+    digest = hashlib.sha256()
+    try:
+        with tarfile.open(path, mode="r:") as tar:
+            for member in sorted(members, key=lambda m: m.name):
+                handle = tar.extractfile(member)
+                digest.update(f"{member.name}\0{member.size}\0".encode())
+                digest.update(handle.read() if handle is not None else b"")
+    except (tarfile.TarError, OSError, EOFError):
+        return None
+    return digest.hexdigest()
+
+
+def check_samples_disjoint(train: list[str], evaluation: list[str]) -> None:
+    """No eval sample is a training sample: the same key with the same member payloads, whatever the tar around it
+    (a re-packed shard has new mtimes, a new sha256 and a new sidecar). Local shards only: keys come from the tar
+    headers, and only samples whose key is in both are read and hashed. A URL is compared as a whole shard."""
+    train_keys = {key: (path, members) for path in train if not is_url(path)
+                  for key, members in sample_members(path).items()}
+    for path in (p for p in evaluation if not is_url(p)):
+        for key, members in sample_members(path).items():
+            if key not in train_keys:
+                continue
+            train_path, train_members = train_keys[key]
+            digest = sample_digest(path, members)
+            if digest is not None and digest == sample_digest(train_path, train_members):
+                raise DataError(f"sample {key} is in both the training stream and the eval set: {path} holds it as "
+                                f"{train_path} does (same key and payloads: a copied or re-packed shard); check "
+                                f"data.train_glob / data.eval_glob / data.*_split")
+
+
 def check_disjoint(cfg: TrainConfig, train: list[str], evaluation: list[str]) -> None:
     """The fixed eval set must share nothing with the training stream: not a split, a shard or a speech path."""
     d, s = cfg.data, cfg.speech
@@ -167,6 +214,7 @@ def check_disjoint(cfg: TrainConfig, train: list[str], evaluation: list[str]) ->
         raise DataError(f"{len({e for e, _ in shared})} shard(s) are in both the training stream and the eval set, "
                         f"e.g. {shared[0][0]} is {shared[0][1]} (same file or same content); check data.train_glob / data.eval_glob / "
                         f"data.*_split")
+    check_samples_disjoint(train, evaluation)
     if s.source != "synthetic" and s.train_path and same_location(s.train_path, s.eval_path):
         raise DataError(f"speech.train_path and speech.eval_path are both {s.train_path}: eval voices would be "
                         f"training voices; give speech.eval_path held-out speech")

@@ -31,6 +31,7 @@ from configs import ConfigError
 from shards.array import ArraySetup
 from ssl_model.baselines import gcc_phat
 from ssl_model.cli_log import add_verbosity, setup_logging
+from ssl_model.export import command_name
 from ssl_model.localizer import LocalizeError, Localizer, torch_device
 from ssl_model.targets import TARGETS
 from training.checkpoint import run_config
@@ -139,7 +140,7 @@ def scored_on(predictions: dict[str, torch.Tensor], target: str, model_target: s
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m training.eval.evaluate", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog=command_name("training.eval.evaluate"), description=__doc__.split("\n\n")[0])
     p.add_argument("--run", required=True, help="run folder (config.yaml, model.safetensors, metrics.jsonl)")
     p.add_argument("--shards", help="shard root holding the eval split (default: the run's data.shards)")
     p.add_argument("--speech", help="eval speech: 'synthetic', a speech shard folder or an audio folder "
