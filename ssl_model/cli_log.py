@@ -1,7 +1,8 @@
 """Diagnostics of the command-line tools go through `logging` to stderr; stdout carries only their data.
 
 `-q` keeps errors only, `-v` adds progress notes, `-vv` debug. Warnings and errors print as one line,
-`warning: ...` / `error: ...`, the form the tools' one-line errors have always had.
+`warning: ...` / `error: ...`, the form the tools' one-line errors have always had. Progress bars, where a tool
+draws them, go to stderr too (progress_wanted).
 """
 from __future__ import annotations
 
@@ -24,6 +25,11 @@ def add_verbosity(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("-q", "--quiet", action="store_true", help="errors only (no warnings, notes or progress bars)")
     group.add_argument("-v", "--verbose", action="count", default=0, help="more notes on stderr (-vv: debug)")
+
+
+def progress_wanted(args: argparse.Namespace) -> bool:
+    """Whether to draw progress bars: only on stderr, only when it is a terminal, never with -q."""
+    return not args.quiet and sys.stderr.isatty()
 
 
 def setup_logging(args: argparse.Namespace, default: int = logging.WARNING) -> int:

@@ -1,7 +1,7 @@
 """Localize the talkers of stereo recordings with a trained model: the command line of ssl_model.Localizer.
 
-    python -m ssl_model.localize FILE [FILE ...] [--run DIR | --model NAME|FILE] [--mic-spacing 0.10]
-                                 [--stream] [--plot out.png] [--device cpu] [-q | -v]
+    ssl-localize FILE [FILE ...] [--run DIR | --model NAME|FILE] [--mic-spacing 0.10]
+                 [--stream] [--plot out.png] [--device cpu] [-q | -v]       (or: python -m ssl_model.localize ...)
 
 Without --run or --model it uses the shipped real-recordings localizer (ssl_model/pretrained/real: 0-3 talkers,
 noise, 6-16 cm); `--model two-talker` is the seed's clean two-talker model. The model is
@@ -9,17 +9,22 @@ loaded once; each file (wav, flac or ogg, stereo: channel 0 = mic 0, channel 1 =
 is read in chunks, resampled to the model's rate, cut into windows of the training clip length (half-overlapping,
 the last one aligned to the end), and each window's talkers are combined into the recording's
 (ssl_model/localizer.py does all of that). One JSON object per file, one per line, on stdout: `count`,
-`angles_deg` (one per talker, ascending), `probabilities`, per-window results and the 0.2 s track (`frames`);
-with --stream, a line per window (`"kind": "window"`) as soon as it is computed, before the file's line.
-A bad file ends in a one-line `error: ...` on stderr (the other files still run) and exit code 2, never a
-traceback. Weights are read from safetensors: no code is executed on load.
+`angles_deg` (one per talker, ascending), `probabilities`, per-window results and the 0.2 s track (`frames`, for
+a model with a frame head); with --stream, a line per window (`"kind": "window"`) as soon as it is computed,
+before the file's line (`"kind": "file"`). A bad file ends in a one-line `error: ...` on stderr (the other files
+still run) and exit code 2, never a traceback. When the reader of stdout goes away (`| head`), it stops quietly
+with exit code 141 (128 + SIGPIPE, what a shell reports for a tool killed by a closed pipe): its output was cut,
+so a pipeline under `set -o pipefail` sees it. Progress bars (many files, long files) go to stderr when it is a
+terminal, never with -q. Weights are read from safetensors: no code is executed on load.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +33,19 @@ import numpy as np
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+from tqdm import tqdm  # noqa: E402
+from tqdm.contrib.logging import logging_redirect_tqdm  # noqa: E402
 
-from ssl_model.cli_log import add_verbosity, setup_logging
-from ssl_model.export import PRETRAINED_NAMES, CheckpointError, model_weights
-from ssl_model.localizer import LocalizationResult, LocalizeError, Localizer, open_stereo, run_weights, torch_device
+from ssl_model.cli_log import add_verbosity, progress_wanted, setup_logging  # noqa: E402
+from ssl_model.export import PRETRAINED_NAMES, CheckpointError, model_weights  # noqa: E402
+from ssl_model.localizer import (WINDOWS_PER_CALL, LocalizationResult, LocalizeError, Localizer,  # noqa: E402
+                                 WindowResult, run_weights, torch_device)
 
 EXIT_BAD_INPUT = 2
+EXIT_PIPE_CLOSED = 128 + 13  # 128 + SIGPIPE: what a shell reports for a tool whose reader went away
+SCRIPT = "ssl-localize"  # pyproject.toml's console script
+MODULE = "python -m ssl_model.localize"
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".svg", ".pdf", ".eps", ".ps", ".tif", ".tiff", ".webp", ".gif", ".bmp"}
 log = logging.getLogger("ssl_model.localize")
 
 
@@ -94,8 +106,14 @@ def plot_half_circle(result: dict[str, Any], path: str | Path, title: str = "",
     return path
 
 
+def prog_name() -> str:
+    """The command as it was run: `python -m ssl_model.localize` when this file is the program, else the console
+    script, ssl-localize."""
+    return MODULE if Path(sys.argv[0]).name == Path(__file__).name else SCRIPT
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m ssl_model.localize", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=prog_name(), description=__doc__.split("\n\n")[0])
     parser.add_argument("files", nargs="+", metavar="FILE",
                         help="stereo wav, flac or ogg (channel 0 = mic 0, channel 1 = mic 1), >= 1 s")
     which = parser.add_mutually_exclusive_group()
@@ -114,54 +132,122 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def check_plot(plot: str | None, files: list[Path]) -> None:
+    """--plot and the files -> LocalizeError when the plots cannot land where asked: an image name (or an existing
+    file) for several files, which need a folder, or two files whose plots would share a name."""
+    if plot is None or len(files) < 2:
+        return
+    if Path(plot).suffix.lower() in IMAGE_SUFFIXES or Path(plot).is_file():
+        raise LocalizeError(f"--plot {plot}: with {len(files)} files --plot names a folder (one FILE-stem.png each), "
+                            f"not an image file")
+    seen: dict[str, Path] = {}
+    for file in files:
+        if file.stem in seen and seen[file.stem] != file:
+            raise LocalizeError(f"--plot {plot}: {seen[file.stem]} and {file} would both be plotted to "
+                                f"{Path(plot) / (file.stem + '.png')}")
+        seen[file.stem] = file
+
+
 def plot_path(plot: str, file: Path, many: bool) -> Path:
-    return Path(plot) / f"{file.stem}.png" if many else Path(plot)
+    """--plot, a file -> its PNG: FILE-stem.png in the folder (several files, or an existing folder), else the
+    path given (with .png added when it has no suffix, as matplotlib would)."""
+    if many or Path(plot).is_dir():
+        return Path(plot) / f"{file.stem}.png"
+    return Path(plot) if Path(plot).suffix else Path(plot).with_suffix(".png")
 
 
 def file_output(file: Path, result: LocalizationResult, plot: str | None, many: bool) -> dict[str, Any]:
     """(file, its LocalizationResult) -> the file's JSON object; plots it when asked."""
-    out = {"file": str(file), **result.to_dict()}
+    out = {"file": str(file), "kind": "file", **result.to_dict()}
     if plot:
         out["plot"] = str(plot_half_circle(out, plot_path(plot, file, many), title=file.name))
     return out
 
 
-def localize_one(localizer: Localizer, file: Path, spacing: float | None, stream: bool) -> LocalizationResult:
+def emit(line: dict[str, Any]) -> None:
+    """One JSON line on stdout, now; never NaN or Infinity (not JSON): a ValueError instead."""
+    print(json.dumps(line, allow_nan=False), flush=True)
+
+
+def window_bar(localizer: Localizer, file: Path, show: bool) -> tqdm | None:
+    """A progress bar over a long file's windows (more than one model pass), when bars are shown."""
+    if not show:
+        return None
+    total = localizer.window_count(file)
+    if total <= WINDOWS_PER_CALL:
+        return None
+    return tqdm(total=total, desc=file.name, unit="window", leave=False, file=sys.stderr, position=1)
+
+
+def localize_one(localizer: Localizer, file: Path, spacing: float | None, stream: bool,
+                 bars: bool = False) -> LocalizationResult:
     """One file -> its result; with `stream`, each window's JSON line is printed as soon as it is computed."""
-    if not stream:
-        return localizer.localize_file(file, spacing)
-    windows = []
-    for window in localizer.stream(file, spacing):
-        print(json.dumps({"file": str(file), "kind": "window", **window.to_dict()}), flush=True)
-        windows.append(window)
-    frames, sample_rate = open_stereo(file)
-    return localizer.aggregate(windows, frames / sample_rate, sample_rate, spacing)
+    bar = window_bar(localizer, file, bars)
+
+    def on_window(window: WindowResult) -> None:
+        if stream:
+            emit({"file": str(file), "kind": "window", **window.to_dict()})
+        if bar is not None:
+            bar.update()
+    try:
+        return localizer.localize_file(file, spacing, on_window=on_window)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def localize_all(localizer: Localizer, args: argparse.Namespace, bars: bool) -> int:
+    """Every file of the command line, one JSON line each -> how many failed (each named in one error line)."""
+    files = [Path(f) for f in args.files]
+    failed = 0
+    files_bar = tqdm(total=len(files), desc="files", unit="file", file=sys.stderr, position=0,
+                     disable=not bars or len(files) < 2)
+    for file in files:
+        try:
+            out = file_output(file, localize_one(localizer, file, args.mic_spacing, args.stream, bars), args.plot,
+                              many=len(files) > 1)
+            emit(out)
+        except BrokenPipeError:
+            raise  # not this file's fault: main stops quietly
+        except LocalizeError as err:
+            log.error("%s", err)
+            failed += 1
+        except (ValueError, OSError) as err:  # a bad --plot path; a value JSON cannot carry
+            log.error("%s: %s: %s", file, type(err).__name__, str(err).splitlines()[0] if str(err) else "")
+            failed += 1
+        files_bar.update()
+    files_bar.close()
+    return failed
+
+
+def stdout_gone() -> int:
+    """The reader of stdout went away: point stdout at /dev/null (so the interpreter's last flush cannot fail
+    again) and say so in the exit code only."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_PIPE_CLOSED
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args)
     try:
+        check_plot(args.plot, [Path(f) for f in args.files])
         localizer = Localizer.from_file(weights_path(args.run, args.model), torch_device(args.device, "--device"))
         localizer.check_spacing(args.mic_spacing)
     except LocalizeError as err:
         log.error("%s", err)
         return EXIT_BAD_INPUT
     log.info("%r", localizer)
-    failed = 0
-    for file in (Path(f) for f in args.files):
-        try:
-            out = file_output(file, localize_one(localizer, file, args.mic_spacing, args.stream), args.plot,
-                              many=len(args.files) > 1)
-        except LocalizeError as err:
-            log.error("%s", err)
-            failed += 1
-            continue
-        except (ValueError, OSError) as err:  # a bad --plot path
-            log.error("%s: %s: %s", file, type(err).__name__, str(err).splitlines()[0] if str(err) else "")
-            failed += 1
-            continue
-        print(json.dumps(out), flush=True)
+    bars = progress_wanted(args)
+    try:
+        with ExitStack() as stack:
+            if bars:
+                stack.enter_context(logging_redirect_tqdm())  # notes and errors above the bars, not through them
+            failed = localize_all(localizer, args, bars)
+    except BrokenPipeError:
+        return stdout_gone()
     log.info("%d file(s) localized, %d failed", len(args.files) - failed, failed)
     return EXIT_BAD_INPUT if failed else 0
 

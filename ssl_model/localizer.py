@@ -4,6 +4,8 @@
 
     localizer = Localizer.from_pretrained()            # or .from_file("model.safetensors"), .from_run("runs/seed")
     result = localizer(wave, sample_rate)              # wave [2, samples]: mic 0, mic 1 (numpy or torch)
+    result = localizer("rec.wav")                      # a file (str or Path): localize_file
+    results = localizer(batch, sample_rate)            # batch [B, 2, samples]: a list of B results
     result = localizer(wave, sample_rate, mic_spacing=0.09)   # a model trained for a range of spacings
     result.angles_deg, result.count, result.probabilities, result.windows, result.frames, result.to_dict()
     for window in localizer.stream("meeting.flac"): ...     # WindowResults as they are computed, bounded memory
@@ -18,28 +20,41 @@ leading slots with existence > 0.5; a two-talker model always names two). The re
 that counts, the clusters of the windows' talkers heard in enough of the windows (ssl_model/talkers.py); for a
 two-talker model, the two angles of the windows' averaged posteriors. Weights are read from safetensors: no code
 is executed on load. Every refusal is a LocalizeError whose message is one line naming the input.
+
+No silent wrong answer: a recording either mic of which holds no usable signal over its whole length (RMS, its mean
+removed, below SIGNAL_FLOOR_DBFS: zeros, a constant, a few LSB of a 16-bit file) is refused; a window in which
+either mic is below that floor is not given to the model and names no talkers (`silent`); a model whose outputs
+are not finite (broken weights) is an error, never a result; a file that changes on disk while it is read is an
+error (stream_audio.FileState).
 """
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import soundfile
 import torch
 
-from shards.audio import SILENT_DBFS, is_near_silent
 from ssl_model.export import (PRETRAINED, PRETRAINED_NAMES, WEIGHTS, CheckpointError, LocalizerSpec, Posteriors,
                               load_localizer, model_weights)
-from ssl_model.stream_audio import array_chunks, file_chunks, resampled_blocks, resampled_length, sliding_windows
+from ssl_model.stream_audio import (FileChanged, FileState, array_chunks, file_chunks, resampled_blocks,
+                                    resampled_length, sliding_windows, window_starts)
 from ssl_model.talkers import Decoding, TrackGrid, cluster_detections, track_peaks
 from ssl_model.targets import decode, decode_posteriors, decode_slot_posteriors
 
 MIN_SECONDS = 1.0
 WINDOWS_PER_CALL = 16  # windows per forward pass (bounds memory for long recordings)
 READ_SECONDS = 20.0  # audio read from a file at a time
+# The level (RMS re full scale 1.0, each channel's mean removed) under which a mic holds no usable signal: 1e-4 of
+# full scale, 3.3 LSB of a 16-bit file. Speech recordings sit at -50 to -20 dBFS and a quiet room's noise floor
+# near -70 dBFS, so -80 dBFS keeps quiet recordings; under it is dither, quantization noise or a dead input, whose
+# inter-mic phase is not the room's, yet the model (each window is level-normalized) would name talkers in it.
+SIGNAL_FLOOR_DBFS = -80.0
+FLOOR_POWER = 10 ** (SIGNAL_FLOOR_DBFS / 10)
 
 
 class LocalizeError(Exception):
@@ -77,6 +92,8 @@ class WindowResult:
     slot_angles_deg: np.ndarray  # float64 [slots]: every slot's decoded angle, held or not, in that order
     frames: tuple[FrameResult, ...]  # the window's track steps (models with a frame head)
     activity: np.ndarray  # float32 [steps, classes]: the track's activity probabilities (steps = 0 without one)
+    silent: bool = False  # below SIGNAL_FLOOR_DBFS on a mic: not given to the model; no talkers, no slots (0 rows)
+    tracked: bool = True  # whether the model has a frame head (to_dict omits `frames` without one)
 
     @property
     def ranked_deg(self) -> np.ndarray:
@@ -84,9 +101,12 @@ class WindowResult:
         return self.slot_angles_deg[np.argsort(-self.existence, kind="stable")]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3), "count": self.count,
-                "angles_deg": rounded(self.angles_deg), "probabilities": rounded(self.probabilities, 4),
-                "classes": [int(c) for c in self.classes], "frames": [f.to_dict() for f in self.frames]}
+        out = {"start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3), "count": self.count,
+               "angles_deg": rounded(self.angles_deg), "probabilities": rounded(self.probabilities, 4),
+               "classes": [int(c) for c in self.classes], "silent": self.silent}
+        if self.tracked:
+            out["frames"] = [f.to_dict() for f in self.frames]
+        return out
 
 
 @dataclass(frozen=True)
@@ -109,14 +129,16 @@ class LocalizationResult:
     sample_rate_model: int
     duration_s: float  # of the input
     window_s: float  # the model's clip length
+    tracked: bool = True  # whether the model has a frame head (to_dict omits `frames` without one)
 
     @property
     def bin_deg(self) -> float:
         return 180.0 / self.posteriors.shape[-1]
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON object `python -m ssl_model.localize` prints for a file (without its `file` and `plot`)."""
-        return {
+        """The JSON object `python -m ssl_model.localize` prints for a file (without its `file`, `kind` and
+        `plot`); `frames` only for a model with a frame head."""
+        out = {
             "count": self.count,
             "angles_deg": rounded(self.angles_deg),
             "probabilities": rounded(self.probabilities, 4),
@@ -134,6 +156,9 @@ class LocalizationResult:
             "duration_s": round(self.duration_s, 3),
             "window_s": round(self.window_s, 3),
         }
+        if not self.tracked:
+            del out["frames"]
+        return out
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -152,13 +177,73 @@ def torch_device(name: str | torch.device, what: str = "device") -> torch.device
     return device
 
 
+class ChannelLevels:
+    """Running level of each channel of a stereo stream (samples, sums, squares, lowest and highest sample):
+    whether each mic holds a usable signal, in memory independent of the stream's length."""
+
+    def __init__(self) -> None:
+        self.samples = 0
+        self.sums, self.squares = np.zeros(2), np.zeros(2)
+        self.lows, self.highs = np.full(2, np.inf), np.full(2, -np.inf)
+
+    def add(self, chunk: torch.Tensor) -> None:
+        """chunk [2, n], finite."""
+        x = chunk.double().numpy()
+        self.samples += x.shape[-1]
+        self.sums += x.sum(axis=-1)
+        self.squares += np.square(x).sum(axis=-1)
+        if x.shape[-1]:
+            self.lows = np.minimum(self.lows, x.min(axis=-1))
+            self.highs = np.maximum(self.highs, x.max(axis=-1))
+
+    def dbfs(self) -> np.ndarray:
+        """[2]: each channel's RMS with its mean (DC) removed, in dB re full scale; -inf for none."""
+        n = max(self.samples, 1)
+        power = np.maximum(self.squares / n - np.square(self.sums / n), 0.0)
+        with np.errstate(divide="ignore"):
+            return 10 * np.log10(power)
+
+    def describe(self, channel: int) -> str:
+        if self.lows[channel] == self.highs[channel] == 0:
+            return "all zeros"
+        if self.lows[channel] == self.highs[channel]:
+            return f"constant {self.lows[channel]:g}: a DC offset only"
+        return f"RMS {self.dbfs()[channel]:.1f} dBFS"
+
+    def check(self, name: str) -> None:
+        """LocalizeError naming `name` when a channel's level is below SIGNAL_FLOOR_DBFS: `silent` for both,
+        a dead mic for one."""
+        level = self.dbfs()
+        dead = level < SIGNAL_FLOOR_DBFS
+        floor = f"the {SIGNAL_FLOOR_DBFS:g} dBFS floor"
+        if dead.all():
+            raise LocalizeError(f"{name}: silent (mic 0: {self.describe(0)}; mic 1: {self.describe(1)}; below {floor}): "
+                                f"nothing to localize")
+        if dead.any():
+            mic = int(np.argmax(dead))
+            raise LocalizeError(f"{name}: mic {mic} (channel {mic}) is dead ({self.describe(mic)}, below {floor}, while "
+                                f"mic {1 - mic} is at {level[1 - mic]:.1f} dBFS): localizing needs both microphones")
+
+
+def window_is_silent(piece: torch.Tensor) -> bool:
+    """piece [2, n] (a window without its zero padding) -> whether either channel, its mean removed, is below
+    SIGNAL_FLOOR_DBFS (a pause, or one mic dropping out): such a window is not given to the model."""
+    x = piece.double()
+    power = (x - x.mean(dim=-1, keepdim=True)).square().mean(dim=-1)
+    return bool((power < FLOOR_POWER).any())
+
+
 def check_stereo(wave: np.ndarray | torch.Tensor, sample_rate: int, name: str) -> torch.Tensor:
-    """wave [channels, samples] -> float32 tensor [2, samples]; LocalizeError naming `name` unless it is finite,
-    non-silent stereo of at least MIN_SECONDS."""
+    """wave [channels, samples] -> float32 tensor [2, samples]; LocalizeError naming `name` unless it is finite
+    stereo of at least MIN_SECONDS with a usable signal on both mics (ChannelLevels.check)."""
     x = wave.detach() if isinstance(wave, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(wave))
-    x = x.float().cpu()  # any dtype (int16 too: each window is level-normalized), any strides (wave[::-1])
+    # any dtype, any strides (wave[::-1]); integer samples to full scale 1.0, so their level reads in dBFS (the
+    # model would not mind: each window is level-normalized)
+    scale = 2.0 ** (torch.iinfo(x.dtype).bits - 1) if not (x.is_floating_point() or x.dtype == torch.bool) else 1.0
+    x = x.float().cpu() / scale
     if x.dim() != 2:
-        raise LocalizeError(f"{name}: expected a wave [2, samples] (mic 0, mic 1), got shape {list(x.shape)}")
+        raise LocalizeError(f"{name}: expected a wave [2, samples] (mic 0, mic 1) or a batch [B, 2, samples], got "
+                            f"shape {list(x.shape)}")
     channels, samples = x.shape
     if channels != 2:
         kind = "mono" if channels == 1 else f"{channels}-channel"
@@ -171,8 +256,9 @@ def check_stereo(wave: np.ndarray | torch.Tensor, sample_rate: int, name: str) -
         raise LocalizeError(f"{name}: {seconds:.3f} s of audio is too short; need at least {MIN_SECONDS:g} s")
     if not torch.isfinite(x).all():
         raise LocalizeError(f"{name}: NaN or infinite samples")
-    if is_near_silent(x.numpy()):
-        raise LocalizeError(f"{name}: silent (zeros, DC or noise below {SILENT_DBFS:g} dBFS): nothing to localize")
+    levels = ChannelLevels()
+    levels.add(x)
+    levels.check(name)
     return x
 
 
@@ -201,25 +287,26 @@ def open_stereo(path: str | Path) -> tuple[int, int]:
     return int(info.frames), int(info.samplerate)
 
 
-def checked_chunks(chunks: Iterator[torch.Tensor], name: str) -> Iterator[torch.Tensor]:
-    """chunks [2, n] -> the same chunks; LocalizeError naming `name` at a non-finite sample, or once the stream
-    ends when every channel was near-silent (shards.audio.is_near_silent over the whole recording)."""
-    sums, squares, count = np.zeros(2), np.zeros(2), 0
+def checked_chunks(chunks: Iterator[torch.Tensor], name: str, frames: int | None = None) -> Iterator[torch.Tensor]:
+    """chunks [2, n] -> the same chunks; LocalizeError naming `name` at a non-finite sample, a file unreadable after
+    its header or changed while it is read (stream_audio.FileChanged), or once the stream ends: other than `frames`
+    samples in all, or a mic without usable signal over the whole recording (ChannelLevels.check)."""
+    levels = ChannelLevels()
     try:
         for chunk in chunks:
             if not torch.isfinite(chunk).all():
                 raise LocalizeError(f"{name}: NaN or infinite samples")
-            x = chunk.double().numpy()
-            sums += x.sum(axis=-1)
-            squares += np.square(x).sum(axis=-1)
-            count += x.shape[-1]
+            levels.add(chunk)
             yield chunk
+    except FileChanged as err:
+        raise LocalizeError(f"{name}: {err}") from None
     except (RuntimeError, soundfile.LibsndfileError) as err:  # a file damaged after its header
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise LocalizeError(f"{name}: unreadable audio ({reason})") from None
-    power = squares / max(count, 1) - np.square(sums / max(count, 1))
-    if np.all(power <= 10 ** (SILENT_DBFS / 10)):
-        raise LocalizeError(f"{name}: silent (zeros, DC or noise below {SILENT_DBFS:g} dBFS): nothing to localize")
+    if frames is not None and levels.samples != frames:
+        raise LocalizeError(f"{name}: {levels.samples:,} frames read where its header said {frames:,} "
+                            f"(changed while being read?)")
+    levels.check(name)
 
 
 def run_weights(run_dir: str | Path) -> Path:
@@ -242,13 +329,15 @@ class _Recording:
     chunks: Iterator[torch.Tensor]
     samples_in: int
     sample_rate_in: int
+    name: str = "wave"  # how refusals name it
 
 
 class Localizer:
     """A trained model and the spec of its input (ssl_model.export.LocalizerSpec): waves or files -> talkers.
 
     Build it with from_pretrained(), from_file(path) or from_run(dir); call it on a wave [2, samples] at any
-    sample rate, stream() a long file window by window, or give localize_files() many files.
+    sample rate, a batch of them [B, 2, samples] or a file's path, stream() a long file window by window, or give
+    localize_files() many files.
     """
 
     def __init__(self, model: torch.nn.Module, spec: LocalizerSpec, device: str | torch.device = "cpu",
@@ -320,6 +409,11 @@ class Localizer:
         return float(config.mic_spacing), float(config.mic_spacing)
 
     @property
+    def tracks(self) -> bool:
+        """Whether the model has a frame head (a per-step track: `frames`)."""
+        return bool(self.spec.model.frame_head)
+
+    @property
     def step_s(self) -> float:
         """Seconds per track step (models with a frame head)."""
         config = self.spec.model
@@ -352,27 +446,53 @@ class Localizer:
 
     # -- entry points -----------------------------------------------------------------------------------------
 
-    def __call__(self, wave: np.ndarray | torch.Tensor, sample_rate: int,
-                 mic_spacing: float | None = None) -> LocalizationResult:
-        """wave [2, samples] (mic 0, mic 1) at `sample_rate` (, the mics' spacing in metres) -> LocalizationResult;
-        LocalizeError for bad input."""
+    def __call__(self, audio: np.ndarray | torch.Tensor | str | os.PathLike, sample_rate: int | None = None,
+                 mic_spacing: float | None = None) -> LocalizationResult | list[LocalizationResult]:
+        """wave [2, samples] (mic 0, mic 1) at `sample_rate` -> LocalizationResult; a batch [B, 2, samples] at
+        `sample_rate` -> a list of B LocalizationResults (every row checked before any is run); a file's path (str
+        or Path, no sample_rate: the file has its own) -> localize_file(path). `mic_spacing`: the mics' spacing in
+        metres. LocalizeError for bad input."""
+        if isinstance(audio, (str, os.PathLike)):
+            if sample_rate is not None:
+                raise LocalizeError(f"{audio}: a file carries its own sample rate; call localizer(path) without "
+                                    f"sample_rate={sample_rate}")
+            return self.localize_file(audio, mic_spacing)
+        if sample_rate is None:
+            raise LocalizeError("wave: sample_rate is required with a wave or a batch: localizer(wave, sample_rate) "
+                                "(a file's path needs none)")
         spacing = self.check_spacing(mic_spacing)
-        recording = self._wave_recording(wave, sample_rate)
+        if (audio.ndim if hasattr(audio, "ndim") else np.ndim(audio)) == 3:
+            recordings = [self._wave_recording(row, sample_rate, f"batch[{i}]") for i, row in enumerate(audio)]
+            return [self._result(list(self._stream(r, spacing)), r, spacing) for r in recordings]
+        recording = self._wave_recording(audio, sample_rate)
         return self._result(list(self._stream(recording, spacing)), recording, spacing)
 
-    def localize_file(self, path: str | Path, mic_spacing: float | None = None) -> LocalizationResult:
+    def localize_file(self, path: str | Path, mic_spacing: float | None = None,
+                      on_window: Callable[[WindowResult], None] | None = None) -> LocalizationResult:
         """A stereo wav, flac or ogg file (channel 0 = mic 0) -> LocalizationResult; LocalizeError naming it.
-        Read in chunks: memory does not grow with the file's length beyond its (small) per-window results."""
+        Read in chunks: memory does not grow with the file's length beyond its (small) per-window results.
+        `on_window` is called with each WindowResult as soon as it is computed (what `--stream` prints)."""
         spacing = self.check_spacing(mic_spacing)
         recording = self._file_recording(path)
-        return self._result(list(self._stream(recording, spacing)), recording, spacing)
+        windows = []
+        for window in self._stream(recording, spacing):
+            if on_window is not None:
+                on_window(window)
+            windows.append(window)
+        return self._result(windows, recording, spacing)
 
     def stream(self, path: str | Path, mic_spacing: float | None = None,
                read_seconds: float = READ_SECONDS) -> Iterator[WindowResult]:
         """A stereo file -> its WindowResults as they are computed (WINDOWS_PER_CALL windows at a time), reading
-        `read_seconds` of audio at a time. localize_file's result aggregates exactly these windows."""
+        `read_seconds` of audio at a time; a window without usable signal comes back `silent` (no talkers), not
+        run through the model. localize_file's result aggregates exactly these windows."""
         spacing = self.check_spacing(mic_spacing)
         return self._stream(self._file_recording(path, read_seconds), spacing)
+
+    def window_count(self, path: str | Path) -> int:
+        """How many windows a file's stream gives (from its header); LocalizeError as localize_file's."""
+        frames, sr = open_stereo(path)
+        return len(window_starts(resampled_length(frames, sr, self.spec.sr), self.spec.clip_samples))
 
     def localize_files(self, paths: Iterable[str | Path], mic_spacing: float | None = None,
                        return_errors: bool = False) -> Iterator[tuple[Path, LocalizationResult | LocalizeError]]:
@@ -400,18 +520,32 @@ class Localizer:
         """clips [B, 2, clip_samples] at the model's rate (one training-length clip each) -> angles_deg [B, slots],
         every slot sorted (existence aside): one window per clip, as training's held-out evaluation scores them."""
         spacing = torch.tensor(self.check_spacing(mic_spacing), device=self.device)
-        return decode_posteriors(self.network(clips.to(self.device), spacing)[0])[1].cpu()
+        outputs = self.network(clips.to(self.device), spacing)
+        self._check_outputs(outputs, "clips")
+        return decode_posteriors(outputs[0])[1].cpu()
 
     # -- inputs -------------------------------------------------------------------------------------------------
 
-    def _wave_recording(self, wave: np.ndarray | torch.Tensor, sample_rate: int) -> _Recording:
-        x = check_stereo(wave, sample_rate, "wave")
-        return _Recording(array_chunks(x, max(1, round(READ_SECONDS * sample_rate))), x.shape[-1], int(sample_rate))
+    def _wave_recording(self, wave: np.ndarray | torch.Tensor, sample_rate: int, name: str = "wave") -> _Recording:
+        x = check_stereo(wave, sample_rate, name)
+        return _Recording(array_chunks(x, max(1, round(READ_SECONDS * sample_rate))), x.shape[-1], int(sample_rate),
+                          name)
 
     def _file_recording(self, path: str | Path, read_seconds: float = READ_SECONDS) -> _Recording:
+        try:
+            state = FileState.of(path)  # before the header: what every read must find
+        except OSError:
+            state = None  # open_stereo names what is wrong with the path
         frames, sr = open_stereo(path)
-        chunks = checked_chunks(file_chunks(path, max(1, round(read_seconds * sr))), str(path))
-        return _Recording(chunks, frames, sr)
+        chunks = checked_chunks(file_chunks(path, max(1, round(read_seconds * sr)), state), str(path), frames)
+        return _Recording(chunks, frames, sr, str(path))
+
+    def _check_outputs(self, outputs: tuple[torch.Tensor, ...], name: str) -> None:
+        """The network's (posteriors, existence, track) -> LocalizeError naming `name` unless all are finite."""
+        if not all(bool(torch.isfinite(t).all()) for t in outputs):
+            where = self.source or "in memory"
+            raise LocalizeError(f"{name}: the model ({where}) gave NaN or infinite outputs (broken weights?): "
+                                f"no result")
 
     # -- the two places that know the model's input and output --------------------------------------------
 
@@ -425,19 +559,43 @@ class Localizer:
         for start, piece in sliding_windows(blocks, total, window):
             batch.append((start, piece))
             if len(batch) == WINDOWS_PER_CALL:
-                yield from self._window_results(batch, total, spacing)
+                yield from self._window_results(batch, total, spacing, recording.name)
                 batch = []
         if batch:
-            yield from self._window_results(batch, total, spacing)
+            yield from self._window_results(batch, total, spacing, recording.name)
         for _ in blocks:  # the rest of the stream: its checks (checked_chunks) run when it ends
             pass
 
-    def _window_results(self, batch: list[tuple[int, torch.Tensor]], total: int, spacing: float
+    def _window_results(self, batch: list[tuple[int, torch.Tensor]], total: int, spacing: float, name: str
                         ) -> list[WindowResult]:
-        """[(start, window [2, clip_samples])] -> their WindowResults (one model pass)."""
+        """[(start, window [2, clip_samples])] -> their WindowResults: the silent ones (window_is_silent, on the
+        window's own samples) without the model, the others in one model pass."""
+        window = self.spec.clip_samples
+        silent = [window_is_silent(piece[:, :min(window, total - start)]) for start, piece in batch]
+        heard = [item for item, quiet in zip(batch, silent) if not quiet]
+        decoded = iter(self._decode_windows(heard, total, spacing, name) if heard else [])
+        return [self._silent_window(start, total) if quiet else next(decoded)
+                for (start, _), quiet in zip(batch, silent)]
+
+    def _silent_window(self, start: int, total: int) -> WindowResult:
+        """A window with no usable signal: no talkers, no slots, no track steps."""
+        sr, classes = self.spec.sr, self.spec.model.num_classes
+        return WindowResult(
+            start_s=start / sr, end_s=min(start + self.spec.clip_samples, total) / sr, count=0,
+            angles_deg=np.zeros(0), classes=np.zeros(0, np.int64), probabilities=np.zeros(0, np.float32),
+            posteriors=np.zeros((0, classes), np.float32), existence=np.zeros(0, np.float32),
+            slot_angles_deg=np.zeros(0), frames=(), activity=np.zeros((0, classes), np.float32), silent=True,
+            tracked=self.tracks)
+
+    def _decode_windows(self, batch: list[tuple[int, torch.Tensor]], total: int, spacing: float, name: str
+                        ) -> list[WindowResult]:
+        """[(start, window [2, clip_samples])] -> their WindowResults (one model pass); LocalizeError naming
+        `name` for non-finite model outputs."""
         sr, window = self.spec.sr, self.spec.clip_samples
         windows = torch.stack([piece for _, piece in batch]).to(self.device)
-        posteriors, exist, track = self.network(windows, torch.tensor(spacing, device=self.device))  # one steering
+        outputs = self.network(windows, torch.tensor(spacing, device=self.device))  # one steering
+        self._check_outputs(outputs, name)
+        posteriors, exist, track = outputs
         count, angles, posteriors, exist = decode_slot_posteriors(posteriors, exist, self.decoding.existence)
         classes, slot_angles = decode(posteriors.clamp_min(1e-12).log())
         peaks = posteriors.gather(-1, classes[..., None])[..., 0]
@@ -453,28 +611,40 @@ class Localizer:
                 start_s=start / sr, end_s=min(start + window, total) / sr, count=k,
                 angles_deg=angles[i, :k].double().cpu().numpy(), classes=classes[i, :k].cpu().numpy(),
                 probabilities=sure[i, :k].cpu().numpy(), posteriors=posteriors[i].cpu().numpy(),
-                existence=exist[i].cpu().numpy(), slot_angles_deg=slot_angles[i].double().cpu().numpy(), frames=frames, activity=activity))
+                existence=exist[i].cpu().numpy(), slot_angles_deg=slot_angles[i].double().cpu().numpy(), frames=frames,
+                activity=activity, tracked=self.tracks))
         return out
 
+    def _talkers(self, heard: list[WindowResult], posteriors: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The windows with signal and their averaged posteriors [S, C] -> the recording's (angles_deg, classes,
+        probabilities, candidates_deg): module docstring; nobody when no window had signal."""
+        num_classes = posteriors.shape[-1]
+        if not heard:
+            return np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0)
+        if not self.counts:
+            cls, ang, mean = decode_posteriors(torch.from_numpy(posteriors)[None])
+            angles = ang[0].double().numpy()
+            return angles, cls[0].numpy(), mean[0].gather(-1, cls[0][:, None])[:, 0].numpy(), angles
+        talkers = cluster_detections(  # shares of the windows with signal: a pause does not dilute a talker
+            np.concatenate([w.angles_deg for w in heard]), np.concatenate([w.probabilities for w in heard]),
+            np.concatenate([np.full(w.count, i) for i, w in enumerate(heard)]), len(heard),
+            merge_deg=self.decoding.merge_deg, min_share=self.decoding.min_share, max_talkers=posteriors.shape[0],
+            one_per_window=self.decoding.one_per_window)
+        classes = np.clip(np.floor(talkers.angles_deg / (180.0 / num_classes)), 0, num_classes - 1).astype(np.int64)
+        return talkers.angles_deg, classes, talkers.shares.astype(np.float32), talkers.candidates_deg
+
     def _result(self, windows: list[WindowResult], recording: _Recording, spacing: float) -> LocalizationResult:
-        """A recording's WindowResults -> its LocalizationResult (module docstring: how windows become talkers)."""
-        posteriors = np.mean([w.posteriors for w in windows], axis=0)  # [S, C]
+        """A recording's WindowResults -> its LocalizationResult (module docstring: how windows become talkers);
+        silent windows count in the spectrum (as windows without talkers), not in the posteriors or the talkers."""
+        heard = [w for w in windows if not w.silent]
+        config = self.spec.model
+        posteriors = (np.mean([w.posteriors for w in heard], axis=0) if heard
+                      else np.zeros((config.num_slots, config.num_classes), np.float32))  # [S, C]
         num_classes = posteriors.shape[-1]
         bin_deg = 180.0 / num_classes
         spectrum = np.mean([w.posteriors[:w.count].sum(axis=0) for w in windows], axis=0)
-        if self.counts:
-            talkers = cluster_detections(
-                np.concatenate([w.angles_deg for w in windows]), np.concatenate([w.probabilities for w in windows]),
-                np.concatenate([np.full(w.count, i) for i, w in enumerate(windows)]), len(windows),
-                merge_deg=self.decoding.merge_deg, min_share=self.decoding.min_share, max_talkers=posteriors.shape[0],
-                one_per_window=self.decoding.one_per_window)
-            angles, probabilities, candidates = talkers.angles_deg, talkers.shares.astype(np.float32), talkers.candidates_deg
-            classes = np.clip(np.floor(angles / bin_deg), 0, num_classes - 1).astype(np.int64)
-        else:
-            cls, ang, mean = decode_posteriors(torch.from_numpy(posteriors)[None])
-            angles, classes = ang[0].double().numpy(), cls[0].numpy()
-            probabilities = mean[0].gather(-1, cls[0][:, None])[:, 0].numpy()
-            candidates = angles
+        angles, classes, probabilities, candidates = self._talkers(heard, posteriors)
         grid = TrackGrid(self.step_s, num_classes)
         for w in windows:
             grid.add(w.start_s, w.activity)
@@ -485,4 +655,4 @@ class Localizer:
             candidates_deg=candidates, posteriors=posteriors.astype(np.float32), spectrum=spectrum.astype(np.float32),
             windows=tuple(windows), frames=frames, target=self.spec.target, mic_spacing=spacing,
             sample_rate_in=recording.sample_rate_in, sample_rate_model=self.spec.sr,
-            duration_s=recording.samples_in / recording.sample_rate_in, window_s=self.window_s)
+            duration_s=recording.samples_in / recording.sample_rate_in, window_s=self.window_s, tracked=self.tracks)

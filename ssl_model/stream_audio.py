@@ -2,17 +2,21 @@
 
 Three generator stages, each a pure function of its input stream:
 
-    chunks = file_chunks(path, frames)            # or array_chunks(wave, frames): float32 [2, n] at the file's rate
+    chunks = file_chunks(path, frames, state)     # or array_chunks(wave, frames): float32 [2, n] at the file's rate
     blocks = resampled_blocks(chunks, sr_in, sr)  # float32 [2, m] at the model's rate, as resample() of the whole
     for start, window in sliding_windows(blocks, total, window): ...
 
 `resampled_blocks` gives the samples `shards.audio.resample` gives for the whole recording (to float rounding): each
 chunk is cut at a multiple of the resampler's input period and resampled with enough context on both sides that
-torchaudio's windowed-sinc kernel never reaches the chunk's own zero padding.
+torchaudio's windowed-sinc kernel never reaches the chunk's own zero padding. `file_chunks` given the FileState
+seen when the file's header was read raises FileChanged once the file on disk is another (replaced, grown,
+rewritten or removed) while it is read, so a result never mixes two recordings.
 """
 from __future__ import annotations
 
 import math
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -47,10 +51,45 @@ def array_chunks(wave: torch.Tensor, frames: int) -> Iterator[torch.Tensor]:
         yield wave[:, start:start + frames]
 
 
-def file_chunks(path: str | Path, frames: int) -> Iterator[torch.Tensor]:
-    """A stereo audio file -> consecutive float32 chunks [2, <= frames], read as they are needed."""
+class FileChanged(Exception):
+    """The file at a path is no longer the one that was opened; the message says how (one line)."""
+
+
+@dataclass(frozen=True)
+class FileState:
+    """What identifies a file's contents on disk: the file (device, inode), its size and modification time."""
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, path: str | Path) -> "FileState":
+        st = os.stat(path)
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def check(self, path: str | Path) -> None:
+        """FileChanged unless `path` still holds this file, unchanged."""
+        try:
+            now = FileState.of(path)
+        except FileNotFoundError:
+            raise FileChanged("removed while being read") from None
+        if (now.device, now.inode) != (self.device, self.inode):
+            raise FileChanged("replaced by another file while being read")
+        if now.size != self.size:
+            raise FileChanged(f"changed on disk while being read ({self.size:,} -> {now.size:,} bytes)")
+        if now.mtime_ns != self.mtime_ns:
+            raise FileChanged("changed on disk while being read (rewritten: its modification time changed)")
+
+
+def file_chunks(path: str | Path, frames: int, state: FileState | None = None) -> Iterator[torch.Tensor]:
+    """A stereo audio file -> consecutive float32 chunks [2, <= frames], read as they are needed; with `state`
+    (taken before its header was read), FileChanged as soon as the file differs from it, checked before every
+    read and at the end."""
     with soundfile.SoundFile(str(path)) as handle:
         while True:
+            if state is not None:
+                state.check(path)
             block = handle.read(frames, dtype="float32", always_2d=True)  # [n, 2]
             if block.shape[0] == 0:
                 return

@@ -36,7 +36,7 @@ def tiny(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def pretrained() -> Localizer:
-    return Localizer.from_pretrained()
+    return Localizer.from_pretrained("two-talker")  # these tests check two-talker behaviour
 
 
 def far_field(theta_deg: float, seconds: float = 3.0, spacing: float = 0.1, speed: float = 340.0,
@@ -97,7 +97,7 @@ def test_the_call_the_file_and_the_cli_agree(tiny, tmp_path, capsys):
     assert localizer(wave.T, sr).to_dict() == by_file
     assert localize_main([str(path), "--run", str(tiny)]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed.pop("file") == str(path) and printed == by_file
+    assert printed.pop("file") == str(path) and printed.pop("kind") == "file" and printed == by_file
 
 
 def test_many_files_match_one_at_a_time_and_keep_their_order(tiny, tmp_path):
@@ -121,7 +121,7 @@ def test_many_files_match_one_at_a_time_and_keep_their_order(tiny, tmp_path):
 
 @pytest.mark.parametrize("make, words", [
     (lambda w: w.T.copy(), "pass its .T"),
-    (lambda w: w[None], "expected a wave [2, samples]"),
+    (lambda w: w[None, None], "expected a wave [2, samples]"),
     (lambda w: w[:1], "mono audio"),
     (lambda w: w[:, :SR // 2], "too short"),
     (lambda w: np.where(np.arange(w.shape[1]) == 7, np.nan, w), "NaN or infinite"),
@@ -138,7 +138,7 @@ def test_bad_waves_are_refused_in_one_line(tiny, make, words):
 def test_constructors_name_what_they_refuse(tmp_path):
     cases = [(lambda: Localizer.from_run(tmp_path / "no-run"), "run folder not found"),
              (lambda: Localizer.from_file(tmp_path / "none.safetensors"), "no such weights file"),
-             (lambda: Localizer.from_pretrained(device="gpu7"), "not a torch device name")]
+             (lambda: Localizer.from_pretrained("two-talker", device="gpu7"), "not a torch device name")]
     text = tmp_path / "text.safetensors"
     text.write_text("not weights\n")
     cases.append((lambda: Localizer.from_file(text), "not a safetensors file"))
@@ -235,8 +235,8 @@ def test_console_scripts_from_a_pip_install(tmp_path):
                            capture_output=True, text=True, cwd=work, env=env, timeout=HANG_S)
     assert where.stdout.strip().startswith(str(target)), where
     wav = stereo_file(work / "rec.wav", 40.0)
-    run = subprocess.run([str(target / "bin" / "ssl-localize"), str(wav)], capture_output=True, text=True, cwd=work,
-                         env=env, timeout=HANG_S)
+    run = subprocess.run([str(target / "bin" / "ssl-localize"), str(wav), "--model", "two-talker"], capture_output=True,
+                         text=True, cwd=work, env=env, timeout=HANG_S)
     assert run.returncode == 0, run.stderr[-2000:]
     assert len(json.loads(run.stdout)["angles_deg"]) == 2
     for form in (["-m", "training.train"], [str(target / "training" / "train.py")]):

@@ -196,7 +196,7 @@ def test_the_command_line_streams_window_lines_then_the_file_line(counting, tmp_
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     *windows, summary = lines
-    assert all(w["kind"] == "window" and w["file"] == str(path) for w in windows) and "kind" not in summary
+    assert all(w["kind"] == "window" and w["file"] == str(path) for w in windows) and summary["kind"] == "file"
     assert len(windows) == len(summary["windows"]) == len(window_starts(4 * SR, 24000))
     assert [w["angles_deg"] for w in windows] == [w["angles_deg"] for w in summary["windows"]]
     assert summary["mic_spacing"] == 0.12 and summary["count"] == len(summary["angles_deg"])
