@@ -236,7 +236,11 @@ def window_is_silent(piece: torch.Tensor) -> bool:
 def check_stereo(wave: np.ndarray | torch.Tensor, sample_rate: int, name: str) -> torch.Tensor:
     """wave [channels, samples] -> float32 tensor [2, samples]; LocalizeError naming `name` unless it is finite
     stereo of at least MIN_SECONDS with a usable signal on both mics (ChannelLevels.check)."""
-    x = wave.detach() if isinstance(wave, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(wave))
+    try:
+        x = wave.detach() if isinstance(wave, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(wave))
+    except (TypeError, ValueError):  # strings, objects, ragged lists
+        raise LocalizeError(f"{name}: not audio samples ({type(wave).__name__}); expected a wave [2, samples], a batch "
+                            f"[B, 2, samples] or one file's path (many files: localize_files)") from None
     # any dtype, any strides (wave[::-1]); integer samples to full scale 1.0, so their level reads in dBFS (the
     # model would not mind: each window is level-normalized)
     scale = 2.0 ** (torch.iinfo(x.dtype).bits - 1) if not (x.is_floating_point() or x.dtype == torch.bool) else 1.0

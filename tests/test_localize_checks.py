@@ -348,6 +348,11 @@ def test_a_batch_gives_one_result_per_row(as_torch, two_talker):
         two_talker(np.stack([batch[0], np.zeros_like(batch[1])]), SR)
 
 
+def test_a_list_of_paths_is_told_where_to_go(two_talker):
+    with pytest.raises(LocalizeError, match="wave: not audio samples .*localize_files"):
+        two_talker(["a.wav", "b.wav"], SR)
+
+
 @pytest.mark.parametrize("shape", [(2, 2 * SR), (3, 2, 2 * SR)])
 def test_a_wave_or_batch_without_its_sample_rate_is_refused(shape, two_talker):
     with pytest.raises(LocalizeError, match="sample_rate is required"):
