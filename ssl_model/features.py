@@ -23,6 +23,17 @@ def normalize_wave(wave: torch.Tensor, mode: str = "peak", eps: float = 1e-8) ->
     raise ValueError(f"normalize must be 'peak', 'rms' or 'none', got {mode!r}")
 
 
+def lowpass(wave: torch.Tensor, cutoff_hz: torch.Tensor, sr: int) -> torch.Tensor:
+    """wave [B, M, T], cutoff_hz [B] -> [B, M, T]: every bin above the row's cutoff removed (an ideal low-pass over
+    the clip, as a recording made at 2 * cutoff and resampled up should hold nothing there); cutoff >= sr / 2 leaves
+    the row as it is. Training band-limits a share of its clips with it; the localizer, windows of recordings made
+    below the model's rate (a resampler's images above the input's Nyquist would read as other directions)."""
+    T = wave.shape[-1]
+    spec = torch.fft.rfft(wave.float(), n=T)
+    keep = torch.fft.rfftfreq(T, d=1.0 / sr, device=wave.device)[None, :] <= cutoff_hz[:, None]  # [B, F]
+    return torch.fft.irfft(spec * keep[:, None, :], n=T)
+
+
 def dft_kernels(n_fft: int) -> tuple[torch.Tensor, torch.Tensor]:
     """n_fft -> (real, imag) kernels [n_fft//2+1, 1, n_fft]: Hann(n) cos(2 pi k n / N), -Hann(n) sin(2 pi k n / N)."""
     n = torch.arange(n_fft, dtype=torch.float64)

@@ -41,6 +41,7 @@ import torch
 
 from ssl_model.export import (PRETRAINED, PRETRAINED_NAMES, WEIGHTS, CheckpointError, LocalizerSpec, Posteriors,
                               load_localizer, model_weights)
+from ssl_model.features import lowpass
 from ssl_model.stream_audio import (FileChanged, FileState, array_chunks, file_chunks, resampled_blocks,
                                     resampled_length, sliding_windows, window_starts)
 from ssl_model.talkers import Decoding, TrackGrid, cluster_detections, track_peaks
@@ -49,6 +50,7 @@ from ssl_model.targets import decode, decode_posteriors, decode_slot_posteriors
 MIN_SECONDS = 1.0
 WINDOWS_PER_CALL = 16  # windows per forward pass (bounds memory for long recordings)
 READ_SECONDS = 20.0  # audio read from a file at a time
+RESAMPLER_ROLLOFF = 0.99  # torchaudio.functional.resample's default: its passband ends at 0.99 of the lower Nyquist
 # The level (RMS re full scale 1.0, each channel's mean removed) under which a mic holds no usable signal: 1e-4 of
 # full scale, 3.3 LSB of a 16-bit file. Speech recordings sit at -50 to -20 dBFS and a quiet room's noise floor
 # near -70 dBFS, so -80 dBFS keeps quiet recordings; under it is dither, quantization noise or a dead input, whose
@@ -336,6 +338,14 @@ class _Recording:
     name: str = "wave"  # how refusals name it
 
 
+def band_limit(sr_in: int, sr: int) -> torch.Tensor | None:
+    """-> the cutoff [1] (Hz) that a recording made at sr_in is low-passed at once resampled to the model's sr: the
+    resampler's passband edge (RESAMPLER_ROLLOFF of the input's Nyquist), or None when sr_in >= sr. Above it the
+    upsampler leaves attenuated mirror images whose phase differences are mirrored too: a model reads them as
+    talkers at other angles (an 8 kHz file of talkers at 50 and 125 degrees read 27 and 118 before)."""
+    return torch.tensor([RESAMPLER_ROLLOFF * sr_in / 2]) if sr_in < sr else None
+
+
 class Localizer:
     """A trained model and the spec of its input (ssl_model.export.LocalizerSpec): waves or files -> talkers.
 
@@ -559,9 +569,10 @@ class Localizer:
         sr, window = self.spec.sr, self.spec.clip_samples
         total = resampled_length(recording.samples_in, recording.sample_rate_in, sr)
         blocks = resampled_blocks(recording.chunks, recording.sample_rate_in, sr)
+        band = band_limit(recording.sample_rate_in, sr)
         batch: list[tuple[int, torch.Tensor]] = []
         for start, piece in sliding_windows(blocks, total, window):
-            batch.append((start, piece))
+            batch.append((start, piece if band is None else lowpass(piece[None], band, sr)[0]))
             if len(batch) == WINDOWS_PER_CALL:
                 yield from self._window_results(batch, total, spacing, recording.name)
                 batch = []

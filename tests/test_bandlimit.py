@@ -2,7 +2,7 @@
 import torch
 
 from training.config import MixConfig
-from training.data.mixing import lowpass
+from ssl_model.features import lowpass
 from training.data.mixtures import MixRecipe, make_mixtures
 
 from test_noise_and_mixtures import C, SR, scene_batch

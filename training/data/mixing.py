@@ -62,13 +62,6 @@ def mix(
     return normalize_wave(wave, normalize)
 
 
-def lowpass(wave: torch.Tensor, cutoff_hz: torch.Tensor, sr: int) -> torch.Tensor:
-    """wave [B, M, T], cutoff_hz [B] -> [B, M, T]: every bin above the row's cutoff removed (an ideal low-pass, as a
-    recording made at 2 * cutoff and resampled up would hold nothing there); cutoff >= sr / 2 leaves the row as is."""
-    T = wave.shape[-1]
-    spec = torch.fft.rfft(wave.float(), n=T)
-    keep = torch.fft.rfftfreq(T, d=1.0 / sr, device=wave.device)[None, :] <= cutoff_hz[:, None]  # [B, F]
-    return torch.fft.irfft(spec * keep[:, None, :], n=T)
 
 
 def activity_envelope(onset: torch.Tensor, offset: torch.Tensor, T: int, ramp: int = 160) -> torch.Tensor:

@@ -19,10 +19,9 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from ssl_model.features import normalize_wave
+from ssl_model.features import lowpass, normalize_wave
 from training.config import MixConfig, TrainConfig
-from training.data.mixing import (activity_envelope, add_at_snr, convolve_sources, fractional_delay, frame_activity,
-                                  lowpass)
+from training.data.mixing import activity_envelope, add_at_snr, convolve_sources, fractional_delay, frame_activity
 from training.data.noise import diffuse_noise
 
 
