@@ -62,8 +62,6 @@ def mix(
     return normalize_wave(wave, normalize)
 
 
-
-
 def activity_envelope(onset: torch.Tensor, offset: torch.Tensor, T: int, ramp: int = 160) -> torch.Tensor:
     """onset, offset [B, S] in samples -> envelope [B, S, T] in [0, 1]: 1 on [onset, offset), raised-cosine ramps of
     `ramp` samples outside it (no clicks), 0 elsewhere; onset >= offset gives a silent talker."""
