@@ -1,4 +1,8 @@
-"""`python -m simulate` (write RIR shards), `python -m simulate verify DIR`, `python -m simulate speech`."""
+"""`python -m simulate` (write RIR shards), `python -m simulate verify DIR`, `python -m simulate speech`.
+
+The same program is installed as `ssl-simulate`; usage and help name the command that was run. Results go to
+stdout; warnings and errors to stderr, one line each (`-q`: errors only and no progress bar, `-v`: notes).
+"""
 from __future__ import annotations
 
 import argparse
@@ -30,9 +34,30 @@ def write_error(err: OSError) -> str:
             f"free space or fix the folder's permissions, then rerun the same command")
 
 
-def generate_main(argv: list[str]) -> int:
+def add_verbosity(parser: argparse.ArgumentParser) -> None:
+    """ssl_model.cli_log.add_verbosity's -q / -v, declared here: importing that module imports torch (through the
+    ssl_model package), and a bad command line should fail before that."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-q", "--quiet", action="store_true", help="errors only (no warnings, notes or progress bars)")
+    group.add_argument("-v", "--verbose", action="count", default=0, help="more notes on stderr (-vv: debug)")
+
+
+def setup_logging(args: argparse.Namespace) -> None:
+    """-q / -v -> one-line warnings and notes on stderr, as the other tools print them (imports torch)."""
+    from ssl_model.cli_log import setup_logging as setup
+
+    setup(args)
+
+
+def command_name(argv0: str) -> str:
+    """sys.argv[0] -> the command as typed: `python -m simulate` for the module, else the script (`ssl-simulate`)."""
+    name = Path(argv0).name
+    return "python -m simulate" if name in ("__main__.py", "-m", "") else name
+
+
+def generate_main(argv: list[str], prog: str) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m simulate",
+        prog=prog,
         description="Write FRA-RIR WebDataset shards and manifests (seed protocol by default). "
                     "Subcommands: `verify DIR`, `speech --audio-dir DIR --out OUT`.")
     parser.add_argument("--out", default="shards", help="output folder (default: shards)")
@@ -44,6 +69,7 @@ def generate_main(argv: list[str]) -> int:
     parser.add_argument("--rank", type=int, help="this task's rank (default: SLURM or torchrun variables, else 0)")
     parser.add_argument("--world-size", type=int, help="number of tasks (default: SLURM or torchrun, else 1)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_verbosity(parser)
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="SimulateConfig overrides")
     args = parser.parse_intermixed_args(argv)
 
@@ -54,6 +80,7 @@ def generate_main(argv: list[str]) -> int:
     cfg = resolve_config(load_config(SimulateConfig, args.config, args.overrides), splits, ())
     output_folder(args.out)
     # torch is imported only now, so bad input fails fast (a genuinely heavy import).
+    setup_logging(args)
     from simulate.generate import generate_dataset
 
     workers = args.workers if args.workers is not None else ((os.cpu_count() or 1) if args.device == "cpu" else 1)
@@ -61,7 +88,8 @@ def generate_main(argv: list[str]) -> int:
         raise ConfigError(f"--workers: must be >= 1, got {workers}")
     start = time.perf_counter()
     manifests = generate_dataset(args.out, cfg, workers=workers, device=args.device, shards=shards,
-                                 rank=args.rank, world_size=args.world_size, progress=not args.no_progress)
+                                 rank=args.rank, world_size=args.world_size,
+                                 progress=not (args.no_progress or args.quiet))
     elapsed = time.perf_counter() - start
     for split, path in manifests.items():
         manifest = load_manifest(path)
@@ -69,25 +97,47 @@ def generate_main(argv: list[str]) -> int:
             f"incomplete: {manifest['present_shards']}/{manifest['num_shards']} shards present "
             "(other ranks or --shards runs write the rest)")
         print(f"{split}: {manifest['present_count']} scenes in {path.parent} ({state})")
-    print(f"done in {elapsed:.1f} s; check with: python -m simulate verify {args.out}")
+    print(f"done in {elapsed:.1f} s; check with: {prog} verify {args.out}")
     return 0
 
 
-def verify_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m simulate verify",
+def verify_main(argv: list[str], prog: str) -> int:
+    parser = argparse.ArgumentParser(prog=f"{prog} verify",
                                      description="Check shards against manifests; exit 1 naming a bad shard.")
     parser.add_argument("dir", help="output folder (holding split folders) or one split folder")
+    parser.add_argument("--regenerate", action="store_true",
+                        help="also render every RIR shard again from the config and seed its manifest records and "
+                             "compare (takes as long as writing them; catches a shard rewritten together with its sha256)")
+    parser.add_argument("--workers", type=int, help="processes for --regenerate (default: every core)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_verbosity(parser)
     args = parser.parse_args(argv)
     problems, summaries = verify(Path(args.dir))
     for line in summaries:
         print(f"ok: {line}")
+    if args.regenerate:
+        problems += regenerate_main(args)
     for line in problems:
         print(f"error: {line}", file=sys.stderr)
     return 1 if problems else 0
 
 
-def speech_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m simulate speech",
+def regenerate_main(args: argparse.Namespace) -> list[str]:
+    """verify --regenerate: every listed RIR shard rendered again and compared -> problems (summaries printed)."""
+    setup_logging(args)
+    from simulate.regenerate import regenerate  # torch: heavy
+
+    workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
+    if workers < 1:
+        raise ConfigError(f"--workers: must be >= 1, got {workers}")
+    problems, summaries = regenerate(Path(args.dir), workers, progress=not (args.no_progress or args.quiet))
+    for line in summaries:
+        print(f"regenerated: {line}")
+    return problems
+
+
+def speech_main(argv: list[str], prog: str) -> int:
+    parser = argparse.ArgumentParser(prog=f"{prog} speech",
                                      description="Pack wav/flac/ogg files (any rate and channel count; LibriSpeech "
                                                  "layout works) into mono FLAC speech shards.")
     parser.add_argument("--audio-dir", required=True, help="folder of .wav/.flac/.ogg files, any depth")
@@ -97,11 +147,13 @@ def speech_main(argv: list[str]) -> int:
     parser.add_argument("--include", default="*", help="only files whose path under --audio-dir matches this glob, "
                                                        "e.g. '*/cs/*.ogg' (default: all)")
     parser.add_argument("--no-progress", action="store_true")
+    add_verbosity(parser)
     args = parser.parse_args(argv)
+    setup_logging(args)
     from simulate.speech import pack_speech  # torchaudio: heavy
 
     path = pack_speech(Path(args.audio_dir), output_folder(args.out), args.shard_size, args.sr, args.include,
-                       progress=not args.no_progress)
+                       progress=not (args.no_progress or args.quiet))
     manifest = load_manifest(path)
     print(f"{manifest['count']} files ({manifest['hours']} h at {manifest['sr']} Hz, {manifest['speakers']} speakers) in "
           f"{manifest['num_shards']} shards under {path.parent}; {len(manifest['skipped'])} skipped")
@@ -113,10 +165,11 @@ COMMANDS = {"verify": verify_main, "speech": speech_main}
 
 def main(argv: list[str] | None = None) -> int:
     """Dispatch on the first argument; ConfigError -> one line on stderr and exit 2."""
+    prog = command_name(sys.argv[0]) if argv is None else "python -m simulate"
     argv = sys.argv[1:] if argv is None else list(argv)
     command = COMMANDS.get(argv[0], generate_main) if argv else generate_main
     try:
-        return command(argv[1:] if argv and argv[0] in COMMANDS else argv)
+        return command(argv[1:] if argv and argv[0] in COMMANDS else argv, prog)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import multiprocessing
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from simulate.cluster import owns, resolve_device, resolve_rank
 from simulate.config import GENERATOR_VERSION, SimulateConfig
 from simulate.options import local_output_dir, resolve_config
 from simulate.render import render_shard
+
+log = logging.getLogger(__name__)
 
 
 def shaping_config(cfg: SimulateConfig) -> dict[str, Any]:
@@ -276,9 +279,8 @@ def generate_dataset(out_dir, cfg: SimulateConfig | None = None, splits: dict[st
     # Shards the manifest vouches for are skipped here, so a finished set costs one hash pass and no worker
     # start-up; the rest go to the workers, which render each and keep it only if its bytes are right.
     missing = [job for job in jobs if listed_as_current(job) is None]
-    if progress:
-        print(f"simulate: {len(missing)} shards to write, {len(jobs) - len(missing)} already verified "
-              f"(rank {rank} of {world_size})", flush=True)
+    log.info("simulate: %d shards to write, %d already verified (rank %d of %d)", len(missing),
+             len(jobs) - len(missing), rank, world_size)
     run_jobs(missing, workers, progress)
     manifests = {}
     for split, (header, _) in plans.items():

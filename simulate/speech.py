@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-import sys
+import logging
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -23,6 +23,8 @@ from shards.files import atomic_write, remove_stale_temps, shard_is_current, tar
 from shards.layout import MANIFEST, SPEECH, sample_key, shard_count, shard_name
 from shards.manifest import merge_manifest
 from shards.samples import json_bytes
+
+log = logging.getLogger(__name__)
 
 FRAME_S = 0.02  # trimming works on 20 ms frames
 
@@ -99,7 +101,7 @@ def pack_speech(audio_dir: Path, out: Path, shard_size: int = 256, sr: int = 160
                     data, header = prepare(audio_dir, relative, sr)
                 except ValueError as err:
                     shard_skips.append({"path": relative.as_posix(), "reason": str(err).split(": ", 1)[-1]})
-                    print(f"warning: skipping {err}", file=sys.stderr)
+                    log.warning("skipping %s", err)
                     continue
                 headers.append(header)
                 members.append(data)

@@ -303,3 +303,42 @@ def test_an_existing_split_is_never_shrunk(dataset, tmp_path):
     assert files(copy) == before and verify(copy)[0] == []
     generate_dataset(copy, splits={"train": 8}, overrides=SMALL)  # growing is fine
     assert verify(copy)[0] == [] and json.loads((copy / "train" / "manifest.json").read_text())["count"] == 8
+
+
+def test_help_names_the_command_that_was_run(monkeypatch, capsys):
+    """Issue 27: `ssl-simulate --help` said `python -m simulate`."""
+    from simulate.cli import main
+    for argv0, subcommand, usage in (("/venv/bin/ssl-simulate", [], "usage: ssl-simulate "),
+                                     ("/venv/bin/ssl-simulate", ["verify"], "usage: ssl-simulate verify "),
+                                     ("/repo/simulate/__main__.py", ["speech"], "usage: python -m simulate speech ")):
+        monkeypatch.setattr(sys, "argv", [argv0, *subcommand, "--help"])
+        with pytest.raises(SystemExit) as done:
+            main()
+        assert done.value.code == 0
+        assert capsys.readouterr().out.startswith(usage)
+
+
+def test_the_verbosity_flags_are_ssl_localizes():
+    """simulate declares them itself (a bad command line fails before torch is imported): the same options."""
+    import argparse
+    from simulate.cli import add_verbosity
+    from ssl_model.cli_log import add_verbosity as localize_flags
+    options = []
+    for add in (add_verbosity, localize_flags):
+        parser = argparse.ArgumentParser()
+        add(parser)
+        options.append([(a.option_strings, a.help, a.default, type(a).__name__) for a in parser._actions])
+    assert options[0] == options[1]
+
+
+def test_quiet_and_verbose_flags_like_ssl_localize(tmp_path):
+    """-q: errors only (no note, no progress bar; the results stay on stdout); -v: notes; not both."""
+    args = ("--splits", "train=2", *SMALL)
+    quiet = cli("--out", str(tmp_path / "q"), "-q", *args)
+    assert quiet.returncode == 0 and quiet.stderr == "" and "(complete)" in quiet.stdout, quiet.stderr
+    verbose = cli("--out", str(tmp_path / "q"), "--verbose", "--no-progress", *args)
+    assert verbose.returncode == 0 and "1 already verified" in verbose.stderr, verbose.stderr
+    both = cli("--out", str(tmp_path / "q"), "-q", "-v", *args)
+    assert both.returncode == 2 and "not allowed with" in both.stderr
+    check = cli("verify", "-q", str(tmp_path / "q"))
+    assert check.returncode == 0 and check.stderr == ""

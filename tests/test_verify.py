@@ -149,3 +149,100 @@ def test_mics_moved_in_a_later_shard_are_named(out, tmp_path):
     reseal(out / "train" / "train-000001.tar", out / "train")
     problem = only_problem(out)
     assert "train-000001.tar" in problem and "mics at" in problem
+
+
+def rewrite_members(shard, change, mtime=None):
+    """Rewrite a shard with change(key, ext, data) -> data applied to every member (and, with mtime, tar headers of
+    that mtime), then reseal its sidecar and manifest: every sha256 check passes."""
+    import tarfile
+    members = [(f"{key}.{ext}", change(key, ext, data)) for key, parts in read_samples(shard) for ext, data in parts.items()]
+    if mtime is None:
+        atomic_write(shard, tar_bytes(members))
+    else:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+            for name, data in members:
+                info = tarfile.TarInfo(name)
+                info.size, info.mtime = len(data), mtime
+                tar.addfile(info, io.BytesIO(data))
+        atomic_write(shard, buffer.getvalue())
+    reseal(shard, shard.parent)
+
+
+def nudged(key, ext, data, sample="3"):
+    """The peak RIR value of the sample whose key ends in `sample` made 1% larger: a plausible shard, but not the one
+    its config renders."""
+    if ext != "rir.npy" or not key.endswith(sample):
+        return data
+    rir = np.load(io.BytesIO(data), allow_pickle=False)
+    rir[0, 0, np.argmax(np.abs(rir[0, 0]))] *= 1.01
+    buffer = io.BytesIO()
+    np.save(buffer, rir, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def test_regenerate_finds_a_shard_rewritten_together_with_its_sha256(out):
+    """Issue 27: plain verify passes a shard whose manifest sha256 was rewritten with it; --regenerate renders
+    every shard again from the manifest's config and seed and compares."""
+    from simulate.regenerate import regenerate
+    problems, summaries = regenerate(out)
+    assert problems == [] and len(summaries) == 2
+    rewrite_members(out / "train" / "train-000001.tar", nudged)
+    rewrite_members(out / "eval" / "eval-000000.tar", lambda key, ext, data: data, mtime=1_700_000_000)
+    assert verify(out)[0] == []  # every recorded sha256 matches
+    problems, _ = regenerate(out, workers=2)
+    assert len(problems) == 2, problems
+    repacked, nudge = problems  # splits in name order
+    assert "train-000001.tar: differs from its render" in nudge and "train-000000003 member rir.npy" in nudge
+    assert "eval-000000.tar: differs from its render" in repacked and "tar of other bytes" in repacked
+
+
+def test_regenerate_refuses_a_recorded_config_that_was_edited(out):
+    from simulate.regenerate import regenerate
+    path = out / "train" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["config"]["seed"] = 1
+    path.write_text(json.dumps(manifest))
+    problems, _ = regenerate(out)
+    assert problems == [f"{path}: config_hash does not match the config it records (edited)"]
+
+
+def test_cli_verify_regenerate_exit_codes(out):
+    run = lambda *flags: subprocess.run([sys.executable, "-m", "simulate", "verify", *flags, str(out)],
+                                        capture_output=True, text=True)
+    ok = run("--regenerate", "--workers", "1", "--no-progress")
+    assert ok.returncode == 0 and ok.stdout.count("regenerated: ") == 2, ok.stderr
+    rewrite_members(out / "train" / "train-000001.tar", nudged)
+    assert run().returncode == 0  # plain verify is unchanged: it cannot tell
+    bad = run("--regenerate", "--workers", "1", "-q")
+    lines = bad.stderr.strip().splitlines()
+    assert bad.returncode == 1 and len(lines) == 1 and "train-000001.tar: differs from its render" in lines[0], bad.stderr
+
+
+def test_regenerate_allows_float_rounding_only_in_a_shard_written_on_cuda(out):
+    """A CUDA render matches the CPU's up to float rounding: such a shard (its sidecar says device cuda) is compared
+    member by member, json byte for byte and RIRs within CUDA_TOLERANCE of their peak; a CPU shard byte for byte."""
+    from simulate.regenerate import regenerate
+
+    def rounded(key, ext, data):
+        if not ext.endswith("npy"):
+            return data
+        values = np.load(io.BytesIO(data), allow_pickle=False)
+        buffer = io.BytesIO()
+        np.save(buffer, (values * np.float32(1 + 1e-6)).astype(np.float32), allow_pickle=False)
+        return buffer.getvalue()
+
+    def as_cuda(shard):
+        sidecar = json.loads(shard.with_suffix(".json").read_text())
+        shard.with_suffix(".json").write_text(json.dumps({**sidecar, "device": "cuda"}))
+        reseal(shard, shard.parent)
+
+    for name in ("train-000000.tar", "train-000001.tar"):
+        rewrite_members(out / "train" / name, rounded)
+    as_cuda(out / "train" / "train-000000.tar")
+    problems, _ = regenerate(out)
+    assert len(problems) == 1 and "train-000001.tar: differs" in problems[0], problems  # the CPU shard
+    rewrite_members(out / "train" / "train-000000.tar", lambda key, ext, data: nudged(key, ext, data, sample="1"))
+    as_cuda(out / "train" / "train-000000.tar")
+    problems, _ = regenerate(out)
+    assert any("train-000000.tar: differs" in p and "train-000000001 member rir.npy" in p for p in problems), problems

@@ -154,25 +154,22 @@ def shard_identities(url: str) -> set[str]:
     return {url} | ({f"sha256:{digest}"} if digest else set())
 
 
-def sample_members(path: str) -> dict[str, list[tarfile.TarInfo]]:
-    """A local shard -> {sample key: its members}, from the tar headers alone (payloads are skipped, not read);
-    {} for an unreadable file (the streams name damaged shards when they meet them)."""
-    samples: dict[str, list[tarfile.TarInfo]] = {}
+def sample_keys(path: str) -> list[str]:
+    """A local shard -> its sample keys, from the tar headers alone (payloads are skipped, not read); [] for an
+    unreadable file (the streams name damaged shards when they meet them)."""
     try:
         with tarfile.open(path, mode="r:") as tar:
-            for member in tar:
-                samples.setdefault(member.name.partition(".")[0], []).append(member)
+            return list(dict.fromkeys(member.name.partition(".")[0] for member in tar))
     except (tarfile.TarError, OSError, EOFError):
-        return {}
-    return samples
+        return []
 
 
-def sample_digest(path: str, members: list[tarfile.TarInfo]) -> str | None:
-    """A sample's members in a local shard -> sha256 of their names and payloads; None when unreadable."""
+def sample_digest(path: str, key: str) -> str | None:
+    """One sample of a local shard -> sha256 of its members' names and payloads; None when unreadable."""
     digest = hashlib.sha256()
     try:
         with tarfile.open(path, mode="r:") as tar:
-            for member in sorted(members, key=lambda m: m.name):
+            for member in sorted((m for m in tar if m.name.partition(".")[0] == key), key=lambda m: m.name):
                 handle = tar.extractfile(member)
                 digest.update(f"{member.name}\0{member.size}\0".encode())
                 digest.update(handle.read() if handle is not None else b"")
@@ -185,17 +182,15 @@ def check_samples_disjoint(train: list[str], evaluation: list[str]) -> None:
     """No eval sample is a training sample: the same key with the same member payloads, whatever the tar around it
     (a re-packed shard has new mtimes, a new sha256 and a new sidecar). Local shards only: keys come from the tar
     headers, and only samples whose key is in both are read and hashed. A URL is compared as a whole shard."""
-    train_keys = {key: (path, members) for path in train if not is_url(path)
-                  for key, members in sample_members(path).items()}
+    train_keys = {key: path for path in train if not is_url(path) for key in sample_keys(path)}
     for path in (p for p in evaluation if not is_url(p)):
-        for key, members in sample_members(path).items():
+        for key in sample_keys(path):
             if key not in train_keys:
                 continue
-            train_path, train_members = train_keys[key]
-            digest = sample_digest(path, members)
-            if digest is not None and digest == sample_digest(train_path, train_members):
+            digest = sample_digest(path, key)
+            if digest is not None and digest == sample_digest(train_keys[key], key):
                 raise DataError(f"sample {key} is in both the training stream and the eval set: {path} holds it as "
-                                f"{train_path} does (same key and payloads: a copied or re-packed shard); check "
+                                f"{train_keys[key]} does (same key and payloads: a copied or re-packed shard); check "
                                 f"data.train_glob / data.eval_glob / data.*_split")
 
 
