@@ -13,7 +13,7 @@ import torch
 
 from accuracy_methods import DETECTION_THRESHOLD_DEG, HOP, NFFT
 from accuracy_sets import COUNT_FLOOR_DB, COUNT_MIN_ACTIVE_S, DIFFUSE_WAVES
-from training.eval_prior import ORACLE_REFERENCE_SOURCES
+from training.eval.prior import ORACLE_REFERENCE_SOURCES
 
 NOTES = {
     "target": "lateral angle only: the angle between a source's direction and the +x array axis (mic 0 -> mic 1), "

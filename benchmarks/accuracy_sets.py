@@ -48,7 +48,7 @@ from simulate import generate_dataset
 from simulate.config import GENERATOR_VERSION, SimulateConfig
 from simulate.scenes import sample_scenes
 from ssl_model.features import normalize_wave
-from training.mixing import mix
+from training.data.mixing import add_at_snr, mix
 
 RECIPE = "bench_accuracy/1"  # bump when anything that shapes the cached waves of fra or pra changes
 DERIVED_RECIPE = "bench_accuracy_sets/1"  # the same for the sets added with it (c, d, e)
@@ -468,7 +468,7 @@ def diffuse_noise(samples: int, mic_x: np.ndarray, rng: np.random.Generator, wav
     from unit direction u reaches the mic at x on the axis -x u_x / c before the array centre; the delays are
     applied exactly as an FFT phase (circular, so every wave stays stationary over the clip). The expected
     inter-mic coherence is then sinc(2 pi f d / c) (Cook et al., JASA 27(6), 1955). Independent of
-    training/noise.py, which builds such fields from the coherence instead.
+    training/data/noise.py, which builds such fields from the coherence instead.
     """
     directions = fibonacci_sphere(waves) @ random_rotation(rng).T
     delays = -np.outer(directions[:, 0], np.asarray(mic_x, float)) / sound_speed  # [K, M] seconds
@@ -481,14 +481,6 @@ def diffuse_noise(samples: int, mic_x: np.ndarray, rng: np.random.Generator, wav
         field += np.einsum("kf,kmf->mf", spectra, phase)
     noise = np.fft.irfft(field, n=samples, axis=-1)
     return noise / np.sqrt(np.mean(noise ** 2, axis=-1, keepdims=True))
-
-
-def add_at_snr(clean: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
-    """clean [M, T], noise [M, T], SNR (dB) -> clean + noise scaled so that the power ratio, averaged over the mics,
-    is snr_db."""
-    signal_power = float(np.mean(np.square(clean, dtype=np.float64)))
-    noise_power = max(float(np.mean(np.square(noise, dtype=np.float64))), 1e-30)
-    return clean + math.sqrt(signal_power / noise_power * 10 ** (-snr_db / 10)) * noise
 
 
 def peak_normalized(waves: np.ndarray) -> np.ndarray:
@@ -510,7 +502,9 @@ def noisy_waves(clean: np.ndarray, kind: str, snr_db: float, seed: int) -> np.nd
         samples = clean.shape[-1]
         noise = (diffuse_noise(samples, pair_x(MIC_SPACING), rng) if kind == "diffuse"
                  else rng.standard_normal((clean.shape[1], samples)))
-        out[i] = add_at_snr(clean[i].astype(np.float64), noise, snr_db)
+        # training's SNR (training.data.mixing.add_at_snr): relative to the clean mixture's power over mics and samples
+        out[i] = add_at_snr(torch.from_numpy(clean[i].astype(np.float64))[None], torch.from_numpy(noise)[None],
+                            torch.tensor([snr_db], dtype=torch.float64))[0].numpy()
     return peak_normalized(out)
 
 

@@ -42,7 +42,7 @@ from accuracy_srp_dnn import srp_dnn_methods  # noqa: E402
 from accuracy_sets import (CLIP, COUNT_SETS, GAIN_DB, GROUP_NAMES, GROUPS, MIC_SPACING, RECIPE, SEEDS, SETS, SR,  # noqa: E402
                            BenchError, load_sets, pair_config, set_mic_spacing, speech_kind, split_seeds, timed)
 from shards.array import SOUND_SPEED  # noqa: E402
-from training.eval_prior import ORACLE_REFERENCE_SOURCES, oracle_reference_table  # noqa: E402
+from training.eval.prior import ORACLE_REFERENCE_SOURCES, oracle_reference_table  # noqa: E402
 
 SET_HELP = "a,b,c,d,e (= fra,pra,noise,count,arrays), or any of them and the leaf sets " + ", ".join(SETS)
 

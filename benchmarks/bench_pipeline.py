@@ -18,7 +18,7 @@ import torch
 
 from shard_fixture import shards_or_simulated
 from training.config import load_train_config
-from training.batches import TrainData
+from training.data.batches import TrainData
 
 
 def main() -> None:

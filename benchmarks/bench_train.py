@@ -31,7 +31,7 @@ import torch
 from ssl_model import SSLModel
 from shard_fixture import shards_or_simulated
 from training.config import load_train_config
-from training.batches import TrainData
+from training.data.batches import TrainData
 from training.objective import batch_loss
 
 # Host-device synchronizations and scalar reads the profile counts (each stalls the CPU until the GPU catches up).

@@ -42,10 +42,10 @@ from ssl_model.localize import plot_half_circle  # noqa: E402
 from ssl_model.localizer import PRETRAINED, Localizer  # noqa: E402
 from ssl_model.targets import TARGETS  # noqa: E402
 from training.checkpoint import WEIGHTS  # noqa: E402
-from training.eval_report import summary_lines  # noqa: E402
-from training.evaluate import evaluate_run  # noqa: E402
-from training.mixing import mix  # noqa: E402
-from training.speech import synthetic_speech  # noqa: E402
+from training.eval.report import summary_lines  # noqa: E402
+from training.eval.evaluate import evaluate_run  # noqa: E402
+from training.data.mixing import mix  # noqa: E402
+from training.data.speech import synthetic_speech  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "tiny.yaml"

@@ -44,7 +44,7 @@ from shards.samples import speech_member  # noqa: E402
 from shards.scenes import Scenes  # noqa: E402
 from simulate.config import SimulateConfig  # noqa: E402
 from simulate.fra_rir import simulate_rirs  # noqa: E402
-from training.mixing import convolve_sources  # noqa: E402
+from training.data.mixing import convolve_sources  # noqa: E402
 
 SR = 16000
 SECONDS = 3.5

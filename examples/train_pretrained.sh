@@ -20,5 +20,5 @@ bash examples/prepare_speech.sh
 resume=()
 [ -d "$RUN/states" ] && resume=(--resume)
 "$PYTHON" training/train.py --config configs/pretrained.yaml --run-dir "$RUN" "${resume[@]}"
-"$PYTHON" -m training.evaluate --run "$RUN" --no-progress
+"$PYTHON" -m training.eval.evaluate --run "$RUN" --no-progress
 echo "to ship it: cp $RUN/model.safetensors $RUN/config.yaml ssl_model/pretrained/two-talker/"

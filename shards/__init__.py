@@ -11,6 +11,7 @@
 - `shards.scenes`: vectorized, seeded draws from a scene prior (the simulator's scenes, the oracle's reference).
 - `shards.geometry`: per-source angles, distance and TDOA seen from the array (a sample's `sources`).
 - `shards.dsp`: signal-processing helpers both sides use (FFT sizes).
+- `shards.faults`: `fault_point(name)`, where a fault test may crash a process (SSL_TEST_KILL_AT); a no-op otherwise.
 
 The format itself is specified in shards/README.md. Output folders written here by `python -m simulate
 --out shards/` (train/, eval/, speech/) are data, not part of the package.

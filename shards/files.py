@@ -14,7 +14,6 @@ import io
 import json
 import math
 import os
-import signal
 import socket
 import sys
 import tarfile
@@ -24,6 +23,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from shards.faults import fault_point
 from shards.layout import manifest_url, shard_basename, sidecar_path, sidecar_url
 
 # Every header field that could vary between runs or machines is pinned (2000-01-01, root, 0644).
@@ -86,20 +86,6 @@ def remove_stale_temps(folder: Path, name: str = "*") -> None:
             temp.unlink(missing_ok=True)
 
 
-TEST_KILL_ENV = "SSL_TEST_KILL_AT"
-
-
-def kill_point(point: str) -> None:
-    """Test hook: SIGKILL this process group here when the environment names this point.
-
-    `SSL_TEST_KILL_AT=shard:train-000007.tar` stops `python -m simulate` with that shard half written;
-    `SSL_TEST_KILL_AT=step:25` (or `save:20`) stops training after that optimizer step (inside that state's
-    save). Fault tests use it to crash at a chosen place instead of racing a timer.
-    """
-    if os.environ.get(TEST_KILL_ENV) == point:
-        os.killpg(os.getpgid(0), signal.SIGKILL)
-
-
 def atomic_write(path: Path, data: bytes) -> None:
     """Write bytes to a temporary name, fsync, then rename: readers see all of it or nothing."""
     path = Path(path)
@@ -112,7 +98,7 @@ def atomic_write(path: Path, data: bytes) -> None:
     except OSError as err:  # a full disk or a read-only folder: leave no partial file behind
         tmp.unlink(missing_ok=True)
         raise OSError(err.errno, err.strerror or str(err), str(path)) from None
-    kill_point(f"shard:{path.name}")
+    fault_point(f"shard:{path.name}")
     os.replace(tmp, path)
     directory = os.open(path.parent, os.O_RDONLY)
     try:

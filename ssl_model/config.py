@@ -10,7 +10,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Literal
 
 from configs import ConfigError, need
-from shards.array import SOUND_SPEED
+from shards.array import SOUND_SPEED, ArraySetup
 
 Normalize = Literal["peak", "rms", "none"]  # ssl_model.features.normalize_wave modes
 MAX_SR = 192_000  # Hz, the highest rate simulate renders
@@ -149,6 +149,12 @@ class ModelConfig:
         patches = self.time_patches(clip_samples)
         need(patches <= self.max_time_patches, key, f"{clip_samples} samples make {patches} time patches, more than "
              f"the model's position table holds (max_time_patches={self.max_time_patches})")
+
+    @property
+    def array(self) -> ArraySetup:
+        """The array this model is built for, as shards' one record of it: sr, mic_spacing (the default spacing),
+        sound_speed (its steering), num_sources = num_slots (the most talkers it reports)."""
+        return ArraySetup(self.sr, self.mic_spacing, self.sound_speed, self.num_slots)
 
     @property
     def in_channels(self) -> int:

@@ -1,5 +1,6 @@
 """Loss and localization metrics: the seed's sorted two-slot cross-entropy and binned MAE per slot, plus
-continuous MAE, accuracy within 5 and 10 degrees, breakdowns by scene factors, and the azimuth oracle floor.
+continuous MAE, accuracy within 5 and 10 degrees, breakdowns by scene factors (the oracle floor and chance are
+ssl_model.oracle's).
 
 Metrics take angles in degrees, whatever class count a model was trained with: binned MAE is always the
 seed's, |floor(pred / 5) - floor(true / 5)| * 5 (180 degrees in the last bin).
@@ -16,7 +17,6 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
-from ssl_model.oracle import chance_binned_mae, oracle_floor_binned_mae  # noqa: F401  (re-exported)
 from ssl_model.targets import BIN_DEG, NUM_CLASSES, angle_to_class
 
 SUM_FIELDS = ("count", "binned_abs", "abs", "within5", "within10")

@@ -6,12 +6,13 @@ from typing import NamedTuple
 
 import torch
 from einops import rearrange, repeat
-from einops.layers.torch import Rearrange
 from torch import nn
 
 from ssl_model.config import ModelConfig, preset
 from ssl_model.conformer import Conformer
-from ssl_model.features import STFT, ipd_cos_sin, log_power, steered_response, steering
+from ssl_model.features import STFT, ipd_cos_sin, log_power
+from ssl_model.tokens import TOKEN_KINDS
+from ssl_model.tokens.kind import conv_bn_gelu
 
 
 class SSLOutput(NamedTuple):
@@ -23,13 +24,15 @@ class SSLOutput(NamedTuple):
     track: torch.Tensor | None
 
 
-def conv_bn_gelu(in_channels: int, out_channels: int, kernel_size: int | tuple[int, int], stride: int,
-                 padding: int | tuple[int, int]) -> list[nn.Module]:
-    return [
-        nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding),
-        nn.BatchNorm2d(out_channels),
-        nn.GELU(),
-    ]
+# The spacing input's scale: spacing_offset maps this range (the arrays the spacing-input models were built for,
+# 6..16 cm) onto -1..1, so the embedding sees inputs of order one.
+SPACING_SCALE_M = (0.06, 0.16)
+
+
+def spacing_offset(spacing: torch.Tensor) -> torch.Tensor:
+    """spacing [B] (metres) -> [B]: centred on SPACING_SCALE_M's midpoint, in units of its half-width."""
+    lo, hi = SPACING_SCALE_M
+    return (spacing - (lo + hi) / 2) / ((hi - lo) / 2)
 
 
 class SSLModel(nn.Module):
@@ -37,7 +40,7 @@ class SSLModel(nn.Module):
     [batch, num_slots, num_classes]; `outputs()` (or forward(heads=True)) gives every head as an SSLOutput.
 
     Front end: conv STFT -> IPD (cos, sin) [+ log power with features=ipd_logpower], DC bin dropped -> inter_conv.
-    Tokens, by config.tokens:
+    Tokens, by config.tokens (one module per kind in ssl_model.tokens):
     - `patches` (the seed's): the patch_embed convs cut the maps into frequency x time patches, one token each;
     - `frames`: one token per frames_per_token frames, a linear map of every bin's features (the whole band);
     - `srp`: a 1x1 conv gives srp_masks time-frequency masks, each weighting the per-bin steered response of the
@@ -64,32 +67,8 @@ class SSLModel(nn.Module):
             channels = out_channels
         self.inter_conv = nn.Sequential(*layers)
 
-        if config.tokens == "patches":
-            layers = []
-            for out_channels in config.patch_channels:
-                layers += conv_bn_gelu(channels, out_channels, config.patch_size, config.patch_size, 0)
-                channels = out_channels
-            self.patch_embed = nn.Sequential(*layers)
-        elif config.tokens == "srp":
-            # A 1x1 conv turns the feature maps into srp_masks time-frequency weights (sigmoid); each weights the
-            # per-bin steered response (features.steered_response), giving srp_masks spatial spectra per frame.
-            self.srp_mask = nn.Sequential(nn.Conv2d(channels, config.srp_masks, 1), nn.Sigmoid())
-            self.register_buffer("steer", steering(config.n_fft, config.sr, config.srp_angles, config.mic_spacing,
-                                                   config.sound_speed), persistent=False)
-            self.patch_embed = nn.Sequential(
-                Rearrange("b m (t k) a -> b t (k m a)", k=config.frames_per_token),
-                nn.Linear(config.frames_per_token * config.srp_masks * config.srp_angles, config.dim),
-                nn.LayerNorm(config.dim),
-            )
-        else:
-            # One token per frames_per_token frames: every bin's features, linearly mapped. A linear map of the
-            # (cos, sin) phase differences across frequency is already a steered response (SRP-PHAT) per frame.
-            bins = config.n_fft // 2
-            self.patch_embed = nn.Sequential(
-                Rearrange("b c f (t k) -> b t (k c f)", k=config.frames_per_token),
-                nn.Linear(config.frames_per_token * channels * bins, config.dim),
-                nn.LayerNorm(config.dim),
-            )
+        self.token_kind = TOKEN_KINDS[config.tokens]()
+        self.token_kind.build(self, config, channels)
 
         self.cls_tokens = nn.Parameter(torch.randn(config.num_slots, config.dim) * 0.02)
         self.pos_embedding = nn.Parameter(torch.randn(config.max_tokens, config.dim) * 0.02)
@@ -159,25 +138,15 @@ class SSLModel(nn.Module):
         patches = self.checked_time_patches(wave.shape[-1])
         features = self.features(wave).to(wave.dtype)
         maps = self.inter_conv(features)  # [b, c, freq bins, frames]
-        frames = patches * config.frames_per_token
-        if config.tokens == "patches":
-            tokens = rearrange(self.patch_embed(maps), "b d f t -> b (t f) d")  # [b, dim, freq, time patches]
-        elif config.tokens == "srp":
-            masks = self.srp_mask(maps).float()
-            steer = self.steer
-            if config.spacing_input:  # one steering for a scalar spacing (a recording), one per input for [B]
-                one = mic_spacing is None or torch.as_tensor(mic_spacing).dim() == 0
-                spacing = self.spacing_of(wave, mic_spacing)
-                steer = steering(config.n_fft, config.sr, config.srp_angles, spacing[0] if one else spacing,
-                                 config.sound_speed)  # [2F, angles] or [b, 2F, angles]
-            spectra = steered_response(features[:, :2].float(), masks, steer)  # [b, masks, frames, angles]
-            tokens = self.patch_embed(spectra[:, :, :frames].to(maps.dtype))
-        else:
-            tokens = self.patch_embed(maps[..., :frames])
+        spacing = None
+        if config.spacing_input:  # one steering for a scalar spacing (a recording), one per input for [B]
+            one = mic_spacing is None or torch.as_tensor(mic_spacing).dim() == 0
+            spacing = self.spacing_of(wave, mic_spacing)
+            spacing = spacing[0] if one else spacing
+        tokens = self.token_kind.tokens(self, features, maps, patches * config.frames_per_token, spacing)
         cls = repeat(self.cls_tokens, "s d -> b s d", b=tokens.shape[0]).to(tokens.dtype)
         if config.spacing_input:
-            # centred and scaled so 6..16 cm spans about -1..1
-            offset = (self.spacing_of(wave, mic_spacing) - 0.11) / 0.05
+            offset = spacing_offset(self.spacing_of(wave, mic_spacing))
             cls = cls + self.spacing_embed(offset[:, None].to(cls.dtype))[:, None, :]
         x = torch.cat((cls, tokens), dim=1)
         x = x + self.pos_embedding[: x.shape[1]].to(x.dtype)

@@ -146,12 +146,3 @@ def decode_slot_posteriors(probs: torch.Tensor, exist: torch.Tensor, threshold: 
     key = torch.where(held, angles, torch.full_like(angles, float("inf")))
     key, probs, exist = sort_slots(key, probs, exist)  # held slots ascending (the order the model was taught)
     return count, torch.where(torch.isfinite(key), key, torch.full_like(key, float("nan"))), probs, exist
-
-
-def decode_slots(logits: torch.Tensor, exist_logits: torch.Tensor | None
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """logits [B, S, C], existence logits [B, S] or None -> decode_slot_posteriors of their probabilities
-    (without existence logits every slot holds a talker: the seed's two-slot model)."""
-    probs = logits.float().softmax(dim=-1)
-    exist = torch.ones(probs.shape[:2], device=probs.device) if exist_logits is None else exist_logits.float().sigmoid()
-    return decode_slot_posteriors(probs, exist)

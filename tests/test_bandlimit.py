@@ -3,7 +3,7 @@ import torch
 
 from training.config import MixConfig
 from ssl_model.features import lowpass
-from training.mixtures import make_mixtures
+from training.data.mixtures import MixRecipe, make_mixtures
 
 from test_noise_and_mixtures import C, SR, scene_batch
 
@@ -28,12 +28,12 @@ def test_lowpass_removes_everything_above_each_rows_cutoff_and_keeps_the_rest():
 def test_the_band_limited_share_holds_nothing_above_4khz_and_clean_rows_are_never_limited():
     speech, rir, angles, spacing = scene_batch(200, S=2)
     mix = MixConfig(bandlimit_prob=0.5, clean_prob=0.2, noise_prob=1.0, snr_db=(20.0, 20.0), normalize="none")
-    out = make_mixtures(speech, rir, angles, spacing, mix, SR, 160, C, torch.Generator().manual_seed(3))
+    out = make_mixtures(speech, rir, angles, spacing, MixRecipe(mix, SR, 160, C), torch.Generator().manual_seed(3))
     share_above = band_energy(out.wave, 4000.0, SR / 2) / band_energy(out.wave, 0.0, SR / 2)
     limited = share_above < 1e-8
     assert 0.3 < limited.float().mean().item() < 0.5  # half of the 80% that are not clean
-    clean = make_mixtures(speech, rir, angles, spacing, MixConfig(clean_prob=1.0, normalize="none"), SR, 160, C,
-                          torch.Generator().manual_seed(3))
+    quiet = MixRecipe(MixConfig(clean_prob=1.0, normalize="none"), SR, 160, C)
+    clean = make_mixtures(speech, rir, angles, spacing, quiet, torch.Generator().manual_seed(3))
     kept_clean = (out.wave - clean.wave).abs().amax(dim=(1, 2)) < 1e-5
     assert kept_clean.any() and not (kept_clean & limited).any()
 
@@ -41,7 +41,8 @@ def test_the_band_limited_share_holds_nothing_above_4khz_and_clean_rows_are_neve
 def test_no_band_limited_share_draws_nothing():
     speech, rir, angles, spacing = scene_batch(16, S=2)
     base = dict(noise_prob=0.5, diffuse_prob=0.5)
-    a = make_mixtures(speech, rir, angles, spacing, MixConfig(**base), SR, 160, C, torch.Generator().manual_seed(4))
-    b = make_mixtures(speech, rir, angles, spacing, MixConfig(bandlimit_prob=0.0, bandlimit_hz=(1000.0, 2000.0), **base),
-                      SR, 160, C, torch.Generator().manual_seed(4))
+    a = make_mixtures(speech, rir, angles, spacing, MixRecipe(MixConfig(**base), SR, 160, C),
+                      torch.Generator().manual_seed(4))
+    off = MixConfig(bandlimit_prob=0.0, bandlimit_hz=(1000.0, 2000.0), **base)
+    b = make_mixtures(speech, rir, angles, spacing, MixRecipe(off, SR, 160, C), torch.Generator().manual_seed(4))
     assert torch.equal(a.wave, b.wave)  # configs without the share keep their random streams

@@ -14,10 +14,10 @@ import torch
 from hang_guard import HANG_S
 from run_helpers import TINY, TRAIN, records, small_shards, subprocess_env
 from simulate import generate_dataset
-from training.batches import TrainData
+from training.data.batches import TrainData
 from training.config import load_train_config
-from training.eval_set import fixed_eval_set
-from training.sources import DataError, check_sources
+from training.data.eval_set import fixed_eval_set
+from training.data.sources import DataError, check_sources
 
 SMALL = ["data.num_workers=1", "data.rir_reservoir=8", "data.rir_refresh=2", "speech.reservoir=16", "speech.refresh=4",
          "run.batch_size=4", "eval.num_samples=8", "eval.batch_size=4", "run.progress=false"]
@@ -172,7 +172,7 @@ def test_the_eval_set_shares_nothing_with_the_training_stream(shards, tmp_path):
 
 def test_a_local_shard_without_sidecar_is_checked_against_the_manifest(shards, tmp_path):
     """Issue 20: a shard with no sidecar used to be read unchecked; its split's manifest records its sha256."""
-    from training.streams import read_checked
+    from training.data.streams import read_checked
     copy = tmp_path / "copy"
     shutil.copytree(shards, copy)
     shard = copy / "train" / "train-000001.tar"
@@ -214,7 +214,7 @@ def mute_server():
 
 def test_a_server_that_never_answers_is_tried_a_bounded_number_of_times(mute_server, monkeypatch, shards):
     import shards.files as files
-    from training.streams import read_checked
+    from training.data.streams import read_checked
     base, accepted = mute_server
     monkeypatch.setattr(files, "HTTP_TIMEOUT_S", 0.2)
     monkeypatch.setattr(files, "HTTP_PAUSE_S", 0.0)

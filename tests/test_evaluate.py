@@ -1,5 +1,5 @@
-"""training.evaluate (with eval_scores and eval_report) and training.plots: metrics.json's keys and values, valid
-PNGs, the CLI's errors."""
+"""training.eval.evaluate (with its target_scores and report) and training.eval.plots: metrics.json's keys and
+values, valid PNGs, the CLI's errors."""
 import json
 from pathlib import Path
 
@@ -13,12 +13,12 @@ from safetensors.torch import load_file, save_file
 from simulate import generate_dataset
 from ssl_model import SSLModel
 from ssl_model.metrics import localization_metrics
-from training import plots
+from training.eval import plots
 from training.checkpoint import CONFIG, WEIGHTS, export_weights, run_config
 from training.config import dump_config, load_train_config
-from training.eval_report import write_plots
-from training.eval_scores import reshape_metrics, unique_scenes
-from training.evaluate import evaluate_run, main
+from training.eval.report import write_plots
+from training.eval.target_scores import reshape_metrics, unique_scenes
+from training.eval.evaluate import evaluate_run, main
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -16,9 +16,9 @@ from safetensors.torch import load_file
 from hang_guard import HANG_S
 from run_helpers import TINY, TRAIN, records, small_shards, subprocess_env
 from ssl_model import SSLModel
-from training.batches import TrainData
+from training.data.batches import TrainData
 from training.config import MixConfig, load_train_config
-from training.mixtures import Mixtures, make_mixtures
+from training.data.mixtures import MixRecipe, Mixtures, make_mixtures
 from training.train import batch_loss
 
 pytestmark = pytest.mark.gpu
@@ -70,10 +70,11 @@ def assert_same_mixtures(got: Mixtures, want: Mixtures) -> None:
 
 def test_device_mixing_on_cuda_equals_the_cpu():
     speech, rir, angles, spacing = scene_batch()
-    want = make_mixtures(speech, rir, angles, spacing, FULL_MIX, SR, HOP, C, torch.Generator().manual_seed(7))
+    want = make_mixtures(speech, rir, angles, spacing, MixRecipe(FULL_MIX, SR, HOP, C),
+                         torch.Generator().manual_seed(7))
     # The draws come from a CPU generator and move to the device: the same numbers wherever the mixing runs.
-    got = make_mixtures(speech.to(DEVICE), rir.to(DEVICE), angles.to(DEVICE), spacing.to(DEVICE), FULL_MIX, SR, HOP,
-                        C, torch.Generator().manual_seed(7))
+    got = make_mixtures(speech.to(DEVICE), rir.to(DEVICE), angles.to(DEVICE), spacing.to(DEVICE),
+                        MixRecipe(FULL_MIX, SR, HOP, C), torch.Generator().manual_seed(7))
     assert got.wave.device.type == DEVICE.type
     assert_same_mixtures(got, want)
     assert (want.count < 2).any() and (want.count == 2).any()  # the talker draws varied

@@ -57,6 +57,31 @@ def test_dependencies_run_one_way(package, forbidden):
     assert not wrong, f"{package} imports {wrong}"
 
 
+def imported_training_modules(folder: str) -> dict[str, set[str]]:
+    """A folder under training/ -> {module file: the training modules it imports (dotted, lazily or not)}."""
+    found = {}
+    for path in sorted((ROOT / "training" / folder).rglob("*.py")):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+        found[str(path.relative_to(ROOT))] = {name for name in names if name.startswith("training.")}
+    return found
+
+
+@pytest.mark.parametrize("folder, allowed", [("data", ("training.config", "training.data")),
+                                             ("eval", ("training.config", "training.checkpoint", "training.data",
+                                                       "training.eval"))])
+def test_training_wings_run_one_way(folder, allowed):
+    """training.data knows only the run config; training.eval reads data and checkpoints; neither imports the loop."""
+    wrong = {path: sorted(name for name in names if not name.startswith(allowed))
+             for path, names in imported_training_modules(folder).items()}
+    wrong = {path: names for path, names in wrong.items() if names}
+    assert not wrong, f"training/{folder} imports {wrong}"
+
+
 def test_torchaudio_compiled_part_loads_and_filters():
     import torch
     import torchaudio.functional as AF

@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ssl_model.metrics import (chance_binned_mae, localization_metrics, metric_sums, metrics_from_sums,
-                               oracle_floor_binned_mae, two_slot_cross_entropy)
+from ssl_model.metrics import localization_metrics, metric_sums, metrics_from_sums, two_slot_cross_entropy
+from ssl_model.oracle import chance_binned_mae, oracle_floor_binned_mae
 from ssl_model.targets import angle_to_class, angles_to_classes
 
 
@@ -215,7 +215,7 @@ def test_evaluate_reads_the_oracle_prior_from_the_eval_manifest(tmp_path):
     from configs import config_to_dict
     from simulate.config import SimulateConfig
     from training.config import load_train_config
-    from training.eval_prior import eval_prior_reference
+    from training.eval.prior import eval_prior_reference
 
     tiny = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
     cfg = load_train_config(tiny, [f"data.shards={tmp_path}"])

@@ -8,7 +8,7 @@ from ssl_model.config import preset
 from ssl_model.features import STFT, ipd_cos_sin, steered_response, steering
 from ssl_model.model import SSLModel
 from ssl_model.targets import class_centers
-from training.mixtures import Mixtures
+from training.data.mixtures import Mixtures
 from training.objective import batch_loss, direction_loss, exist_targets, track_targets
 
 SR, C = 16000, 340.0

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from training.config import MixConfig
-from training.mixing import activity_envelope, fractional_delay, frame_activity
-from training.mixtures import make_mixtures
-from training.noise import diffuse_coherence, diffuse_noise, impose_coherence
+from training.data.mixing import activity_envelope, fractional_delay, frame_activity
+from training.data.mixtures import MixRecipe, make_mixtures
+from training.data.noise import diffuse_coherence, diffuse_noise, impose_coherence
 
 SR, C = 16000, 340.0
 
@@ -91,7 +91,7 @@ def scene_batch(B: int, S: int = 3, T: int = SR, L: int = 400, seed: int = 0):
 def test_counts_follow_the_drawn_shares_and_only_counted_talkers_have_angles():
     speech, rir, angles, spacing = scene_batch(400)
     mix = MixConfig(talker_probs=(1.0, 1.0, 1.0, 1.0), normalize="none")
-    out = make_mixtures(speech, rir, angles, spacing, mix, SR, 160, C, torch.Generator().manual_seed(3))
+    out = make_mixtures(speech, rir, angles, spacing, MixRecipe(mix, SR, 160, C), torch.Generator().manual_seed(3))
     shares = torch.bincount(out.count, minlength=4).float() / 400
     assert (shares - 0.25).abs().max() < 0.08
     for b in range(400):
@@ -106,7 +106,7 @@ def test_counts_follow_the_drawn_shares_and_only_counted_talkers_have_angles():
 def test_talkers_shorter_than_min_active_are_not_counted():
     speech, rir, angles, spacing = scene_batch(300, S=1)
     mix = MixConfig(talker_probs=(0.0, 1.0), partial_prob=1.0, min_active_s=0.5, normalize="none")
-    out = make_mixtures(speech, rir, angles, spacing, mix, SR, 160, C, torch.Generator().manual_seed(4))
+    out = make_mixtures(speech, rir, angles, spacing, MixRecipe(mix, SR, 160, C), torch.Generator().manual_seed(4))
     active_s = out.talker_activity[:, 0].sum(-1) * 160 / SR
     assert torch.equal(out.count == 1, active_s >= 0.5 - 1e-6)
     assert (active_s < 1.0).any() and (out.count == 1).any()
@@ -114,7 +114,8 @@ def test_talkers_shorter_than_min_active_are_not_counted():
 
 def test_the_seed_mix_keeps_every_source_and_is_clean():
     speech, rir, angles, spacing = scene_batch(6, S=2)
-    out = make_mixtures(speech, rir, angles, spacing, MixConfig(), SR, 160, C, torch.Generator().manual_seed(5))
+    out = make_mixtures(speech, rir, angles, spacing, MixRecipe(MixConfig(), SR, 160, C),
+                        torch.Generator().manual_seed(5))
     assert (out.count == 2).all() and torch.equal(out.angles, angles.sort(dim=-1).values)
     assert out.wave.abs().amax(dim=(1, 2)).sub(0.9).abs().max() < 1e-5  # peak-normalized
 
@@ -124,9 +125,9 @@ def test_noise_is_added_at_the_drawn_snr(kind):
     speech, rir, angles, spacing = scene_batch(64, S=2)
     snr = {"diffuse_prob": 1.0, "diffuse_snr_db": (10.0, 10.0)} if kind == "diffuse" else \
         {"noise_prob": 1.0, "snr_db": (10.0, 10.0)}
-    clean = make_mixtures(speech, rir, angles, spacing, MixConfig(normalize="none"), SR, 160, C,
+    clean = make_mixtures(speech, rir, angles, spacing, MixRecipe(MixConfig(normalize="none"), SR, 160, C),
                           torch.Generator().manual_seed(6))
-    noisy = make_mixtures(speech, rir, angles, spacing, MixConfig(normalize="none", **snr), SR, 160, C,
+    noisy = make_mixtures(speech, rir, angles, spacing, MixRecipe(MixConfig(normalize="none", **snr), SR, 160, C),
                           torch.Generator().manual_seed(6))
     signal = clean.wave.pow(2).mean(dim=(1, 2))
     noise = (noisy.wave - clean.wave).pow(2).mean(dim=(1, 2))
@@ -139,8 +140,8 @@ def test_clean_mixtures_are_two_steady_talkers_without_noise_or_mismatch():
     harsh = MixConfig(clean_prob=1.0, diffuse_prob=1.0, diffuse_snr_db=(0.0, 0.0), noise_prob=1.0,
                       snr_db=(0.0, 0.0), mic_gain_db=6.0, mic_latency=2.0, **rough)
     quiet = MixConfig(clean_prob=1.0, **rough)
-    a = make_mixtures(speech, rir, angles, spacing, harsh, SR, 160, C, torch.Generator().manual_seed(7))
-    b = make_mixtures(speech, rir, angles, spacing, quiet, SR, 160, C, torch.Generator().manual_seed(7))
+    a = make_mixtures(speech, rir, angles, spacing, MixRecipe(harsh, SR, 160, C), torch.Generator().manual_seed(7))
+    b = make_mixtures(speech, rir, angles, spacing, MixRecipe(quiet, SR, 160, C), torch.Generator().manual_seed(7))
     assert (a.count == 2).all() and a.talker_activity[:, :2].float().mean() > 0.95
     assert not a.talker_activity[:, 2].any()
     assert torch.allclose(a.wave, b.wave, atol=1e-5)  # 0 dB of noise and 6 dB of mismatch: none of it applied
@@ -149,9 +150,10 @@ def test_clean_mixtures_are_two_steady_talkers_without_noise_or_mismatch():
 def test_clean_share_leaves_the_rest_of_the_batch_noisy():
     speech, rir, angles, spacing = scene_batch(400, S=2)
     noisy = dict(noise_prob=1.0, snr_db=(0.0, 0.0), normalize="none")
-    out = make_mixtures(speech, rir, angles, spacing, MixConfig(clean_prob=0.3, **noisy), SR, 160, C,
+    out = make_mixtures(speech, rir, angles, spacing, MixRecipe(MixConfig(clean_prob=0.3, **noisy), SR, 160, C),
                         torch.Generator().manual_seed(8))
-    ref = make_mixtures(speech, rir, angles, spacing, MixConfig(clean_prob=1.0, normalize="none"), SR, 160, C,
+    ref = make_mixtures(speech, rir, angles, spacing,
+                        MixRecipe(MixConfig(clean_prob=1.0, normalize="none"), SR, 160, C),
                         torch.Generator().manual_seed(8))
     clean = (out.wave - ref.wave).abs().amax(dim=(1, 2)) < 1e-5
     assert abs(clean.float().mean().item() - 0.3) < 0.08

@@ -9,8 +9,8 @@ from simulate.render import render_batch
 from ssl_model import PRESETS, Localizer
 from ssl_model.baselines import gcc_phat
 from ssl_model.export import model_weights
-from training.mixing import convolve_sources
-from training.speech import synthetic_speech
+from training.data.mixing import convolve_sources
+from training.data.speech import synthetic_speech
 
 from run_helpers import ROOT
 from test_api import run_example

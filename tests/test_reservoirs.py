@@ -3,7 +3,7 @@ import random
 
 import torch
 
-from training.reservoirs import SceneReservoir, SpeechReservoir, fill_slots
+from training.data.reservoirs import SceneReservoir, SpeechReservoir, fill_slots
 
 
 def scene(i: int) -> dict:

@@ -14,11 +14,11 @@ from configs import ConfigError
 from hang_guard import HANG_S
 from run_helpers import small_shards
 from simulate import generate_dataset
-from training.batches import TrainData
+from training.data.batches import TrainData
 from training.config import load_train_config
-from training.eval_set import fixed_eval_set, read_split_in_order
-from training.reservoirs import SceneReservoir, SpeechReservoir
-from training.sources import DataError, check_enough_shards, resolve_shards
+from training.data.eval_set import fixed_eval_set, read_split_in_order
+from training.data.reservoirs import SceneReservoir, SpeechReservoir
+from training.data.sources import DataError, check_enough_shards, resolve_shards
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "tiny.yaml"

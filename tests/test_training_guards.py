@@ -20,16 +20,16 @@ from run_helpers import ROOT, TINY, TRAIN, small_shards, subprocess_env
 from shards.files import iter_samples, tar_bytes
 from simulate import generate_dataset
 from ssl_model import SSLModel
-from training.resume import check_resume_changes
 from training import train
-from training.batches import TrainData
+from training.data.batches import TrainData
+from training.resume import check_resume_changes
 from training.budget import check_memory, data_path_bytes
 from training.checkpoint import export_weights
 from training.config import load_train_config
-from training.eval_set import fixed_eval_set
-from training.markers import BAD_SAMPLE, BAD_SHARD, KEY, SAMPLES, SHARD_OK, failure, is_marker
-from training.sources import DataError
-from training.streams import Stream, expand_samples, mark_failures, raise_failures
+from training.data.eval_set import fixed_eval_set
+from training.data.markers import BAD_SAMPLE, BAD_SHARD, KEY, SAMPLES, SHARD_OK, failure, is_marker
+from training.data.sources import DataError
+from training.data.streams import Stream, expand_samples, mark_failures, raise_failures
 
 FEW = ["data.num_workers=0", "data.rir_reservoir=12", "data.rir_refresh=2", "speech.reservoir=8", "speech.refresh=2",
        "run.batch_size=2", "data.min_shards_for_share=2", "data.verify_sha256=false"]

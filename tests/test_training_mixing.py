@@ -6,8 +6,20 @@ import torch
 
 from shards.dsp import fft_size
 from ssl_model.features import normalize_wave
-from training.mixing import convolve_sources, draw_mix_params, mix
-from training.speech import synthetic_speech
+from training.data.mixing import convolve_sources, mix
+from training.data.speech import synthetic_speech
+
+
+def draw_mix_params(
+    batch: int, sources: int, gain_db: tuple[float, float], noise_prob: float, snr_db: tuple[float, float],
+    generator: torch.Generator, device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """-> gain_db [B, S], snr_db [B] (NaN where no noise is added), drawn from `generator` on `device`."""
+    u = torch.rand(batch, sources, generator=generator, device=device)
+    gains = gain_db[0] + (gain_db[1] - gain_db[0]) * u
+    snr = snr_db[0] + (snr_db[1] - snr_db[0]) * torch.rand(batch, generator=generator, device=device)
+    noisy = torch.rand(batch, generator=generator, device=device) < noise_prob
+    return gains, torch.where(noisy, snr, torch.full_like(snr, float("nan")))
 
 
 def test_fft_size_is_smooth_and_large_enough():

@@ -10,7 +10,7 @@ from configs import ConfigError
 from shards.dsp import fft_size
 from training.config import TrainConfig
 
-MICS = 2  # the model takes two microphones (training.sources.check_setup refuses other shards)
+MICS = 2  # the model takes two microphones (training.data.sources.check_setup refuses other shards)
 FLOAT32, COMPLEX64 = 4, 8
 
 
@@ -56,6 +56,4 @@ def check_run_config(cfg: TrainConfig) -> None:
     if cfg.clip_samples < cfg.model.min_samples():
         raise ConfigError(f"speech.clip_seconds: {cfg.speech.clip_seconds} s is shorter than the model's "
                           f"minimum input ({cfg.model.min_samples()} samples at {cfg.sr} Hz)")
-    if cfg.model.sr != cfg.sr:
-        raise ConfigError(f"model.sr: must equal sr={cfg.sr}, got {cfg.model.sr}")
     check_memory(cfg, *memory_limits())

@@ -2,7 +2,7 @@
 
 Nothing here unpickles: weights are safetensors with their usage in the metadata (ssl_model.export);
 Accelerate loads its optimizer and RNG files with `torch.load(weights_only=True)`; our own trainer state is
-JSON and each rank's data-path state (training.batches) is safetensors with JSON metadata.
+JSON and each rank's data-path state (training.data.batches) is safetensors with JSON metadata.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from accelerate.utils.other import load as accelerate_load
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from shards.files import kill_point
+from shards.faults import fault_point
 from ssl_model import SSLModel
 from ssl_model.export import WEIGHTS, CheckpointError, LocalizerSpec, load_localizer, save_localizer
 from training.config import TrainConfig, load_train_config
@@ -163,7 +163,7 @@ def save_training_state(accelerator, run_dir: str | Path, step: int, trainer_sta
     accelerator.save_state(str(tmp), safe_serialization=True)
     if data_state is not None:
         save_data_state(tmp / DATA_STATE.format(rank=accelerator.process_index), *data_state)
-    kill_point(f"save:{step}")
+    fault_point(f"save:{step}")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         (tmp / TRAINER_STATE).write_text(json.dumps({**trainer_state, "step": step}, indent=1))

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 from configs import ConfigError, dump_config, load_config, need
+from shards.array import ArraySetup
 from ssl_model.config import CLIP_SECONDS, ModelConfig, Normalize, need_finite
 from ssl_model.targets import Target
 
@@ -82,9 +83,9 @@ class MixConfig:
     mic_latency: float = 0.0  # per-mic latency mismatch: each mic delayed by U(-x, x) samples (fractional)
     noise_prob: float = 0.0  # share of mixtures that get white sensor noise (independent per mic); seed: none
     snr_db: tuple[float, float] = (5.0, 30.0)  # sensor-noise SNR drawn U(lo, hi) dB
-    diffuse_prob: float = 0.0  # share of mixtures that get spherically diffuse noise (training/noise.py)
+    diffuse_prob: float = 0.0  # share of mixtures that get spherically diffuse noise (training/data/noise.py)
     diffuse_snr_db: tuple[float, float] = (0.0, 30.0)  # its SNR, drawn U(lo, hi) dB
-    # Shares of the diffuse noise's kinds (training.noise.NOISE_KINDS): pink, speech-shaped, babble.
+    # Shares of the diffuse noise's kinds (training.data.noise.NOISE_KINDS): pink, speech-shaped, babble.
     diffuse_kinds: tuple[float, float, float] = (1.0, 1.0, 1.0)
     # Shares of mixtures with 0, 1, 2, ... talkers (up to the scenes' sources); empty: every source talks (seed).
     talker_probs: tuple[float, ...] = ()
@@ -216,6 +217,12 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     run: RunConfig = field(default_factory=RunConfig)
+
+    @property
+    def array(self) -> ArraySetup:
+        """The run's array record (shards.array): the model's, whose sample rate validate() holds equal to `sr`.
+        The shards must match it (training.data.sources.check_setup); the mixing reads it (MixRecipe.of)."""
+        return self.model.array
 
     @property
     def clip_samples(self) -> int:

@@ -17,7 +17,7 @@ from ssl_model.config import ModelConfig
 from ssl_model.metrics import two_slot_cross_entropy
 from ssl_model.model import SSLOutput
 from ssl_model.targets import angle_to_class, class_centers, soft_targets
-from training.mixtures import Mixtures
+from training.data.mixtures import Mixtures
 
 
 def direction_loss(logits: torch.Tensor, angles: torch.Tensor, sigma_deg: float, smoothing: float) -> torch.Tensor:

@@ -36,28 +36,27 @@ from accelerate.utils import ProjectConfiguration, set_seed
 from tqdm.auto import tqdm
 
 from configs import ConfigError
-from shards.files import kill_point
+from shards.faults import fault_point
 from ssl_model import SSLModel
 from ssl_model.cli_log import add_verbosity, setup_logging
 from ssl_model.export import command_name, describe_non_finite, non_finite
-from ssl_model.metrics import metric_sums, metrics_from_sums
-from training.scores import metrics_from_score_sums, score_sums
 from ssl_model.oracle import chance_binned_mae
-from ssl_model.targets import angles_to_classes, decode_posteriors
-from training.batches import TrainData
+from ssl_model.targets import angles_to_classes
 from training.budget import check_run_config
 from training.checkpoint import (CONFIG, WEIGHTS, CheckpointError, export_weights, latest_state, load_data_state,
                                  load_state, read_trainer_state, run_config, save_training_state)
 from training.config import TrainConfig, load_train_config
-from training.eval_set import fixed_eval_set
-from training.mixtures import Mixtures
-from training.objective import batch_loss as objective_loss
+from training.data.batches import TrainData
+from training.data.eval_set import fixed_eval_set
+from training.data.mixtures import Mixtures
+from training.data.sources import DataError, check_sources
+from training.eval.scores import metrics_from_score_sums, score_sums
 from training.launch import all_gpus_command, precision_warning, resolve_mixed_precision, trackers
+from training.objective import batch_loss as objective_loss
 from training.resume import check_resume_changes
-from training.warm_start import summary, warm_start
 from training.runlog import RunLog
 from training.schedule import learning_rate
-from training.sources import DataError, check_sources
+from training.warm_start import summary, warm_start
 
 log = logging.getLogger("training.train")
 
@@ -285,7 +284,7 @@ def log_train(run: RunLog, accelerator, data: TrainData, progress: Progress, cfg
 
 @torch.no_grad()
 def evaluate(model, mixtures: list[Mixtures], accelerator) -> dict[str, float]:
-    """Score this rank's fixed eval mixtures (training.scores); the sums are reduced across ranks once."""
+    """Score this rank's fixed eval mixtures (training.eval.scores); the sums are reduced across ranks once."""
     net = accelerator.unwrap_model(model)  # no DDP: ranks hold different batch counts, no collective inside
     was_training = net.training
     net.eval()
@@ -370,7 +369,7 @@ def train(args: argparse.Namespace) -> int:
         progress.step += 1
         progress.steps_run += 1
         bar.update(1)
-        kill_point(f"step:{progress.step}")
+        fault_point(f"step:{progress.step}")
         check_skip_budget(progress, cfg)
         last = progress.step == cfg.run.steps
         evaluating = bool(cfg.eval.every and progress.step % cfg.eval.every == 0) or last

@@ -12,7 +12,7 @@ import torch
 from ssl_model.metrics import metric_sums, metrics_from_sums
 from ssl_model.model import SSLOutput
 from ssl_model.targets import decode, decode_count, decode_posteriors
-from training.mixtures import Mixtures
+from training.data.mixtures import Mixtures
 
 
 def slot_angles_given_count(logits: torch.Tensor, count: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,7 @@ From dry speech, RIRs and their angles, on whatever device the inputs live on (f
    stop, raised-cosine edges), applied to the dry speech so that reverberation tails continue naturally;
 2. which of them count: a talker whose speech is active (frame power within mix.activity_db of its loudest frame)
    for at least mix.min_active_s;
-3. speech * RIR (one batched rfft), per-source gains, sum; spherically diffuse noise (training.noise) at a drawn
+3. speech * RIR (one batched rfft), per-source gains, sum; spherically diffuse noise (training.data.noise) at a drawn
    SNR; per-mic gain and fractional latency mismatch (the converters: they act on everything acoustic); white
    sensor noise, independent per mic; for a share (mix.bandlimit_prob), a low-pass as an 8 kHz recording has;
    level normalization.
@@ -19,10 +19,10 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from training.config import MixConfig
-from training.mixing import activity_envelope, convolve_sources, fractional_delay, frame_activity
-from training.noise import diffuse_noise
 from ssl_model.features import lowpass, normalize_wave
+from training.config import MixConfig, TrainConfig
+from training.data.mixing import activity_envelope, add_at_snr, convolve_sources, fractional_delay, frame_activity
+from training.data.noise import diffuse_noise
 
 
 @dataclass
@@ -84,18 +84,33 @@ def sorted_counted(talker_angles: torch.Tensor, counted: torch.Tensor) -> torch.
     return torch.where(torch.isfinite(ordered), ordered, torch.full_like(ordered, float("nan")))
 
 
-def add_at_snr(wave: torch.Tensor, noise: torch.Tensor, snr_db: torch.Tensor, use: torch.Tensor,
-               reference: torch.Tensor) -> torch.Tensor:
-    """wave, noise [B, M, T] (noise of unit power), snr_db [B], use bool [B], reference power [B] ->
-    wave + noise scaled to reference / 10^(snr/10) where `use`."""
-    scale = torch.sqrt(reference * 10.0 ** (-snr_db / 10.0)) * use
-    return wave + scale[:, None, None] * noise
+@dataclass(frozen=True)
+class MixRecipe:
+    """How a batch of scenes is mixed: mix (the run's MixConfig), sr (Hz), hop (samples per activity frame),
+    sound_speed (m/s, for the diffuse noise's coherence)."""
+    mix: MixConfig
+    sr: int
+    hop: int
+    sound_speed: float
+
+    @classmethod
+    def of(cls, cfg: TrainConfig, mix: MixConfig | None = None) -> MixRecipe:
+        """A run's recipe: its mix section (or `mix`), its array record's sample rate and speed of sound, the model's
+        hop."""
+        return cls(cfg.mix if mix is None else mix, cfg.array.sr, cfg.model.hop, cfg.array.sound_speed)
+
+
+def without(snr_db: torch.Tensor, use: torch.Tensor) -> torch.Tensor:
+    """snr_db [B], use bool [B] -> snr_db [B], NaN (no noise) where not `use`."""
+    return torch.where(use, snr_db, torch.full_like(snr_db, float("nan")))
 
 
 def make_mixtures(speech: torch.Tensor, rir: torch.Tensor, talker_angles: torch.Tensor, spacing: torch.Tensor,
-                  mix: MixConfig, sr: int, hop: int, sound_speed: float, generator: torch.Generator) -> Mixtures:
+                  recipe: MixRecipe, generator: torch.Generator) -> Mixtures:
     """speech [B, S, T] (dry, one segment per source), rir [B, M, S, L], talker_angles [B, S] (the target angle of
-    each source), spacing [B] -> Mixtures; every random draw comes from `generator`."""
+    each source), spacing [B] -> Mixtures; every random draw comes from `generator`. Noise SNRs are relative to the
+    clean image power (the gained images summed, before mic gain; mixing.add_at_snr)."""
+    mix, sr, hop = recipe.mix, recipe.sr, recipe.hop
     B, S, T = speech.shape
     M = rir.shape[1]
     device = speech.device
@@ -129,8 +144,8 @@ def make_mixtures(speech: torch.Tensor, rir: torch.Tensor, talker_angles: torch.
         use = (torch.rand(B, generator=g, device=g.device) < mix.diffuse_prob).to(device)
         snr = uniform(*mix.diffuse_snr_db, (B,), g).to(device)
         kind = torch.where(use.to(kind.device), kind, torch.full_like(kind, -1))  # -1: no diffuse noise, none made
-        noise = diffuse_noise(kind, speech, spacing.to(device), sr, sound_speed, g)
-        wave = add_at_snr(wave, noise, snr, use & noisy, reference)
+        noise = diffuse_noise(kind, speech, spacing.to(device), sr, recipe.sound_speed, g)
+        wave = add_at_snr(wave, noise, without(snr, use & noisy), reference)
     if mix.mic_gain_db > 0:
         gain_db = uniform(-mix.mic_gain_db, mix.mic_gain_db, (B, M), g).to(device) * noisy[:, None]
         wave = wave * (10.0 ** (gain_db / 20.0))[..., None]
@@ -140,8 +155,7 @@ def make_mixtures(speech: torch.Tensor, rir: torch.Tensor, talker_angles: torch.
         use = (torch.rand(B, generator=g, device=g.device) < mix.noise_prob).to(device) & noisy | silent
         snr = uniform(*mix.snr_db, (B,), g).to(device)
         sensor = torch.randn(B, M, T, generator=g, device=g.device).to(device)
-        sensor = sensor / sensor.pow(2).mean(dim=(1, 2), keepdim=True).sqrt()
-        wave = add_at_snr(wave, sensor, snr, use, reference)
+        wave = add_at_snr(wave, sensor, without(snr, use), reference)
     if mix.bandlimit_prob > 0:  # last: an 8 kHz recorder band-limits the sensor noise as well
         use = (torch.rand(B, generator=g, device=g.device) < mix.bandlimit_prob).to(device) & noisy
         cutoff = uniform(*mix.bandlimit_hz, (B,), g).to(device)

@@ -19,13 +19,13 @@ import torch
 
 from shards.audio import decode_audio, fit_length
 from shards.layout import stable_seed
-from training.batches import TARGET_ROWS
 from training.config import TrainConfig
-from training.markers import KEY, UNCHECKED, is_marker
-from training.mixtures import Mixtures, make_mixtures
-from training.sources import DataError, SplitSources, check_setup, side_sources
-from training.speech import synthetic_speech
-from training.streams import CheckSetup, decode_scene, raise_failures, read_shards, speech_audio
+from training.data.batches import TARGET_ROWS
+from training.data.markers import KEY, UNCHECKED, is_marker
+from training.data.mixtures import MixRecipe, Mixtures, make_mixtures
+from training.data.sources import DataError, SplitSources, check_setup, side_sources
+from training.data.speech import synthetic_speech
+from training.data.streams import CheckSetup, decode_scene, raise_failures, read_shards, speech_audio
 
 Batch = tuple[torch.Tensor, torch.Tensor, list[dict]]
 
@@ -33,7 +33,7 @@ Batch = tuple[torch.Tensor, torch.Tensor, list[dict]]
 @dataclass
 class EvalSet:
     """This rank's eval batches [(wave [B, 2, T], angles_deg [B, S] sorted (NaN: no talker in that slot),
-    metadata dicts (B))], the same batches as Mixtures (counts, activity, spacing: training.mixtures), and the
+    metadata dicts (B))], the same batches as Mixtures (counts, activity, spacing: training.data.mixtures), and the
     whole set's sorted target angles [N, S] (every rank; e.g. for the chance floor)."""
     batches: list[Batch]
     angles: torch.Tensor
@@ -99,7 +99,7 @@ def fixed_eval_set(cfg: TrainConfig, device: torch.device | str = "cpu", rank: i
     row = TARGET_ROWS[cfg.target]
     batches, mixtures = [], []
     # the clean and band-limited shares are a training curriculum, not the scene the eval set measures
-    scene_mix = dataclasses.replace(cfg.mix, clean_prob=0.0, bandlimit_prob=0.0)
+    recipe = MixRecipe.of(cfg, dataclasses.replace(cfg.mix, clean_prob=0.0, bandlimit_prob=0.0))
     for b, start in enumerate(range(0, n, cfg.eval.batch_size)):
         if b % world_size != rank:
             continue
@@ -111,8 +111,7 @@ def fixed_eval_set(cfg: TrainConfig, device: torch.device | str = "cpu", rank: i
         angles = torch.stack([s["angles"][row] for s in picked])
         spacing = torch.tensor([float(s["spacing"]) for s in picked])
         g_batch = torch.Generator().manual_seed(stable_seed(cfg.eval.seed, 24, b))  # batch b: same on any world size
-        mixed = make_mixtures(speech[start:start + len(picked)], rir, angles, spacing, scene_mix, cfg.sr,
-                              cfg.model.hop, cfg.model.sound_speed, g_batch)
+        mixed = make_mixtures(speech[start:start + len(picked)], rir, angles, spacing, recipe, g_batch)
         metas = [dict(json.loads(s["meta"]), key=s[KEY], shard=s["url"]) for s in picked]
         batches.append((mixed.wave.to(device), mixed.angles.to(device), metas))
         mixtures.append(mixed.to(device))

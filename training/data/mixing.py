@@ -1,7 +1,7 @@
 """Device-side mixing: speech * RIR by batched FFT convolution, gains, noise, sum, normalize.
 
 Pure functions in the style of torchaudio.functional. Everything runs in fp32 on whatever device the
-inputs live on; call these outside autocast (rfft does not take bf16).
+inputs live on (add_at_snr keeps its inputs' dtype); call these outside autocast (rfft does not take bf16).
 """
 from __future__ import annotations
 
@@ -25,6 +25,19 @@ def convolve_sources(speech: torch.Tensor, rir: torch.Tensor, out_len: int | Non
     return images[..., :out_len]
 
 
+def add_at_snr(wave: torch.Tensor, noise: torch.Tensor, snr_db: torch.Tensor,
+               reference: torch.Tensor | None = None) -> torch.Tensor:
+    """wave, noise [B, M, T], snr_db [B] (NaN: no noise in that row), reference power [B] (default: wave's own) ->
+    wave [B, M, T] + noise scaled so that reference / noise power = 10^(snr_db / 10), powers as means over mics
+    and samples. The one SNR of the project: training's mixtures, mix() and the benchmark's noise sets."""
+    if reference is None:
+        reference = wave.pow(2).mean(dim=(1, 2))
+    noise_power = noise.pow(2).mean(dim=(1, 2)).clamp_min(1e-12)
+    scale = torch.sqrt(reference / noise_power * 10.0 ** (-torch.nan_to_num(snr_db) / 10.0))
+    scale = scale * torch.isfinite(snr_db)
+    return wave + scale[:, None, None] * noise
+
+
 def mix(
     speech: torch.Tensor,
     rir: torch.Tensor,
@@ -35,32 +48,18 @@ def mix(
     mic_gain_db: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """speech [B, S, T], rir [B, M, S, L], gain_db [B, S], snr_db [B] (NaN: no noise), noise [B, M, T],
-    mic_gain_db [B, M] -> wave [B, M, T]."""
+    mic_gain_db [B, M] -> wave [B, M, T]. The noise comes after the mic gain at an SNR relative to the clean
+    image power before it, as training's sensor noise (training.data.mixtures)."""
     images = convolve_sources(speech, rir, out_len=speech.shape[-1])  # [B, M, S, T]
     if gain_db is not None:
         images = images * (10.0 ** (gain_db.float() / 20.0))[:, None, :, None]
     wave = images.sum(dim=2)  # [B, M, T]
+    reference = wave.pow(2).mean(dim=(1, 2))
     if mic_gain_db is not None:
         wave = wave * (10.0 ** (mic_gain_db.float() / 20.0))[:, :, None]
     if snr_db is not None and noise is not None:
-        signal_power = wave.pow(2).mean(dim=(1, 2))  # [B]
-        noise_power = noise.pow(2).mean(dim=(1, 2)).clamp_min(1e-12)
-        use = torch.isfinite(snr_db)
-        scale = torch.sqrt(signal_power / noise_power * 10.0 ** (-torch.nan_to_num(snr_db) / 10.0))
-        wave = wave + torch.where(use, scale, torch.zeros_like(scale))[:, None, None] * noise
+        wave = add_at_snr(wave, noise, snr_db.to(wave.dtype), reference)
     return normalize_wave(wave, normalize)
-
-
-def draw_mix_params(
-    batch: int, sources: int, gain_db: tuple[float, float], noise_prob: float, snr_db: tuple[float, float],
-    generator: torch.Generator, device: torch.device,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """-> gain_db [B, S], snr_db [B] (NaN where no noise is added), drawn from `generator` on `device`."""
-    u = torch.rand(batch, sources, generator=generator, device=device)
-    gains = gain_db[0] + (gain_db[1] - gain_db[0]) * u
-    snr = snr_db[0] + (snr_db[1] - snr_db[0]) * torch.rand(batch, generator=generator, device=device)
-    noisy = torch.rand(batch, generator=generator, device=device) < noise_prob
-    return gains, torch.where(noisy, snr, torch.full_like(snr, float("nan")))
 
 
 def activity_envelope(onset: torch.Tensor, offset: torch.Tensor, T: int, ramp: int = 160) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """One rank's training data: both streams, both device reservoirs, and the batches mixed from them.
 
 Each step refreshes part of each reservoir from its stream, then draws a batch and mixes it on the device
-(training.mixtures: talkers that come and go, speech * RIR by one batched rfft, gains, noise, array
+(training.data.mixtures: talkers that come and go, speech * RIR by one batched rfft, gains, noise, array
 imperfections, normalize). A
 batch's own draws are a function of (run.seed, step, rank). The rest of the data path's state, the
 reservoirs, their slot RNG and the streams' accounting, is saved with every training state (`state()`),
@@ -18,11 +18,11 @@ import torch
 
 from shards.layout import stable_seed
 from training.config import TrainConfig
-from training.mixtures import Mixtures, make_mixtures
-from training.reservoirs import SceneReservoir, SpeechReservoir
-from training.sources import SplitSources, check_enough_shards, check_setup, side_sources
-from training.speech import synthetic_speech
-from training.streams import Stream, decode_scene, decode_speech, folder_pipeline, make_loader, shard_pipeline
+from training.data.mixtures import MixRecipe, Mixtures, make_mixtures
+from training.data.reservoirs import SceneReservoir, SpeechReservoir
+from training.data.sources import SplitSources, check_enough_shards, check_setup, side_sources
+from training.data.speech import synthetic_speech
+from training.data.streams import Stream, decode_scene, decode_speech, folder_pipeline, make_loader, shard_pipeline
 
 TARGET_ROWS = {"azimuth": 0, "lateral": 1}  # row of a scene's `angles` tensor [2, S]
 
@@ -139,15 +139,15 @@ class TrainData:
         return [self.scenes_stream] + ([self.speech_stream] if self.speech_stream is not None else [])
 
     def batch(self, step: int, micro: int = 0) -> Mixtures:
-        """-> this step's Mixtures (training.mixtures: wave [B, M, T] fp32, target angles, counts, activity,
+        """-> this step's Mixtures (training.data.mixtures: wave [B, M, T] fp32, target angles, counts, activity,
         spacing); every draw from (run.seed, step, rank, micro)."""
         cfg = self.cfg
         self.generator.manual_seed(stable_seed(cfg.run.seed, step, self.rank, micro, 5))
         rir, angles, spacing = self.scenes.sample(cfg.run.batch_size, self.generator)
         speech = self.speech.sample(cfg.run.batch_size, rir.shape[2], self.generator)
-        spacing = torch.nan_to_num(spacing, nan=cfg.model.mic_spacing)
-        return make_mixtures(speech, rir, angles[:, TARGET_ROWS[cfg.target]], spacing, cfg.mix, cfg.sr,
-                             cfg.model.hop, cfg.model.sound_speed, self.generator)
+        spacing = torch.nan_to_num(spacing, nan=cfg.array.mic_spacing)
+        return make_mixtures(speech, rir, angles[:, TARGET_ROWS[cfg.target]], spacing, MixRecipe.of(cfg),
+                             self.generator)
 
     def counters(self) -> dict[str, int]:
         return {key: value for st in self.streams() for key, value in st.counters().items()}

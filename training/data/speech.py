@@ -1,6 +1,6 @@
 """The synthetic speech-like source (on the device, no files): the default of the demo and the tests.
 
-Real speech comes from speech shards or audio folders instead (shards.audio, training.streams).
+Real speech comes from speech shards or audio folders instead (shards.audio, training.data.streams).
 The generator builds clips from blocks of 50-200 ms, each voiced (a sawtooth glottal source with a drifting pitch, shaped by three formants), unvoiced (noise shaped by a fricative high-pass) or a pause,
 in the STFT domain so it runs batched on any device. It is broadband and non-stationary, which is what
 a localizer trained on it needs; it is not intelligible speech.

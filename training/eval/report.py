@@ -1,6 +1,6 @@
 """The evaluation's report: metrics.json (scores with their notes and provenance), its figures and its summary lines.
 
-Reads the scores training.eval_scores computed and writes them down; computes nothing of its own.
+Reads the scores training.eval.target_scores computed and writes them down; computes nothing of its own.
 """
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import torch
 
 from shards.files import sha256_file
 from ssl_model.targets import BIN_DEG, NUM_CLASSES, TARGETS, angles_to_classes
-from training import plots
-from training.eval_scores import METRIC_NAMES, TargetScores
+from training.eval import plots
+from training.eval.target_scores import METRIC_NAMES, TargetScores
 
 FACTOR_LABELS = {"rt60": "RT60 (s)", "distance": "source distance (m)", "elevation": "source elevation (deg)",
                  "separation": "source separation (deg)"}
@@ -96,7 +96,7 @@ def speech_description(cfg) -> str:
     """TrainConfig -> where the eval speech came from, in words."""
     s = cfg.speech
     if s.source == "synthetic":
-        return f"synthetic speech-like generator (training.speech, eval.seed={cfg.eval.seed})"
+        return f"synthetic speech-like generator (training.data.speech, eval.seed={cfg.eval.seed})"
     return f"{s.source}: {s.eval_path}"
 
 

@@ -1,6 +1,6 @@
 """The keys of the items a sample stream carries beside its samples, declared once.
 
-training.streams writes them (through an error policy, its `Handler`), `Stream` and the fixed eval set read them.
+training.data.streams writes them (through an error policy, its `Handler`), `Stream` and the fixed eval set read them.
 A marker is any item with a key from this list; a sample carries only `KEY` of them (WebDataset's sample key).
 """
 from __future__ import annotations

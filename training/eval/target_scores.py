@@ -1,5 +1,5 @@
 """Pure scoring of the held-out evaluation: predictions against the truth, per target, with the TDOA oracle and
-chance beside them. Tensors in, numbers out: no files, no plots, no models (training.evaluate runs those).
+chance beside them. Tensors in, numbers out: no files, no plots, no models (training.eval.evaluate runs those).
 """
 from __future__ import annotations
 

@@ -1,18 +1,19 @@
 """Score a run on the held-out split: model, GCC-PHAT, the TDOA oracle and chance, for both targets.
 
-    python -m training.evaluate --run DIR [--shards DIR] [--speech SOURCE] [--num-samples N] [--device cpu] [-q | -v]
+    python -m training.eval.evaluate --run DIR [--shards DIR] [--speech SOURCE] [--num-samples N] [--device cpu]
+        [-q | -v]
 
-Uses the same fixed, seeded eval set as training (training.eval_set.fixed_eval_set). Writes DIR/eval/metrics.json
+Uses the same fixed, seeded eval set as training (training.data.eval_set.fixed_eval_set). Writes DIR/eval/metrics.json
 and PNG plots beside it. The model is scored on the target it was trained on; GCC-PHAT (a lateral-angle
 estimate, read as the azimuth of a source at the array's height) and the oracle (exact TDOAs, Bayes-optimal
 slots; ssl_model.oracle) are scored on both targets. The oracle reads p(class | tdoa) from a dense reference
-table drawn from the eval split's own scene prior (its manifest's config; training.eval_prior), else, when that
+table drawn from the eval split's own scene prior (its manifest's config; training.eval.prior), else, when that
 manifest cannot be read, from the eval set's own sources (leave-one-out, which overstates the lateral floor).
 The model is run through ssl_model.Localizer (one window per eval clip). stdout carries the summary table and
 the written files; notes and progress go to stderr (-q: errors only, -v: more).
 
-`evaluate_run` reads top to bottom: load the run -> the eval set -> predictions -> scores (training.eval_scores)
--> figures and metrics.json (training.eval_report). This module runs things; it computes no score itself.
+`evaluate_run` reads top to bottom: load the run -> the eval set -> predictions -> scores (training.eval.target_scores)
+-> figures and metrics.json (training.eval.report). This module runs things; it computes no score itself.
 """
 from __future__ import annotations
 
@@ -34,13 +35,13 @@ from ssl_model.export import command_name
 from ssl_model.localizer import LocalizeError, Localizer, torch_device
 from ssl_model.targets import TARGETS
 from training.checkpoint import run_config
-from training.eval_prior import eval_prior_reference
-from training.eval_report import build_report, plot_scores, summary_lines, write_report
-from training.eval_scores import score_target, unique_scenes
-from training.eval_set import fixed_eval_set, with_shards
-from training.sources import DataError
+from training.data.eval_set import fixed_eval_set, with_shards
+from training.data.sources import DataError
+from training.eval.prior import eval_prior_reference
+from training.eval.report import build_report, plot_scores, summary_lines, write_report
+from training.eval.target_scores import score_target, unique_scenes
 
-log = logging.getLogger("training.evaluate")
+log = logging.getLogger("training.eval.evaluate")
 
 
 class EvaluateError(RuntimeError):
@@ -139,7 +140,7 @@ def scored_on(predictions: dict[str, torch.Tensor], target: str, model_target: s
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog=command_name("training.evaluate"), description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog=command_name("training.eval.evaluate"), description=__doc__.split("\n\n")[0])
     p.add_argument("--run", required=True, help="run folder (config.yaml, model.safetensors, metrics.jsonl)")
     p.add_argument("--shards", help="shard root holding the eval split (default: the run's data.shards)")
     p.add_argument("--speech", help="eval speech: 'synthetic', a speech shard folder or an audio folder "

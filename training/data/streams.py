@@ -7,13 +7,13 @@ what failed.
 Workers only read and decode. Failures never vanish: every stage hands a failure to one injected error policy
 (a `Handler`, as WebDataset's `handler=`). The training streams' policy (`mark_failures`) turns a damaged shard
 (or one simulated for another setup than the run's) into a BAD_SHARD marker and a damaged sample into a
-BAD_SAMPLE marker (training.markers), beside an UNCHECKED marker for a shard whose sidecar cannot be reached;
+BAD_SAMPLE marker (training.data.markers), beside an UNCHECKED marker for a shard whose sidecar cannot be reached;
 `Stream` (main process) warns naming each, counts them, and stops the run when more than `data.max_fail_share`
 of the shards or of the samples failed. The fixed eval set reads through the same stages with `raise_failures`:
 any failure is a DataError there.
 
 A stream is a pure function of its seed and of the shards known to be damaged: `Stream.state()` and
-`Stream.set_loader` let a resumed run reopen it where the uninterrupted run reopened it (training.batches).
+`Stream.set_loader` let a resumed run reopen it where the uninterrupted run reopened it (training.data.batches).
 """
 from __future__ import annotations
 
@@ -31,9 +31,9 @@ from shards.array import ArraySetup
 from shards.files import ShardError, iter_samples, read_url, sha256_bytes, sidecar_sha256
 from shards.layout import stable_seed
 from shards.samples import decode_rir, speech_member
-from training.markers import (BAD_SAMPLE, BAD_SHARD, ERROR, KEY, SAMPLES, SHARD_OK, UNCHECKED, failure,
+from training.data.markers import (BAD_SAMPLE, BAD_SHARD, ERROR, KEY, SAMPLES, SHARD_OK, UNCHECKED, failure,
                               is_marker)
-from training.sources import DataError
+from training.data.sources import DataError
 
 Decode = Callable[[str, dict[str, bytes], str], dict]
 CheckSetup = Callable[[dict, str], None]  # (a scene's metadata, where) -> None; DataError for another setup

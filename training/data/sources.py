@@ -2,7 +2,7 @@
 array setup each split was simulated with, and that the eval set shares nothing with the training stream.
 
 A run resolves its lists once (`check_sources` -> a SplitSources per side) and passes them down to the training
-data (training.batches) and the eval set (training.eval_set).
+data (training.data.batches) and the eval set (training.data.eval_set).
 
 Shard lists accept local folders and globs, and any WebDataset URL with brace expansion: `pipe:CMD`
 (the shard is CMD's stdout), `http(s)://`, `gs://`, ... A URL root in `data.shards` is listed from its
@@ -226,30 +226,31 @@ def first_scene_meta(url: str) -> dict:
 
 
 def check_setup(cfg: TrainConfig, meta: dict, where: str) -> None:
-    """A split's array record (shards.array) vs the run's model: sample rate, speed of sound, two mics at
-    model.mic_spacing (inside model.mic_spacing_range with spacing_input), model.num_slots sources (at most that
-    many with count_head)."""
+    """A split's array record (shards.array) vs the run's (TrainConfig.array): sample rate, speed of sound, two
+    mics at model.mic_spacing (inside model.mic_spacing_range with spacing_input), model.num_slots sources (at most
+    that many with count_head). The one place a run's array is checked against its data."""
     try:
         setup = ArraySetup.from_meta(meta, where)
     except ValueError as err:
         raise DataError(str(err)) from None
-    if setup.sr != cfg.sr:
+    run = cfg.array
+    if setup.sr != run.sr:
         raise DataError(f"{where}: shards at {setup.sr} Hz, the run at sr={cfg.sr} Hz; set sr={setup.sr} "
                         f"(and model.sr) or simulate at {cfg.sr} Hz")
     if len(meta["mic_pos"]) != 2:
         raise DataError(f"{where}: shards of a {len(meta['mic_pos'])}-mic array; the model takes 2 mics "
                         f"(simulate with two mic_positions)")
     model = cfg.model
-    if abs(setup.sound_speed - model.sound_speed) > 1e-6 * model.sound_speed:
+    if abs(setup.sound_speed - run.sound_speed) > 1e-6 * run.sound_speed:
         raise DataError(f"{where}: shards simulated with sound_speed={setup.sound_speed:g} m/s, the model steers with "
-                        f"model.sound_speed={model.sound_speed:g}; set model.sound_speed={setup.sound_speed:g}")
-    lo, hi = model.mic_spacing_range if model.spacing_input else (model.mic_spacing, model.mic_spacing)
+                        f"model.sound_speed={run.sound_speed:g}; set model.sound_speed={setup.sound_speed:g}")
+    lo, hi = model.mic_spacing_range if model.spacing_input else (run.mic_spacing, run.mic_spacing)
     if not lo - 1e-4 <= setup.mic_spacing <= hi + 1e-4:
         expected = (f"model.mic_spacing_range=[{lo:g}, {hi:g}]" if model.spacing_input
-                    else f"model.mic_spacing={model.mic_spacing:g} m")
+                    else f"model.mic_spacing={run.mic_spacing:g} m")
         raise DataError(f"{where}: mics {setup.mic_spacing:.4f} m apart, the run expects {expected}; "
                         f"set model.mic_spacing={setup.mic_spacing:.4g} or simulate that spacing")
-    if setup.num_sources > model.num_slots or (not model.count_head and setup.num_sources != model.num_slots):
+    if setup.num_sources > run.num_sources or (not model.count_head and setup.num_sources != run.num_sources):
         raise DataError(f"{where}: {setup.num_sources} sources per scene, the model has model.num_slots="
                         f"{model.num_slots}{' (and no count_head)' if not model.count_head else ''}; "
                         f"set model.num_slots={setup.num_sources}")
