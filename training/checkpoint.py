@@ -116,9 +116,8 @@ def run_config(run_dir: str | Path, overrides=()) -> TrainConfig:
     path = run_file(run_dir, CONFIG)
     try:
         return load_train_config(path, overrides)
-    except yaml.YAMLError as err:
-        reason = " ".join(str(err).split())
-        raise CheckpointError(f"{path}: not a plain YAML config, nothing in it was run ({reason})") from None
+    except yaml.YAMLError as err:  # the loader's one line already names the file and says nothing was run
+        raise CheckpointError(" ".join(str(err).split())) from None
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[SSLModel, TrainConfig]:
