@@ -39,7 +39,8 @@ from shards.samples import decode_rir  # noqa: E402
 from simulate import generate_dataset  # noqa: E402
 from ssl_model.cli_log import add_verbosity, setup_logging  # noqa: E402
 from ssl_model.localize import plot_half_circle  # noqa: E402
-from ssl_model.localizer import PRETRAINED, Localizer  # noqa: E402
+from ssl_model.export import model_weights  # noqa: E402
+from ssl_model.localizer import Localizer  # noqa: E402
 from ssl_model.targets import TARGETS  # noqa: E402
 from training.checkpoint import WEIGHTS  # noqa: E402
 from training.eval.report import summary_lines  # noqa: E402
@@ -49,7 +50,9 @@ from training.data.speech import synthetic_speech  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "tiny.yaml"
-PRETRAINED_RUN = PRETRAINED.parent  # the shipped model's folder: model.safetensors and the config.yaml it was trained with
+# The shipped two-talker model's folder (model.safetensors and its training config): the model of the seed's scene,
+# which the demo's held-out mixtures are.
+PRETRAINED_RUN = model_weights("two-talker").parent
 log = logging.getLogger("demo")
 
 
@@ -204,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
 
     pretrained = None
     if PRETRAINED_RUN.joinpath(WEIGHTS).is_file():
-        with stage("pretrained", f"3b. score the shipped model ({PRETRAINED_RUN}) on the same held-out mixtures", timings):
+        with stage("pretrained", f"3b. score the shipped two-talker model ({PRETRAINED_RUN}) on the same held-out mixtures", timings):
             pretrained = evaluate_run(PRETRAINED_RUN, shards=str(shards), speech="synthetic",
                                       num_samples=plan.eval_mixtures, device="cpu", progress=True,
                                       out_dir=out / "pretrained_eval", eval_like=runs / f"tiny-{targets[0]}")
