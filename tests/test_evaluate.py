@@ -218,3 +218,12 @@ def test_a_model_whose_outputs_overflow_fails_instead_of_scoring_them(tiny_run, 
     assert out == "" and err.startswith("error: ") and err.count("\n") == 1, err
     assert "outputs" in err and ("NaN" in err or "not finite" in err)
     assert not (run / "eval" / "metrics.json").exists()
+
+
+def test_a_counting_model_is_refused_in_one_line_not_scored_on_two_slots(tiny_run, tmp_path, capsys):
+    _, shards = tiny_run
+    run = untrained_run(tmp_path / "counting", shards, ["model.num_slots=3", "model.count_head=true",
+                                                         "mix.talker_probs=[0.25,0.25,0.25,0.25]"], seed=0)
+    assert main(["--run", str(run), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "counting model" in err and "bench_accuracy" in err

@@ -59,6 +59,10 @@ def evaluate_run(run_dir: str | Path, shards: str | None = None, speech: str | N
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir is not None else run_dir / "eval"
     localizer, cfg = load_run(run_dir, device, eval_like)
+    if localizer.counts:
+        raise EvaluateError(f"{run_dir}: a counting model (0-{cfg.model.num_slots} talkers); this evaluator scores "
+                            "models that always name every source: score it with benchmarks/bench_accuracy.py (its count "
+                            "sets) or its training run's eval records")
     cfg = with_data_sources(cfg, shards, speech, num_samples)
     batches, metadata, distinct = eval_batches(cfg, device)
     array = ArraySetup.from_meta(metadata[0], "the eval set's first scene")
