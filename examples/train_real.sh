@@ -7,7 +7,7 @@
 # from the committed two-talker model's weights (run.init_from=ssl_model/pretrained/two-talker): 7,000 steps, about
 # 1 h on a 2-core CPU. A share of every batch stays the clean two-talker scene (mix.clean_prob=0.35: the clean
 # accuracy a user of the two-talker model had), and a tenth is band-limited as an 8 kHz recording is
-# (mix.bandlimit_prob=0.1). Every step resumes: rerun the same command after an interruption (shards that verify are
+# (mix.bandlimit_prob=0.1). Extra key=value overrides after RUN_DIR go to training (e.g. run.steps=12000). Every step resumes: rerun the same command after an interruption (shards that verify are
 # kept, training continues from its last saved state). To ship: copy RUN_DIR/model.safetensors and config.yaml into
 # ssl_model/pretrained/real/ and commit them at once (a run folder does not outlive its machine).
 #
@@ -30,7 +30,5 @@ bash examples/prepare_speech.sh
 
 resume=()
 [ -d "$RUN/states" ] && resume=(--resume)
-"$PYTHON" training/train.py --config configs/real.yaml --run-dir "$RUN" "${resume[@]}" \
-    run.init_from=ssl_model/pretrained/two-talker run.steps=7000 mix.clean_prob=0.35 mix.bandlimit_prob=0.1 \
-    eval.every=2000 "data.train_glob=$OUT/{fra,cal,fra_u,cal_u,fra_ue,cal_ue}/train/train-*.tar" "${@:2}"
+"$PYTHON" training/train.py --config configs/real.yaml --run-dir "$RUN" "${resume[@]}" "${@:2}"
 echo "weights: $RUN/model.safetensors (score them: python benchmarks/bench_accuracy.py --run $RUN)"

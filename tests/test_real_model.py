@@ -35,6 +35,10 @@ def test_the_default_is_the_counting_any_spacing_model_and_two_talker_is_one_nam
     shipped = yaml.safe_load(PRETRAINED.with_name("config.yaml").read_text())
     assert shipped["run"]["init_from"] == "ssl_model/pretrained/two-talker"  # the recipe starts from committed weights
     assert shipped["mix"]["bandlimit_prob"] > 0 and shipped["model"]["num_slots"] == 3
+    recipe = yaml.safe_load((ROOT / "configs" / "real.yaml").read_text())  # made by the documented recipe
+    for section in ("model", "speech", "mix", "optim"):
+        assert {k: shipped[section][k] for k in recipe[section]} == recipe[section], section
+    assert shipped["run"]["steps"] == recipe["run"]["steps"] and shipped["data"]["train_glob"] == recipe["data"]["train_glob"]
 
 
 @pytest.mark.parametrize("rate", [8000, 11025, 16000, 48000])
