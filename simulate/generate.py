@@ -223,27 +223,27 @@ def plan_split(cfg: SimulateConfig, out: Path, split: str, count: int, device: s
     return header, jobs
 
 
-def run_jobs(jobs: list[ShardJob], workers: int, progress: bool) -> int:
-    """Write every job's shard, `workers` spawned processes at a time -> number written."""
-    bar = tqdm(total=len(jobs), unit="shard", desc="simulate", disable=not progress or not jobs)
-    workers = max(1, min(workers, len(jobs)))
-    if workers == 1:
-        results: Iterable[tuple[dict[str, Any], bool]] = map(ensure_shard, jobs)
-        pool = None
-    else:
-        pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_worker_init)
-        results = pool.imap_unordered(ensure_shard, jobs)
-    written = 0
+def in_workers(fn, items: list, workers: int, desc: str, progress: bool, ordered: bool = True) -> Iterator:
+    """fn over items, `workers` spawned processes at a time (in this process when one), with a progress bar ->
+    the results (in items' order when `ordered`); the pool is torn down however the caller stops reading."""
+    bar = tqdm(total=len(items), unit="shard", desc=desc, disable=not progress or not items)
+    workers = max(1, min(workers, len(items)))
+    pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_worker_init) if workers > 1 else None
+    results = map(fn, items) if pool is None else (pool.imap if ordered else pool.imap_unordered)(fn, items)
     try:
-        for _, wrote in results:
-            written += wrote
+        for result in results:
             bar.update(1)
+            yield result
     finally:
         bar.close()
         if pool is not None:
             pool.terminate()
             pool.join()
-    return written
+
+
+def run_jobs(jobs: list[ShardJob], workers: int, progress: bool) -> int:
+    """Write every job's shard, `workers` spawned processes at a time -> number written."""
+    return sum(wrote for _, wrote in in_workers(ensure_shard, jobs, workers, "simulate", progress, ordered=False))
 
 
 def generate_dataset(out_dir, cfg: SimulateConfig | None = None, splits: dict[str, int] | None = None, *,

@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import io
 import json
-import multiprocessing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
-from tqdm import tqdm
 
 from configs import ConfigError, build_config
 from shards.files import ShardError, iter_samples, read_sidecar, tar_bytes
 from shards.layout import DATASET, shard_count, shard_name, shard_span
 from shards.manifest import load_manifest
 from simulate.config import GENERATOR_VERSION, SimulateConfig
-from simulate.generate import _worker_init, config_hash, dataset_hash, shaping_config, single_thread
+from simulate.generate import config_hash, dataset_hash, in_workers, shaping_config, single_thread
 from simulate.render import render_shard
 from simulate.verify import find_manifests
 
@@ -151,22 +149,7 @@ def check_render(check: RenderCheck) -> str | None:
 
 def run_checks(checks: list[RenderCheck], workers: int, progress: bool) -> list[str]:
     """Render and compare every check, `workers` spawned processes at a time -> problems, in shard order."""
-    bar = tqdm(total=len(checks), unit="shard", desc="regenerate", disable=not progress or not checks)
-    workers = max(1, min(workers, len(checks)))
-    pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_worker_init) if workers > 1 else None
-    results = pool.imap(check_render, checks) if pool is not None else map(check_render, checks)
-    problems = []
-    try:
-        for problem in results:
-            bar.update(1)
-            if problem is not None:
-                problems.append(problem)
-    finally:
-        bar.close()
-        if pool is not None:
-            pool.terminate()
-            pool.join()
-    return problems
+    return [p for p in in_workers(check_render, checks, workers, "regenerate", progress) if p is not None]
 
 
 def regenerate(root: Path, workers: int = 1, progress: bool = False) -> tuple[list[str], list[str]]:

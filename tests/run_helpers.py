@@ -1,7 +1,13 @@
 """Helpers shared by the tests that run training as a subprocess."""
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
+
+from hang_guard import HANG_S
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = str(ROOT / "training" / "train.py")
@@ -29,3 +35,15 @@ def small_shards(tmp_path_factory, name: str, train: int, evaluation: int, shard
 def records(run: Path) -> list[dict]:
     """A run folder's metrics.jsonl as a list of events."""
     return [json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines()]
+
+
+def assert_usage_names_the_command(module: str, script: str, parse_args, monkeypatch, capsys) -> None:
+    """`python -m module --help` says `usage: python -m module`, and parse_args run as the console script `script`
+    says `usage: script`."""
+    proc = subprocess.run([sys.executable, "-m", module, "--help"], env=subprocess_env(), cwd=ROOT,
+                          capture_output=True, text=True, timeout=HANG_S)
+    assert proc.returncode == 0 and proc.stdout.startswith(f"usage: python -m {module} "), proc.stdout[:200]
+    monkeypatch.setattr(sys, "argv", [str(ROOT / ".venv" / "bin" / script)])
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    assert capsys.readouterr().out.startswith(f"usage: {script} ")

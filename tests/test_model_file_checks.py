@@ -4,8 +4,6 @@ that spec before the model is built, and its tensors for NaN/Inf. Each problem i
 tensor; the CLIs exit 2."""
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +14,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from configs import ConfigError
-from hang_guard import HANG_S
-from run_helpers import ROOT, TINY, subprocess_env
+from run_helpers import TINY, assert_usage_names_the_command
 from ssl_model import SSLModel
 from ssl_model import export, localize
 from ssl_model.export import SPEC_KEY, CheckpointError, load_localizer, save_localizer
@@ -189,10 +186,4 @@ def test_localize_and_export_exit_2_in_one_line(weights, tmp_path, capsys, case)
 
 
 def test_export_usage_names_the_command_that_was_run(monkeypatch, capsys):
-    proc = subprocess.run([sys.executable, "-m", "ssl_model.export", "--help"], env=subprocess_env(), cwd=ROOT,
-                          capture_output=True, text=True, timeout=HANG_S)
-    assert proc.returncode == 0 and proc.stdout.startswith("usage: python -m ssl_model.export "), proc.stdout[:200]
-    monkeypatch.setattr(sys, "argv", [str(ROOT / ".venv" / "bin" / "ssl-export")])
-    with pytest.raises(SystemExit):
-        export.parse_args(["--help"])
-    assert capsys.readouterr().out.startswith("usage: ssl-export ")
+    assert_usage_names_the_command("ssl_model.export", "ssl-export", export.parse_args, monkeypatch, capsys)

@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from configs import ConfigError
 from hang_guard import HANG_S
-from run_helpers import ROOT, TINY, TRAIN, small_shards, subprocess_env
+from run_helpers import TINY, TRAIN, assert_usage_names_the_command, small_shards, subprocess_env
 from shards.files import iter_samples, tar_bytes
 from simulate import generate_dataset
 from ssl_model import SSLModel
@@ -254,10 +254,4 @@ def test_train_takes_q_and_v_and_its_usage_names_the_command_run(monkeypatch, ca
     with pytest.raises(SystemExit):
         train.parse_args(["-q", "-v"])
     capsys.readouterr()
-    proc = subprocess.run([sys.executable, "-m", "training.train", "--help"], env=subprocess_env(), cwd=ROOT,
-                          capture_output=True, text=True, timeout=HANG_S)
-    assert proc.returncode == 0 and proc.stdout.startswith("usage: python -m training.train "), proc.stdout[:200]
-    monkeypatch.setattr(sys, "argv", [str(ROOT / ".venv" / "bin" / "ssl-train")])
-    with pytest.raises(SystemExit):
-        train.parse_args(["--help"])
-    assert capsys.readouterr().out.startswith("usage: ssl-train ")
+    assert_usage_names_the_command("training.train", "ssl-train", train.parse_args, monkeypatch, capsys)
