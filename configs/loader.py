@@ -27,6 +27,10 @@ class ConfigError(ValueError):
     """A config value is unknown, of the wrong type or impossible; the message names the key."""
 
 
+MAX_YAML_BYTES = 1 << 20  # characters of one config file or override; a config is a few kB
+MAX_YAML_NODES = 100_000  # values of one config once its aliases are expanded
+
+
 class ConfigYAMLError(ConfigError, yaml.YAMLError):
     """A config file or override that is not plain YAML (a `!!python/...` tag, a syntax error); still a
     yaml.YAMLError, so callers that catch those keep working."""
@@ -41,10 +45,56 @@ def yaml_reason(err: yaml.YAMLError) -> str:
     return f"{problem}, line {mark.line + 1}" if mark is not None else problem
 
 
+def expanded_size(root: yaml.Node) -> int:
+    """A composed YAML document -> how many nodes it holds once every alias is expanded (each distinct node is
+    visited once, so an alias bomb is measured without being built)."""
+    sizes: dict[int, int] = {}
+    pending: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while pending:
+        node, children_done = pending.pop()
+        if id(node) in sizes:
+            continue
+        children = node_children(node)
+        if children_done or not children:
+            sizes[id(node)] = min(1 + sum(sizes.get(id(c), 0) for c in children), MAX_YAML_NODES + 1)
+            continue
+        pending.append((node, True))
+        pending.extend((child, False) for child in children if id(child) not in sizes)
+    return sizes[id(root)]
+
+
+def node_children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def check_yaml_bounds(text: str, where: str) -> None:
+    """ConfigYAMLError naming `where` when YAML text is larger than MAX_YAML_BYTES, nested deeper than the parser
+    can follow, or expands (aliases) to more than MAX_YAML_NODES nodes: checked before anything is constructed."""
+    if len(text) > MAX_YAML_BYTES:
+        raise ConfigYAMLError(f"{where}: {len(text)} characters of YAML (a config is at most {MAX_YAML_BYTES})")
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:
+        raise ConfigYAMLError(f"{where}: YAML nested too deep to be a config") from None
+    except yaml.YAMLError:
+        return  # safe_load names the problem
+    if root is not None and expanded_size(root) > MAX_YAML_NODES:
+        raise ConfigYAMLError(f"{where}: YAML whose aliases expand to more than {MAX_YAML_NODES} values (an alias "
+                              f"bomb?); a config is a few hundred")
+
+
 def safe_yaml(text: str, where: str) -> Any:
-    """YAML text -> its value, tags refused without constructing anything; ConfigYAMLError naming `where`."""
+    """YAML text -> its value, tags refused without constructing anything, size and alias expansion bounded
+    first (check_yaml_bounds); ConfigYAMLError naming `where`."""
+    check_yaml_bounds(text, where)
     try:
         return yaml.safe_load(text)
+    except RecursionError:
+        raise ConfigYAMLError(f"{where}: YAML nested too deep to be a config") from None
     except yaml.YAMLError as err:
         raise ConfigYAMLError(f"{where}: not a plain YAML config, nothing in it was run ({yaml_reason(err)})") from None
 

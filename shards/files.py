@@ -14,6 +14,7 @@ import io
 import json
 import math
 import os
+import re
 import socket
 import sys
 import tarfile
@@ -24,7 +25,8 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from shards.faults import fault_point
-from shards.layout import manifest_url, shard_basename, sidecar_path, sidecar_url
+from shards.layout import is_url, manifest_url, shard_basename, sidecar_path, sidecar_url
+from shards.limits import MAX_JSON_BYTES, MAX_SHARD_BYTES, load_json, read_regular_file, read_stream_bounded
 
 # Every header field that could vary between runs or machines is pinned (2000-01-01, root, 0644).
 FIXED_MTIME = 946684800
@@ -37,6 +39,9 @@ HTTP_PAUSE_S = 1.0  # before the 2nd try; doubles after
 HTTP_DEADLINE_S = 300.0
 HTTP_DEADLINE_ENV = "SSL_HTTP_DEADLINE_S"  # overrides HTTP_DEADLINE_S (seconds), in every reader process
 _stall_reported = False  # report_stall: the first failed try of the process is the one reported
+# Temporary names carry this tag, so a cleanup never touches a file a user named `*.tmp-*` (photos.tar.tmp-2024-01-05).
+TEMP_TAG = "ssl-partial"
+_TEMP_NAME = re.compile(rf"^(?P<name>.+)\.tmp-{TEMP_TAG}-(?P<host>.+)-(?P<pid>\d+)$")
 
 
 class ShardError(Exception):
@@ -57,14 +62,23 @@ def tar_bytes(members: Iterable[tuple[str, bytes]]) -> bytes:
 
 
 def temp_path(path: Path) -> Path:
-    """Where `path` is written before the rename (`{name}.tmp-{host}-{pid}`); never ends in .tar or .json."""
-    return path.with_name(f"{path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
+    """Where `path` is written before the rename (`{name}.tmp-ssl-partial-{host}-{pid}`): a name only this program
+    makes, never ending in .tar or .json."""
+    return path.with_name(f"{path.name}.tmp-{TEMP_TAG}-{socket.gethostname()}-{os.getpid()}")
+
+
+def is_own_temp(temp: Path) -> bool:
+    """A file name this program's temp_path made (and no user would pick)."""
+    return _TEMP_NAME.match(Path(temp).name) is not None
 
 
 def _writer_gone(temp: Path) -> bool:
     """A temporary file's writer is no longer running (same host), or it is an hour old (other host)."""
-    host, _, pid = temp.name.rpartition(".tmp-")[2].rpartition("-")
-    if host == socket.gethostname() and pid.isdigit():
+    match = _TEMP_NAME.match(temp.name)
+    if match is None:
+        return False
+    host, pid = match["host"], match["pid"]
+    if host == socket.gethostname():
         try:
             os.kill(int(pid), 0)
         except ProcessLookupError:
@@ -80,9 +94,9 @@ def _writer_gone(temp: Path) -> bool:
 
 def remove_stale_temps(folder: Path, name: str = "*") -> None:
     """Delete leftovers of interrupted writes of `folder/name` (any file with name="*"), never a file another
-    live process is writing."""
-    for temp in Path(folder).glob(f"{name}.tmp-*"):
-        if _writer_gone(temp):
+    live process is writing, and never a file whose name temp_path did not make."""
+    for temp in Path(folder).glob(f"{name}.tmp-{TEMP_TAG}-*"):
+        if temp.is_file() and not temp.is_symlink() and _writer_gone(temp):
             temp.unlink(missing_ok=True)
 
 
@@ -131,7 +145,7 @@ def write_sidecar(shard: Path, fields: dict[str, Any]) -> dict[str, Any]:
 def read_sidecar(shard: Path) -> dict[str, Any] | None:
     """The shard's sidecar record, or None when it is missing or unreadable."""
     try:
-        record = json.loads(sidecar_path(shard).read_text())
+        record = load_json(read_regular_file(sidecar_path(shard), MAX_JSON_BYTES), str(sidecar_path(shard)))
     except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) else None
@@ -179,18 +193,27 @@ def report_stall(url: str, err: BaseException, attempt: int, end: float, deadlin
           file=sys.stderr, flush=True)
 
 
-def http_try(url: str, end: float) -> bytes:
+class BodyTooLarge(OSError):
+    """An http(s) answer larger than the contract allows: final at once, never retried."""
+
+
+def http_try(url: str, end: float, limit: int = MAX_SHARD_BYTES) -> bytes:
     """One GET of `url` that must finish by the monotonic time `end`: each connect or read waits at most
     HTTP_TIMEOUT_S (less when the deadline is nearer), and the body is read in pieces so a server that drips
-    bytes cannot hold it past the deadline by more than one read's wait."""
+    bytes cannot hold it past the deadline by more than one read's wait; a body over `limit` bytes (claimed or
+    sent) is refused before more of it is read."""
     remaining = end - time.monotonic()
     if remaining <= 0:
         raise TimeoutError("deadline passed before the request")
     with urllib.request.urlopen(url, timeout=min(HTTP_TIMEOUT_S, remaining)) as response:
+        if response.length is not None and response.length > limit:
+            raise BodyTooLarge(f"{url}: its answer claims {response.length} bytes, more than {limit}; refused")
         pieces, size = [], 0
         while piece := response.read1(_CHUNK):
             pieces.append(piece)
             size += len(piece)
+            if size > limit:
+                raise BodyTooLarge(f"{url}: more than {limit} bytes (an endless or oversized body); refused")
             if time.monotonic() > end:
                 raise TimeoutError(f"deadline passed after {size} bytes")
         if response.length:  # read1 ends quietly where read() would raise: the server closed early
@@ -198,7 +221,7 @@ def http_try(url: str, end: float) -> bytes:
         return b"".join(pieces)
 
 
-def read_http(url: str, deadline_s: float | None = None) -> bytes:
+def read_http(url: str, deadline_s: float | None = None, limit: int = MAX_SHARD_BYTES) -> bytes:
     """An http(s) URL -> its bytes: up to HTTP_TRIES tries with a doubling pause between, all within one
     deadline (`deadline_s`, else http_deadline_s()); OSError naming the URL when none succeeds (a 4xx answer is
     final at once). The first failed try of the process is reported on stderr."""
@@ -213,7 +236,9 @@ def read_http(url: str, deadline_s: float | None = None) -> bytes:
         time.sleep(pause)
         tries += 1
         try:
-            return http_try(url, end)
+            return http_try(url, end, limit)
+        except BodyTooLarge:
+            raise
         except urllib.error.HTTPError as err:
             if 400 <= err.code < 500:
                 raise OSError(f"{url}: cannot read (HTTP {err.code} {err.reason})") from None
@@ -225,25 +250,32 @@ def read_http(url: str, deadline_s: float | None = None) -> bytes:
                   f"per read, {deadline_s:g} s deadline in all; {type(last).__name__}: {last})")
 
 
-def read_url(url: str) -> bytes:
-    """A path or URL (see the module docstring) -> its bytes; OSError naming it when it cannot be read.
-    http(s) goes through read_http (timeouts and a bounded retry), everything else through WebDataset's gopen."""
+def read_url(url: str, limit: int = MAX_SHARD_BYTES) -> bytes:
+    """A path or URL (see the module docstring) -> its bytes, at most `limit`; OSError naming it when it cannot be
+    read or holds more. http(s) goes through read_http (timeouts and a bounded retry), a local path must be a
+    regular file (shards.limits), everything else goes through WebDataset's gopen. Whether a `pipe:` command may
+    run at all is decided where the URL was typed (training.data.commands), never here."""
     from webdataset.gopen import gopen  # webdataset imports torch: heavy for the writer's CLI, which never reads URLs
 
     if str(url).startswith(("http://", "https://")):
-        return read_http(str(url))
+        return read_http(str(url), limit=limit)
+    if not is_url(str(url)):
+        return read_regular_file(str(url), limit)
     try:
         with gopen(str(url), "rb") as stream:
-            return stream.read()
+            return read_stream_bounded(stream, str(url), limit)
     except (OSError, ValueError) as err:
         raise OSError(f"{url}: cannot read ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
 
 
 def sidecar_sha256(url: str) -> str | None:
     """The sha256 recorded for a shard path or URL: its sidecar's, else its split manifest's record of it (the
-    manifest beside it, by file name); None where neither is reachable."""
+    manifest beside it, by file name); None where neither is reachable, and always for a `pipe:` command: no
+    command is ever derived from another (its sidecar would be a new command)."""
+    if str(url).startswith("pipe:"):
+        return None
     try:
-        record = json.loads(read_url(sidecar_url(str(url))))
+        record = load_json(read_url(sidecar_url(str(url)), MAX_JSON_BYTES), sidecar_url(str(url)))
     except (OSError, ValueError):
         record = None
     digest = record.get("sha256") if isinstance(record, dict) else None
@@ -253,8 +285,10 @@ def sidecar_sha256(url: str) -> str | None:
 def manifest_sha256(url: str) -> str | None:
     """A shard path or URL -> the sha256 its split's manifest.json (beside it) records for its file name, or None."""
     name = shard_basename(url)
+    if str(url).startswith("pipe:"):
+        return None
     try:
-        manifest = json.loads(read_url(manifest_url(url))) if name else None
+        manifest = load_json(read_url(manifest_url(url), MAX_JSON_BYTES), manifest_url(url)) if name else None
     except (OSError, ValueError):
         return None
     records = manifest.get("shards") if isinstance(manifest, dict) else None
@@ -268,8 +302,7 @@ def iter_samples(data: bytes, where: str) -> Iterator[tuple[str, dict[str, bytes
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
             key, parts = None, {}
             for member in tar:
-                if not member.isfile():
-                    raise ShardError(f"{where}: member {member.name!r} is not a regular file")
+                check_member(member, len(data), where)
                 name_key, dot, ext = member.name.partition(".")
                 if not dot:
                     raise ShardError(f"{where}: member {member.name!r} has no extension")
@@ -291,6 +324,17 @@ def iter_samples(data: bytes, where: str) -> Iterator[tuple[str, dict[str, bytes
     # tarfile stops quietly at a cut between members; a whole archive ends in two zero blocks.
     if data[end:end + 2 * tarfile.BLOCKSIZE] != bytes(2 * tarfile.BLOCKSIZE):
         raise ShardError(f"{where}: truncated (no end-of-archive marker after {end} bytes)")
+
+
+def check_member(member: tarfile.TarInfo, available: int, where: str) -> None:
+    """A tar member's header -> ShardError unless it is a plain regular file whose claimed size fits in the bytes
+    the shard holds (checked before its payload is read: a sparse member may claim gigabytes in a few bytes)."""
+    if not member.isfile() or member.issparse() or member.sparse is not None:
+        kind = "a sparse file" if member.issparse() or member.sparse is not None else "not a regular file"
+        raise ShardError(f"{where}: member {member.name!r} is {kind}")
+    if member.size < 0 or member.offset_data + member.size > available:
+        raise ShardError(f"{where}: member {member.name!r} claims {member.size} bytes, more than the shard holds "
+                         f"({available}); truncated or forged")
 
 
 def read_samples(url: str | Path) -> Iterator[tuple[str, dict[str, bytes]]]:

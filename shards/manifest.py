@@ -9,6 +9,7 @@ from typing import Any, Iterator
 
 from shards.files import atomic_write, read_sidecar, read_url, remove_stale_temps
 from shards.layout import MANIFEST
+from shards.limits import MAX_JSON_BYTES, load_json
 
 
 @contextmanager
@@ -51,9 +52,9 @@ def merge_manifest(directory: Path, header: dict[str, Any], shard_names: list[st
 def load_manifest(path: str | Path) -> dict[str, Any]:
     """manifest.json (a path or URL) -> dict; ValueError naming it when it is unreadable or not a JSON object."""
     try:
-        manifest = json.loads(read_url(str(path)))
+        manifest = load_json(read_url(str(path), MAX_JSON_BYTES), str(path))
     except (OSError, ValueError) as err:
-        raise ValueError(f"{path}: unreadable manifest ({err})") from None
+        raise ValueError(f"{path}: unreadable manifest ({str(err).removeprefix(f'{path}: ')})") from None
     if not isinstance(manifest, dict):
         raise ValueError(f"{path}: expected a JSON object")
     return manifest

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from shards.array import ArraySetup
 from shards.files import ShardError
+from shards.limits import load_json as bounded_json
 
 RIR_MEMBERS = ("rir.npy", "early.npy", "json")
 META_KEYS = ("sr", "rt60", "room_dim", "mic_pos", "src_pos", "array_pos", "sources", "seed", "generator_version")
@@ -36,8 +38,31 @@ def json_bytes(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
 
 
+def npy_header(data: bytes, where: str) -> tuple[tuple[int, ...], np.dtype]:
+    """.npy bytes -> (shape, dtype) from the header alone; ShardError unless the payload after the header holds
+    exactly what the header claims (a header may claim gigabytes in a few bytes: nothing is allocated first)."""
+    buffer = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(buffer)
+        read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        if read is None:
+            raise ValueError(f".npy format version {version}")
+        shape, _, dtype = read(buffer, max_header_size=1024)
+    except (ValueError, OSError, EOFError, SyntaxError) as err:
+        raise ShardError(f"{where}: not a loadable .npy ({str(err).splitlines()[0] if str(err) else err})") from None
+    if dtype.hasobject:
+        raise ShardError(f"{where}: dtype {dtype} holds objects, expected float32")
+    payload = len(data) - buffer.tell()
+    claimed = math.prod(shape) * dtype.itemsize
+    if claimed != payload:
+        raise ShardError(f"{where}: header claims shape {shape} ({claimed} bytes), the member holds {payload}")
+    return shape, dtype
+
+
 def load_npy(data: bytes, where: str) -> np.ndarray:
-    """.npy bytes -> float32 array; ShardError unless it loads without pickle as float32."""
+    """.npy bytes -> float32 array; ShardError unless its header fits its bytes (npy_header) and it loads
+    without pickle as float32."""
+    npy_header(data, where)
     try:
         array = np.load(io.BytesIO(data), allow_pickle=False)
     except (ValueError, OSError, EOFError) as err:
@@ -50,9 +75,9 @@ def load_npy(data: bytes, where: str) -> np.ndarray:
 def load_json(data: bytes, where: str) -> dict[str, Any]:
     """json member bytes -> dict; ShardError naming the member otherwise."""
     try:
-        meta = json.loads(data)
+        meta = bounded_json(data, where)
     except ValueError as err:
-        raise ShardError(f"{where}: not valid JSON ({err})") from None
+        raise ShardError(str(err)) from None
     if not isinstance(meta, dict):
         raise ShardError(f"{where}: expected a JSON object")
     return meta

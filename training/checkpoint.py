@@ -7,6 +7,7 @@ JSON and each rank's data-path state (training.data.batches) is safetensors with
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import shutil
@@ -21,7 +22,9 @@ from accelerate.utils.other import load as accelerate_load
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from configs import ConfigError, build_config
 from shards.faults import fault_point
+from shards.limits import MAX_JSON_BYTES, load_json, read_regular_file
 from ssl_model import SSLModel
 from ssl_model.export import WEIGHTS, CheckpointError, LocalizerSpec, load_localizer, save_localizer
 from training.config import TrainConfig, load_train_config
@@ -38,8 +41,15 @@ def localizer_spec(cfg: TrainConfig) -> LocalizerSpec:
 
 
 def export_weights(model: torch.nn.Module, cfg: TrainConfig, path: str | Path) -> Path:
-    """Model -> safetensors file with its LocalizerSpec, written atomically."""
-    return save_localizer(model, localizer_spec(cfg), path)
+    """Model -> safetensors file with its LocalizerSpec, written atomically; CheckpointError in one line when the
+    disk is full or read-only, with no partial file left and the previous weights file untouched."""
+    path = Path(path)
+    try:
+        return save_localizer(model, localizer_spec(cfg), path)
+    except (OSError, SafetensorError) as err:
+        path.with_name(path.name + ".tmp").unlink(missing_ok=True)  # save_localizer's temporary name
+        raise CheckpointError(f"{path}: cannot write the weights ({first_line(err)}); the previous file, if any, "
+                              f"is unchanged") from None
 
 
 def first_line(err: BaseException) -> str:
@@ -80,6 +90,14 @@ def load_state(accelerator, state_dir: Path) -> None:
     except (pickle.UnpicklingError, SafetensorError, OSError, EOFError) as err:
         raise CheckpointError(f"{state_dir}: cannot load this saved state without executing code or it is damaged "
                               f"({first_line(err)})") from None
+
+
+def write_synced(path: Path, data: bytes) -> None:
+    """Write and fsync a file, so a full disk fails here and not later."""
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def save_data_state(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
@@ -141,7 +159,38 @@ def latest_state(run_dir: str | Path) -> Path | None:
 
 
 def read_trainer_state(state_dir: Path) -> dict[str, Any]:
-    return json.loads((state_dir / TRAINER_STATE).read_text())
+    """A state's trainer_state.json, checked: a JSON object (bounded, no NaN/Infinity) whose step is a whole
+    number >= 0 and whose counters are whole numbers; CheckpointError in one line naming the file otherwise."""
+    path = Path(state_dir) / TRAINER_STATE
+    try:
+        state = load_json(read_regular_file(path, MAX_JSON_BYTES), str(path))
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: unreadable trainer state ({first_line(err).removeprefix(f'{path}: ')})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    for key in ("step", "skipped_steps", "world_size"):
+        value = state.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise CheckpointError(f"{path}: {key} is {value!r}, expected a whole number >= 0")
+    window = state.get("window", {})
+    if not isinstance(window, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                               and math.isfinite(v) for v in window.values()):
+        raise CheckpointError(f"{path}: window must map names to finite numbers")
+    return state
+
+
+def started_config(trainer_state: dict[str, Any], state_dir: Path) -> TrainConfig | None:
+    """The config a saved state was trained under (stored in its trainer_state.json), or None for a state saved
+    before states carried it; CheckpointError naming the file when it is not a valid config."""
+    stored = trainer_state.get("config")
+    if stored is None:
+        return None
+    try:
+        if not isinstance(stored, dict):
+            raise ConfigError("expected a mapping")
+        return build_config(TrainConfig, stored)
+    except ConfigError as err:
+        raise CheckpointError(f"{Path(state_dir) / TRAINER_STATE}: config: {first_line(err)}") from None
 
 
 def save_training_state(accelerator, run_dir: str | Path, step: int, trainer_state: dict[str, Any], keep: int,
@@ -155,17 +204,23 @@ def save_training_state(accelerator, run_dir: str | Path, step: int, trainer_sta
     root = Path(run_dir) / STATES
     final = root / f"step-{step:08d}"
     tmp = root / f"step-{step:08d}.tmp"
+    try:
+        if accelerator.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True, exist_ok=True)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(tmp), safe_serialization=True)
+        if data_state is not None:
+            save_data_state(tmp / DATA_STATE.format(rank=accelerator.process_index), *data_state)
+        fault_point(f"save:{step}")
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            write_synced(tmp / TRAINER_STATE, json.dumps({**trainer_state, "step": step}, indent=1).encode())
+    except (OSError, SafetensorError, RuntimeError) as err:
+        shutil.rmtree(tmp, ignore_errors=True)  # nothing half-written stays; the last complete state is untouched
+        raise CheckpointError(f"{root}: cannot save the state of step {step} ({first_line(err)}); nothing "
+                              f"half-written was left, the last complete state stays (free space, then --resume)") from None
     if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True, exist_ok=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp), safe_serialization=True)
-    if data_state is not None:
-        save_data_state(tmp / DATA_STATE.format(rank=accelerator.process_index), *data_state)
-    fault_point(f"save:{step}")
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        (tmp / TRAINER_STATE).write_text(json.dumps({**trainer_state, "step": step}, indent=1))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         for old in state_dirs(run_dir)[:-keep]:

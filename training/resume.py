@@ -7,12 +7,13 @@ and config.yaml stays as it was.
 """
 from __future__ import annotations
 
-import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 from configs import ConfigError, config_to_dict
+from shards.limits import load_json
 from training.launch import flatten
 from training.config import TrainConfig
 
@@ -62,22 +63,40 @@ def check_resume_changes(saved: TrainConfig, asked: TrainConfig, config_path: Pa
     return {key: changes[key] for key in changes}
 
 
+def metrics_record(line: str) -> dict[str, Any] | None:
+    """One line of metrics.jsonl -> its record, or None when it is not a JSON object (bounded: shards.limits)
+    whose `step` is a whole number >= 0 (a line cut by a killed run, or one edited by hand)."""
+    try:
+        record = load_json(line, "metrics.jsonl", constants=True)
+    except ValueError:
+        return None
+    if not isinstance(record, dict):
+        return None
+    step = record.get("step", 0)
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        return None
+    return {**record, "step": step}
+
+
 def drop_records_after(path: Path, step: int) -> int:
     """Rewrite metrics.jsonl (atomically) without the records past `step`, the restored state's step; a
     partial last line of a killed run goes too. -> how many lines were dropped."""
     if not path.is_file():
         return 0
-    kept, dropped = [], 0
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            dropped += 1
-            continue
-        if isinstance(record, dict) and int(record.get("step", 0)) > step:
+    kept, dropped, damaged = [], 0, []
+    lines = path.read_text(errors="replace").splitlines()
+    for number, line in enumerate(lines, 1):
+        record = metrics_record(line)
+        if record is None and number < len(lines):  # a cut last line is a killed run's, not worth a warning
+            damaged.append(number)
+        if record is None or record["step"] > step:
             dropped += 1
         else:
             kept.append(line)
+    if damaged:
+        warnings.warn(f"{path}: dropped {len(damaged)} line(s) that are not a record with a whole-number step "
+                      f"(line {', '.join(map(str, damaged[:5]))}{', ...' if len(damaged) > 5 else ''})",
+                      RuntimeWarning, stacklevel=2)
     if dropped:
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text("".join(f"{line}\n" for line in kept))

@@ -1,10 +1,15 @@
-"""Train the two-source localizer on RIR shards, mixing speech on the training device.
+"""Train the localizer (how many talkers, 0-3, and their directions) on RIR shards, mixing speech on the
+training device.
 
     python -m training.train --config configs/tiny.yaml --shards shards/ --run-dir runs/tiny --steps 400
     python training/train.py ...                                   # the same, by path
     accelerate launch --config_file accelerate_config.yaml training/train.py --config configs/train.yaml key=value ...
     ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2 training/train.py ...   # 2 CPU ranks (gloo)
     python -m training.train --run-dir runs/tiny --resume          # continue from the newest saved state
+
+A new run refuses a run folder that already holds a run (--resume continues it, --overwrite replaces it), and
+one trainer at a time writes a folder (training.run_folder). A `pipe:` shard command runs only when typed on the
+command line, never from a config file or a run's config.yaml, unless --allow-commands (training.commands).
 
 `train` reads top to bottom: config, resume plan and shards checked -> Accelerator -> model/optimizer ->
 data -> (resume: saved state) -> run folder opened -> for each step: refresh the reservoirs, forward/backward
@@ -35,7 +40,7 @@ from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
 from tqdm.auto import tqdm
 
-from configs import ConfigError
+from configs import ConfigError, config_to_dict
 from shards.faults import fault_point
 from ssl_model import SSLModel
 from ssl_model.cli_log import add_verbosity, setup_logging
@@ -44,7 +49,8 @@ from ssl_model.oracle import chance_binned_mae
 from ssl_model.targets import angles_to_classes
 from training.budget import check_run_config
 from training.checkpoint import (CONFIG, WEIGHTS, CheckpointError, export_weights, latest_state, load_data_state,
-                                 load_state, read_trainer_state, run_config, save_training_state)
+                                 load_state, read_trainer_state, run_config, save_training_state, started_config)
+from training.commands import ALLOW_FLAG, check_commands, typed_keys
 from training.config import TrainConfig, load_train_config
 from training.data.batches import TrainData
 from training.data.eval_set import fixed_eval_set
@@ -54,6 +60,7 @@ from training.eval.scores import metrics_from_score_sums, score_sums
 from training.launch import all_gpus_command, precision_warning, resolve_mixed_precision, trackers
 from training.objective import batch_loss as objective_loss
 from training.resume import check_resume_changes
+from training.run_folder import RunFolderError, claim_run_folder
 from training.runlog import RunLog
 from training.schedule import learning_rate
 from training.warm_start import summary, warm_start
@@ -100,6 +107,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--run-dir", help="run folder (= run.dir)")
     p.add_argument("--steps", type=int, help="optimizer steps (= run.steps)")
     p.add_argument("--resume", action="store_true", help="continue from the newest complete state in the run folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a new run in a run folder that holds one, removing the old run's files")
+    p.add_argument(ALLOW_FLAG, dest="allow_commands", action="store_true",
+                   help="for this run, let pipe: shard commands written in --config or the run's config.yaml run "
+                        "(without it only pipe: values typed on the command line run)")
     p.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
     add_verbosity(p)
     return p.parse_intermixed_args(argv)  # overrides may come before or after the flags
@@ -116,9 +128,10 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
         if not (run_dir / CONFIG).is_file():
             raise ConfigError(f"--resume: {run_dir} holds no run (no {CONFIG}); nothing to resume, "
                               f"start without --resume")
-        cfg = run_config(run_dir, overrides)
+        cfg, source = run_config(run_dir, overrides), str(run_dir / CONFIG)
     else:
-        cfg = load_train_config(args.config, overrides)
+        cfg, source = load_train_config(args.config, overrides), str(args.config or "the defaults")
+    check_commands(cfg, typed_keys(overrides), args.allow_commands, source)
     check_run_config(cfg)
     return cfg
 
@@ -130,13 +143,20 @@ def plan_resume(cfg: TrainConfig) -> Resume:
     if state_dir is None:
         raise CheckpointError(f"--resume: {run_dir} holds no saved state (states/step-*/); nothing to resume, "
                               f"start without --resume")
-    changes = check_resume_changes(run_config(run_dir), cfg, run_dir / CONFIG)
-    try:
-        trainer_state = read_trainer_state(state_dir)
-        int(trainer_state["step"])
-    except (ValueError, KeyError, TypeError) as err:
-        raise CheckpointError(f"{state_dir}: unreadable trainer state ({err})") from None
+    trainer_state = read_trainer_state(state_dir)
+    started = started_config(trainer_state, state_dir) or run_config(run_dir)
+    changes = check_resume_changes(started, cfg, run_dir / CONFIG)
     return Resume(state_dir, trainer_state, changes)
+
+
+def already_done(cfg: TrainConfig, resume: Resume) -> bool:
+    """--resume of a run whose saved state already reached run.steps: say so in one line."""
+    step = int(resume.trainer_state["step"])
+    if step < cfg.run.steps:
+        return False
+    print(f"{cfg.run.dir}: already trained {step} of run.steps={cfg.run.steps} steps, nothing to do (raise "
+          f"run.steps, e.g. --steps {2 * cfg.run.steps}, to train on)", flush=True)
+    return True
 
 
 def make_accelerator(cfg: TrainConfig) -> tuple[Accelerator, dict]:
@@ -310,7 +330,7 @@ def save(accelerator, model, data: TrainData, cfg: TrainConfig, progress: Progre
     the streams reopened from this step: where a resumed run reopens them."""
     run_dir = Path(cfg.run.dir)
     trainer_state = {"skipped_steps": progress.skipped, "world_size": accelerator.num_processes,
-                     "window": progress.window(), **data.counters()}
+                     "window": progress.window(), **data.counters(), "config": config_to_dict(cfg)}
     save_training_state(accelerator, run_dir, progress.step, trainer_state, cfg.run.keep_states, data.state())
     if accelerator.is_main_process:
         export_weights(accelerator.unwrap_model(model), cfg, run_dir / WEIGHTS)
@@ -340,7 +360,12 @@ def finish(run: RunLog, accelerator, model, data: TrainData, cfg: TrainConfig, p
 def train(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)  # nothing is built or written before these checks pass
     resume = plan_resume(cfg) if args.resume else None
+    if resume is not None and already_done(cfg, resume):
+        return 0
     train_sources, eval_sources = check_sources(cfg, int(os.environ.get("WORLD_SIZE", "1")))  # resolved once
+    lock = None  # held until the process ends: one trainer per run folder
+    if os.environ.get("RANK", "0") == "0":
+        lock = claim_run_folder(cfg.run.dir, resume is not None, args.overwrite)
     accelerator, launch = make_accelerator(cfg)
     model, optimizer = build_model(cfg, accelerator, resuming=resume is not None)
     run = RunLog(accelerator, Path(cfg.run.dir))
@@ -385,6 +410,7 @@ def train(args: argparse.Namespace) -> int:
             save(accelerator, model, data, cfg, progress)
     bar.close()
     finish(run, accelerator, model, data, cfg, progress)
+    del lock
     return 0
 
 
@@ -400,8 +426,11 @@ def main(argv=None) -> int:
         return subprocess.call(relaunch)
     try:
         return train(args)
-    except (ConfigError, DataError, TrainingError, CheckpointError, FileNotFoundError) as err:
+    except (ConfigError, DataError, TrainingError, CheckpointError, RunFolderError, FileNotFoundError) as err:
         log.error("%s", err)
+        return 2
+    except OSError as err:  # a disk that fills up or turns read-only mid-run: one line, not a traceback
+        log.error("%s: cannot write (%s)", getattr(err, "filename", None) or "run.dir", err.strerror or err)
         return 2
 
 

@@ -15,6 +15,7 @@ from shards.files import sha256_file
 from ssl_model.targets import BIN_DEG, NUM_CLASSES, TARGETS, angles_to_classes
 from training.eval import plots
 from training.eval.target_scores import METRIC_NAMES, TargetScores
+from training.resume import metrics_record
 
 FACTOR_LABELS = {"rt60": "RT60 (s)", "distance": "source distance (m)", "elevation": "source elevation (deg)",
                  "separation": "source separation (deg)"}
@@ -41,11 +42,10 @@ def training_records(metrics_file: Path) -> list[dict]:
     if not metrics_file.is_file():
         return []
     records = []
-    for line in metrics_file.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut by a killed run
+    for line in metrics_file.read_text(errors="replace").splitlines():
+        rec = metrics_record(line)
+        if rec is None:
+            continue  # a line cut by a killed run, or not a record
         if rec.get("event") == "train" and "loss" in rec:
             records.append({"step": rec["step"], "train loss": rec["loss"]})
         elif rec.get("event") == "eval":
