@@ -17,6 +17,8 @@ import soundfile
 import torch
 import torchaudio.functional as AF
 
+from shards.limits import check_audio_frames
+
 AUDIO_EXTENSIONS = (".flac", ".wav", ".ogg")
 SILENCE_DB = -50.0  # a segment whose RMS stays this far below full scale counts as silent
 # Quieter than this (AC RMS, dB full scale) is no recording at all: 24-bit PCM's LSB is -144 dBFS, so
@@ -83,11 +85,15 @@ def is_near_silent(wave: np.ndarray | torch.Tensor) -> bool:
 def decode_audio(data: bytes | str | Path, name: str, sr: int | None = None, mono: bool = True) -> tuple[np.ndarray, int]:
     """Audio bytes or a file -> (float32 [T] mono, or [C, T] with mono=False, its rate); resampled to `sr` if given.
 
-    ValueError naming `name` for a file soundfile cannot read, an empty one, or NaN/Inf samples.
+    ValueError naming `name` for a file soundfile cannot read, one whose header claims more than
+    shards.limits.MAX_AUDIO_SAMPLES samples (checked before anything is allocated), an empty one, or NaN/Inf
+    samples.
     """
     source = io.BytesIO(data) if isinstance(data, bytes) else str(data)
     try:
-        audio, file_sr = soundfile.read(source, dtype="float32", always_2d=True)  # [T, C]
+        with soundfile.SoundFile(source) as handle:
+            check_audio_frames(handle.frames, handle.channels, name)  # a header may claim 2^36 samples
+            audio, file_sr = handle.read(dtype="float32", always_2d=True), handle.samplerate  # [T, C]
     except (RuntimeError, soundfile.LibsndfileError) as err:
         raise ValueError(f"{name}: not a readable audio file ({str(err).splitlines()[0] if str(err) else err})") from None
     if audio.shape[0] == 0:

@@ -67,11 +67,6 @@ def temp_path(path: Path) -> Path:
     return path.with_name(f"{path.name}.tmp-{TEMP_TAG}-{socket.gethostname()}-{os.getpid()}")
 
 
-def is_own_temp(temp: Path) -> bool:
-    """A file name this program's temp_path made (and no user would pick)."""
-    return _TEMP_NAME.match(Path(temp).name) is not None
-
-
 def _writer_gone(temp: Path) -> bool:
     """A temporary file's writer is no longer running (same host), or it is an hour old (other host)."""
     match = _TEMP_NAME.match(temp.name)

@@ -51,6 +51,8 @@ def merge_manifest(directory: Path, header: dict[str, Any], shard_names: list[st
 
 def load_manifest(path: str | Path) -> dict[str, Any]:
     """manifest.json (a path or URL) -> dict; ValueError naming it when it is unreadable or not a JSON object."""
+    if str(path).startswith("pipe:"):
+        raise ValueError(f"{path}: a manifest is never read from a pipe: command (no command is derived from another)")
     try:
         manifest = load_json(read_url(str(path), MAX_JSON_BYTES), str(path))
     except (OSError, ValueError) as err:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import io
-import json
 import math
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -11,6 +10,7 @@ import numpy as np
 import soundfile
 
 from shards.files import ShardError, iter_samples, sha256_bytes
+from shards.limits import MAX_JSON_BYTES, load_json, read_regular_file, regular_file_size
 from shards.array import ArraySetup
 from shards.layout import DATASET, MANIFEST, SPEECH, sample_key
 from shards.manifest import load_manifest
@@ -45,11 +45,18 @@ def check_speech_sample(key: str, parts: dict[str, bytes], where: str) -> dict[s
 def check_shard(path: Path, record: dict[str, Any], prefix: str,
                 check_sample: Callable[[str, dict[str, bytes], str], dict[str, Any]]) -> Iterator[dict[str, Any]]:
     """Shard file vs its manifest record (bytes, sha256, count, keys `{prefix}-{index:09d}`) -> sample metadata."""
-    if not path.is_file():
+    if not path.exists():
         raise ShardError(f"{path}: missing")
-    data = path.read_bytes()
-    if len(data) != record.get("bytes"):
-        raise ShardError(f"{path}: {len(data)} bytes, manifest says {record.get('bytes')} (truncated or replaced)")
+    try:
+        size = regular_file_size(path)  # a FIFO or a symlink to /dev/zero is refused, never read
+    except OSError as err:
+        raise ShardError(str(err)) from None
+    if size != record.get("bytes"):
+        raise ShardError(f"{path}: {size} bytes, manifest says {record.get('bytes')} (truncated or replaced)")
+    try:
+        data = read_regular_file(path)
+    except OSError as err:
+        raise ShardError(str(err)) from None
     if sha256_bytes(data) != record.get("sha256"):
         raise ShardError(f"{path}: sha256 differs from the manifest (corrupted)")
     count = 0
@@ -113,6 +120,8 @@ def verify_split(manifest_path: Path) -> tuple[dict[str, Any], dict[tuple, str]]
         raise ShardError(f"{directory / stray[0]}: shard not listed in {manifest_path}")
     scenes: dict[tuple, str] = {}
     for record in manifest["shards"]:
+        if not (isinstance(record.get("name"), str) and Path(record["name"]).name == record["name"]):
+            raise ShardError(f"{manifest_path}: lists {record.get('name')!r} as a shard; expected a file name")
         path = directory / record["name"]
         for meta in check_shard(path, record, prefix, check_sample):
             if kind == "rir":
@@ -125,7 +134,7 @@ def missing_splits(root: Path) -> list[str]:
     """Splits `root` should hold but has no manifest for -> one line each: those its dataset.json lists, and any
     folder holding shards or sidecars without a manifest.json (deleted, or never merged)."""
     try:
-        listed = json.loads((root / DATASET).read_text()).get("splits", {})
+        listed = load_json(read_regular_file(root / DATASET, MAX_JSON_BYTES), str(root / DATASET)).get("splits", {})
     except (OSError, ValueError, AttributeError):
         listed = {}
     folders = {root / name for name in listed if isinstance(name, str)}
@@ -146,7 +155,7 @@ def verify(root: Path) -> tuple[list[str], list[str]]:
     for path in manifests:
         try:
             manifest, scenes = verify_split(path)
-        except (ShardError, ValueError, KeyError, TypeError) as err:
+        except (ShardError, ValueError, KeyError, TypeError, AttributeError, OverflowError) as err:
             problems.append(str(err) if isinstance(err, (ShardError, ValueError)) else f"{path}: malformed ({err!r})")
             continue
         summaries.append(f"{path.parent}: {len(manifest['shards'])} shards, {manifest['count']} samples ok")

@@ -32,12 +32,12 @@ def key_value(cfg, key: str) -> object:
     return getattr(getattr(cfg, section), name)
 
 
-def check_commands(cfg, typed: set[str], allowed: bool, source: str) -> None:
-    """ConfigError naming the first key whose `pipe:` command came from `source` (a config file or run folder)
-    rather than from this command line, unless `allowed` (--allow-commands)."""
+def check_commands(cfg, typed: set[str], allowed: bool, source: str, keys: Iterable[str] = LOCATION_KEYS) -> None:
+    """ConfigError naming the first of `keys` whose `pipe:` command came from `source` (a config file or run
+    folder) rather than from this command line, unless `allowed` (--allow-commands)."""
     if allowed:
         return
-    for key in LOCATION_KEYS:
+    for key in keys:
         value = key_value(cfg, key)
         if is_command(value) and key not in typed:
             shown = value if len(value) <= 80 else value[:77] + "..."

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import json
+import os
+import re
 import tarfile
 import warnings
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ import webdataset as wds
 
 from shards.audio import find_audio
 from shards.files import ShardError, iter_samples, read_url, sha256_file, sidecar_sha256
+from shards.limits import MAX_JSON_BYTES, load_json, read_regular_file, regular_file_size
 from shards.layout import MANIFEST, SPEECH, is_url, shard_glob, split_glob
 from shards.manifest import load_manifest
 from shards.array import ArraySetup
@@ -31,6 +33,10 @@ from training.config import TrainConfig
 
 class DataError(RuntimeError):
     """Shards missing, empty, of another setup or too damaged to train on; the message names the path and key."""
+
+
+# A shard's file name as a manifest may list it: a plain name, so a URL built from it stays under its root.
+SHARD_FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.tar$")
 
 
 @dataclass(frozen=True)
@@ -59,16 +65,16 @@ def resolve_shards(cfg: TrainConfig, split: str) -> list[str]:
     root = cfg.data.shards
     if pattern:
         where, key, urls = pattern, split_key(cfg, split), expand(pattern)
+    elif root.startswith("pipe:"):
+        raise DataError(f"data.shards={root}: a pipe: command is not a shard root (its split manifests would be new "
+                        f"commands); give each split's command as data.train_glob / data.eval_glob")
     elif is_url(root):
         where, key = f"{root.rstrip('/')}/{split}/{MANIFEST}", "data.shards"
-        try:
-            manifest = load_manifest(where)
-        except ValueError as err:
-            raise DataError(f"{err} (data.shards={root})") from None
-        urls = [f"{root.rstrip('/')}/{split}/{record['name']}" for record in manifest.get("shards", [])]
+        urls = [f"{root.rstrip('/')}/{split}/{name}" for name in manifest_shard_names(where, root)]
     else:
         where, key, urls = split_glob(root, split), "data.shards", sorted(glob.glob(split_glob(root, split)))
         warn_if_incomplete(Path(root) / split / MANIFEST)
+    check_local_files(urls, key)
     if not urls:
         manifest = Path(root) / split / MANIFEST
         hint = " (its manifest.json lists no shards: an empty split)" if not pattern and manifest.is_file() else ""
@@ -77,10 +83,38 @@ def resolve_shards(cfg: TrainConfig, split: str) -> list[str]:
     return urls
 
 
+def manifest_shard_names(where: str, root: str) -> list[str]:
+    """A split manifest's URL -> the shard file names it lists; DataError when it is unreadable or a name is not a
+    plain shard file name (a URL built from `../x` or from a command would leave the shard root)."""
+    try:
+        manifest = load_manifest(where)
+    except ValueError as err:
+        raise DataError(f"{err} (data.shards={root})") from None
+    records = manifest.get("shards", [])
+    names = [record.get("name") if isinstance(record, dict) else None for record in records] if isinstance(
+        records, list) else [None]
+    bad = [name for name in names if not (isinstance(name, str) and SHARD_FILE_NAME.match(name))]
+    if bad:
+        raise DataError(f"{where}: lists {bad[0]!r} as a shard; expected plain file names like train-000000.tar "
+                        f"(data.shards={root})")
+    return names
+
+
+def check_local_files(urls: list[str], key: str) -> None:
+    """Local shards must be regular files of a shard's size: a symlink to /dev/zero or a FIFO would be read forever;
+    DataError naming the first one that is not."""
+    for url in urls:
+        if not is_url(url):
+            try:
+                regular_file_size(url)
+            except OSError as err:
+                raise DataError(f"{err} ({key})") from None
+
+
 def warn_if_incomplete(manifest_path: Path) -> None:
     """A split whose manifest says shards are still missing trains on what is there, but says so."""
     try:
-        manifest = json.loads(manifest_path.read_text())
+        manifest = load_json(read_regular_file(manifest_path, MAX_JSON_BYTES), str(manifest_path))
     except (OSError, ValueError):
         return
     if isinstance(manifest, dict) and manifest.get("complete") is False:
@@ -95,6 +129,7 @@ def resolve_speech_shards(path: str, key: str) -> list[str]:
     urls = expand(pattern)
     if not urls:
         raise DataError(f"no speech shards match {pattern} ({key}={path}); pack them with `python -m simulate speech`")
+    check_local_files(urls, key)
     return urls
 
 
@@ -168,8 +203,11 @@ def sample_digest(path: str, key: str) -> str | None:
     """One sample of a local shard -> sha256 of its members' names and payloads; None when unreadable."""
     digest = hashlib.sha256()
     try:
+        size = os.path.getsize(path)
         with tarfile.open(path, mode="r:") as tar:
             for member in sorted((m for m in tar if m.name.partition(".")[0] == key), key=lambda m: m.name):
+                if member.sparse is not None or member.offset_data + member.size > size:
+                    return None  # a forged size: the stream names the shard when it meets it
                 handle = tar.extractfile(member)
                 digest.update(f"{member.name}\0{member.size}\0".encode())
                 digest.update(handle.read() if handle is not None else b"")

@@ -35,6 +35,7 @@ from ssl_model.export import command_name
 from ssl_model.localizer import LocalizeError, Localizer, torch_device
 from ssl_model.targets import TARGETS
 from training.checkpoint import run_config
+from training.commands import ALLOW_FLAG, check_commands
 from training.data.eval_set import fixed_eval_set, with_shards
 from training.data.sources import DataError
 from training.eval.prior import eval_prior_reference
@@ -44,13 +45,17 @@ from training.eval.target_scores import score_target, unique_scenes
 log = logging.getLogger("training.eval.evaluate")
 
 
+EVAL_KEYS = ("data.shards", "data.eval_glob", "speech.eval_path")  # the locations the eval set is read from
+
+
 class EvaluateError(RuntimeError):
     """The run or the eval data cannot be scored; the message names what is missing."""
 
 
 def evaluate_run(run_dir: str | Path, shards: str | None = None, speech: str | None = None,
                  num_samples: int | None = None, device: str = "cpu", progress: bool = True,
-                 out_dir: str | Path | None = None, eval_like: str | Path | None = None) -> dict[str, Any]:
+                 out_dir: str | Path | None = None, eval_like: str | Path | None = None,
+                 allow_commands: bool = False) -> dict[str, Any]:
     """Score a run folder; writes {out_dir or run/eval}/metrics.json and the plots -> the metrics dict.
 
     eval_like: another run folder whose eval set (clip length, mixing, speech, eval.seed) to use instead of this
@@ -64,6 +69,9 @@ def evaluate_run(run_dir: str | Path, shards: str | None = None, speech: str | N
                             "models that always name every source: score it with benchmarks/bench_accuracy.py (its count "
                             "sets) or its training run's eval records")
     cfg = with_data_sources(cfg, shards, speech, num_samples)
+    typed = {"data.shards", "data.eval_glob"} if shards else set()
+    check_commands(cfg, typed | ({"speech.eval_path"} if speech else set()), allow_commands,
+                   f"{eval_like or run_dir}/config.yaml", keys=EVAL_KEYS)
     batches, metadata, distinct = eval_batches(cfg, device)
     array = ArraySetup.from_meta(metadata[0], "the eval set's first scene")
     predictions = {"model": model_predictions(localizer, batches, progress),
@@ -153,7 +161,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", help="output folder (default RUN/eval)")
     p.add_argument("--eval-like", help="score on this other run's eval set (clip, mixing, speech, seed), e.g. to put "
                                        "two models on the same mixtures")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="where the model and the eval mixtures run: cpu, cuda or cuda:N (default: cuda when there is "
+                        "one, else cpu)")
+    p.add_argument(ALLOW_FLAG, dest="allow_commands", action="store_true",
+                   help="for this run, let pipe: shard commands written in the run's config.yaml run (without it a "
+                        "pipe: location in a run folder is refused)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (-q implies it)")
     add_verbosity(p)
     return p.parse_args(argv)
@@ -165,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         device = str(torch_device(args.device, "--device"))
         report = evaluate_run(args.run, args.shards, args.speech, args.num_samples, device,
-                              progress=not (args.no_progress or args.quiet), out_dir=args.out, eval_like=args.eval_like)
+                              progress=not (args.no_progress or args.quiet), out_dir=args.out, eval_like=args.eval_like,
+                              allow_commands=args.allow_commands)
     except (EvaluateError, DataError, ConfigError, LocalizeError, FileNotFoundError) as err:
         log.error("%s", err)
         return 2
