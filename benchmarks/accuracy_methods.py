@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from accuracy_sets import SR, BenchError, at_bench_rate, timed
 from shards.array import SOUND_SPEED
 from ssl_model.baselines import duet, gcc_phat, gcc_phat_count
-from ssl_model.export import PRETRAINED_DIR, PRETRAINED_NAMES, WEIGHTS, CheckpointError, model_weights
+from ssl_model.loading import PRETRAINED_DIR, PRETRAINED_NAMES, WEIGHTS, CheckpointError, model_weights
 from ssl_model.localizer import LocalizeError, Localizer, run_weights
 from ssl_model.metrics import detection_metrics, localization_metrics
 from ssl_model.oracle import chance_binned_mae, oracle_floor_binned_mae

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy_methods import count_truth, detection_scores, load_localizers, model_sources  # noqa: E402
 from accuracy_report import machine  # noqa: E402
 from accuracy_sets import SEEDS, SR, BenchError, load_sets, split_seeds  # noqa: E402
-from ssl_model.export import save_localizer  # noqa: E402
+from ssl_model.loading import save_localizer  # noqa: E402
 from ssl_model.localizer import Localizer  # noqa: E402
 from ssl_model.talkers import Decoding  # noqa: E402
 

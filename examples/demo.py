@@ -37,9 +37,9 @@ from shards.files import read_samples  # noqa: E402
 from shards.layout import shard_name  # noqa: E402
 from shards.samples import decode_rir  # noqa: E402
 from simulate import generate_dataset  # noqa: E402
-from ssl_model.cli_log import add_verbosity, setup_logging  # noqa: E402
+from configs.cli_log import add_verbosity, setup_logging  # noqa: E402
 from ssl_model.localize import plot_half_circle  # noqa: E402
-from ssl_model.export import model_weights  # noqa: E402
+from ssl_model.loading import model_weights  # noqa: E402
 from ssl_model.localizer import Localizer  # noqa: E402
 from ssl_model.targets import TARGETS  # noqa: E402
 from training.checkpoint import WEIGHTS  # noqa: E402

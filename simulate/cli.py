@@ -6,12 +6,16 @@ stdout; warnings and errors to stderr, one line each (`-q`: errors only and no p
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import sys
+import textwrap
 import time
 from pathlib import Path
 
 from configs import ConfigError, load_config
+from configs.cli_log import add_verbosity, setup_logging
 from shards.manifest import load_manifest
 from simulate.config import SimulateConfig
 from simulate.options import local_output_dir, parse_shards, parse_splits, resolve_config
@@ -34,30 +38,26 @@ def write_error(err: OSError) -> str:
             f"free space or fix the folder's permissions, then rerun the same command")
 
 
-def add_verbosity(parser: argparse.ArgumentParser) -> None:
-    """ssl_model.cli_log.add_verbosity's -q / -v, declared here: importing that module imports torch (through the
-    ssl_model package), and a bad command line should fail before that."""
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("-q", "--quiet", action="store_true", help="errors only (no warnings, notes or progress bars)")
-    group.add_argument("-v", "--verbose", action="count", default=0, help="more notes on stderr (-vv: debug)")
-
-
-def setup_logging(args: argparse.Namespace) -> None:
-    """-q / -v -> one-line warnings and notes on stderr, as the other tools print them (imports torch)."""
-    from ssl_model.cli_log import setup_logging as setup
-
-    setup(args)
-
-
 def command_name(argv0: str) -> str:
     """sys.argv[0] -> the command as typed: `python -m simulate` for the module, else the script (`ssl-simulate`)."""
     name = Path(argv0).name
     return "python -m simulate" if name in ("__main__.py", "-m", "") else name
 
 
+def override_keys() -> str:
+    """SimulateConfig's fields -> the help's list of `key=default` overrides, wrapped at 116 columns."""
+    defaults = SimulateConfig()
+    values = {f.name: getattr(defaults, f.name) for f in dataclasses.fields(SimulateConfig)}
+    items = [f"{key}={value if isinstance(value, str) else json.dumps(value, separators=(',', ':'))}"
+             for key, value in values.items()]
+    lines = textwrap.wrap("  ".join(items), width=114, break_long_words=False, break_on_hyphens=False)
+    return ("override keys (key=value, the value in YAML; the seed protocol's defaults shown; what each means:\n"
+            "shards/prior.py's ScenePrior and simulate/config.py):\n" + "\n".join(f"  {line}" for line in lines))
+
+
 def generate_main(argv: list[str], prog: str) -> int:
     parser = argparse.ArgumentParser(
-        prog=prog,
+        prog=prog, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=override_keys(),
         description="Write FRA-RIR WebDataset shards and manifests (seed protocol by default). "
                     "Subcommands: `verify DIR`, `speech --audio-dir DIR --out OUT`.")
     parser.add_argument("--out", default="shards", help="output folder (default: shards)")

@@ -15,14 +15,15 @@ Targets and scores
     oracle        reference floors: the TDOA oracle's Bayes-optimal slots and the best constant (chance)
     baselines     classical methods on the raw pair: GCC-PHAT (a fixed number of angles, or counted detections), DUET
 A trained model
-    export        the one-file weights (safetensors whose metadata, LocalizerSpec, says how to feed them): save,
-                  load, and export of the network as a graph (python -m ssl_model.export)
+    loading       the one-file weights (safetensors whose metadata, LocalizerSpec, says how to feed them): save,
+                  check, load; the shipped models by name, weights files and folders (model_weights)
+    export        the network as a graph for other runtimes (python -m ssl_model.export)
     localizer     Localizer: weights in, waves or files in, talkers out (angles, count, tracks)
     stream_audio  recordings read in chunks, resampled to the model's rate and cut into windows, in bounded memory
     talkers       window detections -> a recording's talkers; per-step activity maps -> tracks
     localize      the command line (python -m ssl_model.localize)
-    cli_log       the command-line tools' logging: notes to stderr, data on stdout
-    pretrained/   the shipped model: model.safetensors, its training config and model card
+    cli_log       configs.cli_log's names (the command-line plumbing), kept for training/'s imports
+    pretrained/   the shipped models: model.safetensors, its training config and model card each
 
 `from ssl_model import SSLModel, ModelConfig, PRESETS`; Localizer, LocalizationResult, WindowResult and
 LocalizeError are imported on first use (the Localizer API).

@@ -1,45 +1,5 @@
-"""Diagnostics of the command-line tools go through `logging` to stderr; stdout carries only their data.
+"""Moved to configs.cli_log (command-line plumbing below both simulate and ssl_model); these names stay here for
+training/, which still imports them from ssl_model.cli_log until its owner moves that import."""
+from configs.cli_log import OneLineFormatter, add_verbosity, progress_wanted, setup_logging
 
-`-q` keeps errors only, `-v` adds progress notes, `-vv` debug. Warnings and errors print as one line,
-`warning: ...` / `error: ...`, the form the tools' one-line errors have always had. Progress bars, where a tool
-draws them, go to stderr too (progress_wanted).
-"""
-from __future__ import annotations
-
-import argparse
-import logging
-import sys
-
-LEVELS = (logging.ERROR, logging.WARNING, logging.INFO, logging.DEBUG)
-
-
-class OneLineFormatter(logging.Formatter):
-    """INFO as the bare message; other levels prefixed `error: `, `warning: `, `debug: `; one line each."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage().replace("\n", " ")
-        return message if record.levelno == logging.INFO else f"{record.levelname.lower()}: {message}"
-
-
-def add_verbosity(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("-q", "--quiet", action="store_true", help="errors only (no warnings, notes or progress bars)")
-    group.add_argument("-v", "--verbose", action="count", default=0, help="more notes on stderr (-vv: debug)")
-
-
-def progress_wanted(args: argparse.Namespace) -> bool:
-    """Whether to draw progress bars: only on stderr, only when it is a terminal, never with -q."""
-    return not args.quiet and sys.stderr.isatty()
-
-
-def setup_logging(args: argparse.Namespace, default: int = logging.WARNING) -> int:
-    """-q / -v flags -> the level of this process's root logger, writing to stderr; returns the level."""
-    level = logging.ERROR if args.quiet else LEVELS[min(LEVELS.index(default) + args.verbose, len(LEVELS) - 1)]
-    root = logging.getLogger()
-    for old in [h for h in root.handlers if isinstance(h.formatter, OneLineFormatter)]:
-        root.removeHandler(old)  # a second main() in one process (tests) replaces, not doubles, the handler
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(OneLineFormatter())
-    root.addHandler(handler)
-    root.setLevel(level)
-    return level
+__all__ = ["OneLineFormatter", "add_verbosity", "progress_wanted", "setup_logging"]

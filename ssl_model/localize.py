@@ -36,8 +36,8 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 from tqdm import tqdm  # noqa: E402
 from tqdm.contrib.logging import logging_redirect_tqdm  # noqa: E402
 
-from ssl_model.cli_log import add_verbosity, progress_wanted, setup_logging  # noqa: E402
-from ssl_model.export import PRETRAINED_NAMES, CheckpointError, model_weights  # noqa: E402
+from configs.cli_log import add_verbosity, progress_wanted, setup_logging  # noqa: E402
+from ssl_model.loading import PRETRAINED_NAMES, CheckpointError, model_weights  # noqa: E402
 from ssl_model.localizer import (WINDOWS_PER_CALL, LocalizationResult, LocalizeError, Localizer,  # noqa: E402
                                  WindowResult, run_weights, torch_device)
 

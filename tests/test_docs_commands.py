@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from ssl_model.export import PRETRAINED_DIR, PRETRAINED_NAMES, WEIGHTS
+from ssl_model.loading import PRETRAINED_DIR, PRETRAINED_NAMES, WEIGHTS
 
 from hang_guard import HANG_S
 from run_helpers import ROOT

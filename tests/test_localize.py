@@ -193,7 +193,7 @@ def test_model_file_and_the_shipped_default(run_dir, tmp_path, capsys):
     else:
         assert code == 2 and "the shipped model's weights are missing" in err
     assert main([str(path), "--model", str(tmp_path / "nope.safetensors")]) == 2
-    assert "neither a weights file nor a shipped model" in capsys.readouterr().err
+    assert "no such weights file or folder" in capsys.readouterr().err
 
 
 def test_verbosity_flags_change_stderr_only(run_dir, tmp_path, capsys):

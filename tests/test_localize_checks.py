@@ -18,7 +18,7 @@ import ssl_model.localizer as localizer_module
 from hang_guard import HANG_S
 from run_helpers import ROOT, subprocess_env
 from ssl_model.config import preset
-from ssl_model.export import LocalizerSpec, save_localizer
+from ssl_model.loading import LocalizerSpec, save_localizer
 from ssl_model.localize import main, parse_args
 from ssl_model.localizer import LocalizationResult, LocalizeError, Localizer
 from ssl_model.model import SSLModel

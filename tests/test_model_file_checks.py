@@ -17,7 +17,7 @@ from configs import ConfigError
 from run_helpers import TINY, assert_usage_names_the_command
 from ssl_model import SSLModel
 from ssl_model import export, localize
-from ssl_model.export import SPEC_KEY, CheckpointError, load_localizer, save_localizer
+from ssl_model.loading import SPEC_KEY, CheckpointError, load_localizer, model_weights, save_localizer
 from ssl_model.talkers import Decoding
 from training.checkpoint import export_weights, localizer_spec
 from training.config import load_train_config
@@ -143,7 +143,7 @@ def test_non_finite_weights_are_never_written(tmp_path):
 
 
 def test_the_shipped_model_passes_every_check():
-    model, spec = load_localizer(export.model_weights("two-talker"))
+    model, spec = load_localizer(model_weights("two-talker"))
     assert spec.model.num_slots == 2 and all(torch.isfinite(t).all() for t in model.state_dict().values())
 
 

@@ -8,7 +8,7 @@ from simulate.config import SimulateConfig
 from simulate.render import render_batch
 from ssl_model import PRESETS, Localizer
 from ssl_model.baselines import gcc_phat
-from ssl_model.export import model_weights
+from ssl_model.loading import model_weights
 from training.data.mixing import convolve_sources
 from training.data.speech import synthetic_speech
 

@@ -10,7 +10,7 @@ import yaml
 
 from shards.audio import resample
 from ssl_model import Localizer
-from ssl_model.export import PRETRAINED, model_weights
+from ssl_model.loading import PRETRAINED, model_weights
 from ssl_model.localizer import band_limit
 
 from run_helpers import ROOT

@@ -2,7 +2,7 @@
 ssl_model/tokens/: the reference numbers were recorded from the code before that move, on the same input."""
 import torch
 
-from ssl_model.export import load_localizer, model_weights
+from ssl_model.loading import load_localizer, model_weights
 
 # logits[:, :, ::6] of the two-talker model on INPUT, recorded before the move (every 6th class of 36)
 REFERENCE = [[[5.340146541595459, -3.8478591442108154, 1.041657567024231, 0.07332112640142441, -0.5390029549598694,

@@ -1,4 +1,5 @@
 """generate_dataset and `python -m simulate`: data contract, reproducibility, reruns, --shards, bad input."""
+import dataclasses
 import json
 import os
 import subprocess
@@ -8,9 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import simulate.cli
+import ssl_model.localize
+from configs import cli_log
 from shards.array import SOUND_SPEED, ArraySetup
 from simulate import generate_dataset
-from simulate.config import GENERATOR_VERSION
+from simulate.config import GENERATOR_VERSION, SimulateConfig
 from shards.files import read_samples
 from shards.layout import sidecar_path
 from simulate.verify import verify
@@ -319,16 +323,21 @@ def test_help_names_the_command_that_was_run(monkeypatch, capsys):
 
 
 def test_the_verbosity_flags_are_ssl_localizes():
-    """simulate declares them itself (a bad command line fails before torch is imported): the same options."""
-    import argparse
-    from simulate.cli import add_verbosity
-    from ssl_model.cli_log import add_verbosity as localize_flags
-    options = []
-    for add in (add_verbosity, localize_flags):
-        parser = argparse.ArgumentParser()
-        add(parser)
-        options.append([(a.option_strings, a.help, a.default, type(a).__name__) for a in parser._actions])
-    assert options[0] == options[1]
+    """One declaration of -q / -v for every tool, below both packages (configs.cli_log, no torch): simulate and
+    ssl-localize use the same function."""
+    assert simulate.cli.add_verbosity is cli_log.add_verbosity is ssl_model.localize.add_verbosity
+    assert simulate.cli.setup_logging is cli_log.setup_logging
+
+
+def test_help_lists_every_override_key(capsys):
+    """ssl-simulate --help names each SimulateConfig field a key=value override may set, with its default."""
+    with pytest.raises(SystemExit) as done:
+        simulate.cli.main(["--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    for field in dataclasses.fields(SimulateConfig):
+        assert f"{field.name}=" in text, field.name
+    assert "num_sources=2" in text and "decay=fra" in text
 
 
 def test_quiet_and_verbose_flags_like_ssl_localize(tmp_path):
