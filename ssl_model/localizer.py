@@ -44,7 +44,7 @@ from ssl_model.export import (PRETRAINED, PRETRAINED_NAMES, WEIGHTS, CheckpointE
 from ssl_model.features import lowpass
 from ssl_model.stream_audio import (FileChanged, FileState, array_chunks, file_chunks, resampled_blocks,
                                     resampled_length, sliding_windows, window_starts)
-from ssl_model.talkers import Decoding, TrackGrid, cluster_detections, track_peaks
+from ssl_model.talkers import Decoding, TrackGrid, cluster_detections, delay_samples, distinct, track_peaks
 from ssl_model.targets import decode, decode_posteriors, decode_slot_posteriors
 
 MIN_SECONDS = 1.0
@@ -612,6 +612,8 @@ class Localizer:
         self._check_outputs(outputs, name)
         posteriors, exist, track = outputs
         count, angles, posteriors, exist = decode_slot_posteriors(posteriors, exist, self.decoding.existence)
+        if self.counts:
+            count, angles, posteriors, exist = self._drop_copies(count, angles, posteriors, exist, spacing)
         classes, slot_angles = decode(posteriors.clamp_min(1e-12).log())
         peaks = posteriors.gather(-1, classes[..., None])[..., 0]
         sure = exist if self.counts else peaks
@@ -620,8 +622,9 @@ class Localizer:
         for i, (start, _) in enumerate(batch):
             k = int(count[i])
             activity = track[i].cpu().numpy()
-            frames = tuple(FrameResult(start / sr + (step + 0.5) * self.step_s, tuple(a))
-                           for step, a in enumerate(track_peaks(activity, bin_deg, max_peaks=exist.shape[1])))
+            steps = track_peaks(activity, bin_deg, max_peaks=exist.shape[1], delay_of=self._delay_of(spacing),
+                                resolve_samples=self.decoding.resolve_samples)
+            frames = tuple(FrameResult(start / sr + (step + 0.5) * self.step_s, tuple(a)) for step, a in enumerate(steps))
             out.append(WindowResult(
                 start_s=start / sr, end_s=min(start + window, total) / sr, count=k,
                 angles_deg=angles[i, :k].double().cpu().numpy(), classes=classes[i, :k].cpu().numpy(),
@@ -630,7 +633,33 @@ class Localizer:
                 activity=activity, tracked=self.tracks))
         return out
 
-    def _talkers(self, heard: list[WindowResult], posteriors: np.ndarray
+    def _delay_of(self, spacing: float) -> Callable[[np.ndarray], np.ndarray]:
+        """-> angles [...] (degrees) -> the delays [...] in samples at the model's rate that the pair hears."""
+        return lambda angles: delay_samples(angles, spacing, self.spec.sr, self.spec.model.sound_speed)
+
+    def _drop_copies(self, count: torch.Tensor, angles: torch.Tensor, posteriors: torch.Tensor, exist: torch.Tensor,
+                     spacing: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """decode_slot_posteriors' (count [B], angles [B, S], posteriors [B, S, C], exist [B, S]) -> the same with the
+        held slots that copy a stronger one (talkers.distinct: within resolve_samples of delay) moved behind the held
+        ones and no longer counted."""
+        count, angles, posteriors, exist = count.clone(), angles.clone(), posteriors.clone(), exist.clone()
+        delay_of = self._delay_of(spacing)
+        for i in range(count.shape[0]):
+            k = int(count[i])
+            if k < 2:
+                continue
+            kept = distinct(delay_of(angles[i, :k].double().cpu().numpy()), exist[i, :k].cpu().numpy(),
+                            self.decoding.resolve_samples)
+            if len(kept) == k:
+                continue
+            rest = [j for j in range(angles.shape[1]) if j not in set(kept.tolist())]
+            order = torch.as_tensor(kept.tolist() + rest, device=angles.device)
+            angles[i], posteriors[i], exist[i] = angles[i, order], posteriors[i, order], exist[i, order]
+            angles[i, len(kept):] = float("nan")
+            count[i] = len(kept)
+        return count, angles, posteriors, exist
+
+    def _talkers(self, heard: list[WindowResult], posteriors: np.ndarray, spacing: float
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The windows with signal and their averaged posteriors [S, C] -> the recording's (angles_deg, classes,
         probabilities, candidates_deg): module docstring; nobody when no window had signal."""
@@ -645,7 +674,9 @@ class Localizer:
             np.concatenate([w.angles_deg for w in heard]), np.concatenate([w.probabilities for w in heard]),
             np.concatenate([np.full(w.count, i) for i, w in enumerate(heard)]), len(heard),
             merge_deg=self.decoding.merge_deg, min_share=self.decoding.min_share, max_talkers=posteriors.shape[0],
-            one_per_window=self.decoding.one_per_window)
+            one_per_window=self.decoding.one_per_window,
+            delays=self._delay_of(spacing)(np.concatenate([w.angles_deg for w in heard])),
+            resolve_samples=self.decoding.resolve_samples)
         classes = np.clip(np.floor(talkers.angles_deg / (180.0 / num_classes)), 0, num_classes - 1).astype(np.int64)
         return talkers.angles_deg, classes, talkers.shares.astype(np.float32), talkers.candidates_deg
 
@@ -659,12 +690,14 @@ class Localizer:
         num_classes = posteriors.shape[-1]
         bin_deg = 180.0 / num_classes
         spectrum = np.mean([w.posteriors[:w.count].sum(axis=0) for w in windows], axis=0)
-        angles, classes, probabilities, candidates = self._talkers(heard, posteriors)
+        angles, classes, probabilities, candidates = self._talkers(heard, posteriors, spacing)
         grid = TrackGrid(self.step_s, num_classes)
         for w in windows:
             grid.add(w.start_s, w.activity)
         frames = tuple(FrameResult((g + 0.5) * self.step_s, tuple(a))
-                       for g, a in enumerate(track_peaks(grid.average(), bin_deg, max_peaks=posteriors.shape[0])))
+                       for g, a in enumerate(track_peaks(grid.average(), bin_deg, max_peaks=posteriors.shape[0],
+                                                         delay_of=self._delay_of(spacing),
+                                                         resolve_samples=self.decoding.resolve_samples)))
         return LocalizationResult(
             count=len(angles), angles_deg=angles, classes=classes, probabilities=probabilities,
             candidates_deg=candidates, posteriors=posteriors.astype(np.float32), spectrum=spectrum.astype(np.float32),

@@ -1,9 +1,12 @@
 """From window detections to a recording's talkers, and from per-step activity maps to tracks (numpy in and out).
 
-- `cluster_detections`: every window names 0-3 talkers (angle, existence probability); a recording's talkers are
-  the clusters of those detections, greedily, strongest first: a detection joins the nearest cluster within
-  `merge_deg` that holds no detection of its own window yet (two talkers a window names stay two), else it starts
-  one. A cluster's share is the sum of its detections' probabilities over the number of windows (1 for a talker
+- Resolution lives in delay, not in degrees: a pair d apart hears a talker at lateral angle theta as the delay
+  d cos(theta) / c (`delay_samples`), and near endfire many degrees are one delay. Two talkers whose delays differ by
+  less than `resolve_samples` (half a sample by default) are one talker to the pair: `distinct` keeps the stronger.
+- `cluster_detections`: every window names 0-3 talkers (angle, existence probability), copies already dropped; a
+  recording's talkers are the clusters of those detections, greedily, strongest first: a detection joins the
+  nearest cluster within `merge_deg` (or within `resolve_samples` of its delay) that holds no detection of its own
+  window yet (two talkers a window names stay two), else it starts one; clusters the pair cannot tell apart merge. A cluster's share is the sum of its detections' probabilities over the number of windows (1 for a talker
   heard in every window); the recording's talkers are the clusters with a share of at least `min_share`, at most
   `max_talkers` of them. One window gives back exactly the window's own talkers.
 - `track_peaks`: a step's activity over direction classes -> the angles of its local maxima above a threshold.
@@ -13,12 +16,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
 from configs import need
 
 MERGE_DEG = 10.0  # detections of one talker in different windows: within two 5-degree bins
+RESOLVE_SAMPLES = 0.5  # talkers closer than half a sample of delay are one talker to a two-mic pair
 MIN_SHARE = 0.2  # a talker heard (weighted by probability) in at least a fifth of the windows
 ACTIVE = 0.5  # a direction class of a track step is active above this probability
 EXISTENCE = 0.5  # a window's slot holds a talker above this existence probability
@@ -26,20 +31,22 @@ EXISTENCE = 0.5  # a window's slot holds a talker above this existence probabili
 
 @dataclass(frozen=True)
 class Decoding:
-    """How windows' slots become talkers: a slot holds a talker above `existence`; detections within `merge_deg`
-    of a cluster join it, two of one window only when `one_per_window` is off; a recording keeps the clusters with
-    a share of at least `min_share` (cluster_detections). benchmarks/calibrate_decoding.py chooses them on a
+    """How windows' slots become talkers: a slot holds a talker above `existence`; of two held slots whose delays
+    differ by less than `resolve_samples` only the stronger is a talker (0 keeps both); detections within
+    `merge_deg` of a cluster join it, two of one window only when `one_per_window` is off; a recording keeps the
+    clusters with a share of at least `min_share` (cluster_detections). benchmarks/calibrate_decoding.py chooses them on a
     development set. Checked when made: ConfigError naming the threshold (`decoding.KEY`) when it cannot work."""
     existence: float = EXISTENCE
     merge_deg: float = MERGE_DEG
     min_share: float = MIN_SHARE
     one_per_window: bool = True
+    resolve_samples: float = RESOLVE_SAMPLES
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
-        for key in ("existence", "merge_deg", "min_share"):
+        for key in ("existence", "merge_deg", "min_share", "resolve_samples"):
             value = getattr(self, key)
             need(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
                  f"decoding.{key}", f"must be a finite number, got {value!r}")
@@ -47,6 +54,8 @@ class Decoding:
         need(0.0 < self.existence < 1.0, "decoding.existence", f"must be in (0, 1), got {self.existence}")
         need(0.0 < self.merge_deg <= 180.0, "decoding.merge_deg", f"must be in (0, 180] degrees, got {self.merge_deg}")
         need(0.0 <= self.min_share <= 1.0, "decoding.min_share", f"must be in [0, 1], got {self.min_share}")
+        need(0.0 <= self.resolve_samples <= 4.0, "decoding.resolve_samples",
+             f"must be in [0, 4] samples of delay, got {self.resolve_samples}")
         need(isinstance(self.one_per_window, bool), "decoding.one_per_window",
              f"must be true or false, got {self.one_per_window!r}")
 
@@ -60,29 +69,62 @@ class Talkers:
     candidates_deg: np.ndarray
 
 
+def delay_samples(angles_deg: np.ndarray, spacing_m: float, sample_rate: float, sound_speed: float) -> np.ndarray:
+    """lateral angles [...] (degrees) -> the direct-path delays [...] a pair `spacing_m` apart hears, in samples:
+    spacing cos(theta) / c * sample_rate (positive towards 0 degrees, mic 1's side)."""
+    return spacing_m * np.cos(np.deg2rad(np.asarray(angles_deg, dtype=np.float64))) / sound_speed * sample_rate
+
+
+def distinct(delays: np.ndarray, strengths: np.ndarray, resolve_samples: float) -> np.ndarray:
+    """delays [N] (samples), strengths [N] -> indices (ascending) of the detections that are talkers of their own:
+    strongest first, a detection whose delay is within `resolve_samples` of a stronger kept one is its copy."""
+    kept: list[int] = []
+    for i in np.argsort(-np.asarray(strengths), kind="stable"):
+        if all(abs(float(delays[i]) - float(delays[k])) >= resolve_samples for k in kept):
+            kept.append(int(i))
+    return np.asarray(sorted(kept), dtype=np.int64)
+
+
 def cluster_detections(angles: np.ndarray, probs: np.ndarray, windows: np.ndarray, num_windows: int,
                        merge_deg: float = MERGE_DEG, min_share: float = MIN_SHARE, max_talkers: int = 3,
-                       one_per_window: bool = True) -> Talkers:
-    """angles [N] (degrees), probs [N] and window indices [N] of every detection -> Talkers (module docstring;
-    without `one_per_window`, two detections of one window within merge_deg are one talker)."""
+                       one_per_window: bool = True, delays: np.ndarray | None = None,
+                       resolve_samples: float = 0.0) -> Talkers:
+    """angles [N] (degrees), probs [N] and window indices [N] of every detection (, their delays [N] in samples)
+    -> Talkers (module docstring; without `one_per_window`, two detections of one window within merge_deg are one
+    talker; without delays, resolution is in degrees only)."""
+    delays = np.zeros(len(angles)) if delays is None else np.asarray(delays, dtype=np.float64)
     centres: list[float] = []
+    lags: list[float] = []
     weights: list[float] = []
     members: list[set[int]] = []
+
+    def near(k: int, angle: float, lag: float) -> bool:
+        return abs(centres[k] - angle) <= merge_deg or abs(lags[k] - lag) < resolve_samples
+
     for i in np.argsort(-probs, kind="stable"):
-        angle, prob, window = float(angles[i]), float(probs[i]), int(windows[i])
-        fits = [k for k, c in enumerate(centres)
-                if abs(c - angle) <= merge_deg and not (one_per_window and window in members[k])]
+        angle, lag, prob, window = float(angles[i]), float(delays[i]), float(probs[i]), int(windows[i])
+        fits = [k for k in range(len(centres)) if near(k, angle, lag) and not (one_per_window and window in members[k])]
         if fits:
             k = min(fits, key=lambda j: abs(centres[j] - angle))
             centres[k] = (centres[k] * weights[k] + angle * prob) / (weights[k] + prob)
+            lags[k] = (lags[k] * weights[k] + lag * prob) / (weights[k] + prob)
             weights[k] += prob
             members[k].add(window)
         else:
             centres.append(angle)
+            lags.append(lag)
             weights.append(prob)
             members.append({window})
+    if resolve_samples > 0:  # clusters one delay apart are one talker: the weaker's weight joins the stronger
+        for k in sorted(range(len(centres)), key=lambda j: weights[j]):
+            stronger = [j for j in range(len(centres)) if j != k and weights[j] >= weights[k] > 0
+                        and abs(lags[j] - lags[k]) < resolve_samples]
+            if stronger:
+                j = min(stronger, key=lambda j: abs(lags[j] - lags[k]))
+                weights[j] += weights[k]
+                weights[k] = 0.0
     shares = np.asarray(weights, dtype=np.float64) / max(num_windows, 1)
-    order = np.argsort(-shares, kind="stable")
+    order = [k for k in np.argsort(-shares, kind="stable") if weights[k] > 0]
     kept = [k for k in order if shares[k] >= min_share][:max_talkers]
     kept.sort(key=lambda k: centres[k])
     return Talkers(angles_deg=np.asarray([centres[k] for k in kept], dtype=np.float64),
@@ -90,9 +132,12 @@ def cluster_detections(angles: np.ndarray, probs: np.ndarray, windows: np.ndarra
                    candidates_deg=np.asarray([centres[k] for k in order], dtype=np.float64))
 
 
-def track_peaks(activity: np.ndarray, bin_deg: float, threshold: float = ACTIVE, max_peaks: int = 3) -> list[list[float]]:
+def track_peaks(activity: np.ndarray, bin_deg: float, threshold: float = ACTIVE, max_peaks: int = 3,
+                delay_of: Callable[[np.ndarray], np.ndarray] | None = None, resolve_samples: float = 0.0
+                ) -> list[list[float]]:
     """activity [steps, C] in [0, 1] -> per step the angles (ascending) of its local maxima above `threshold`, the
-    strongest `max_peaks`; each angle the activity-weighted mean of the peak's class and its two neighbours."""
+    strongest `max_peaks`; each angle the activity-weighted mean of the peak's class and its two neighbours. With
+    `delay_of` (angles -> delays in samples), a peak within `resolve_samples` of a stronger one's delay is dropped."""
     steps, classes = activity.shape
     centres = (np.arange(classes) + 0.5) * bin_deg
     padded = np.pad(activity, ((0, 0), (1, 1)), constant_values=-1.0)
@@ -106,6 +151,8 @@ def track_peaks(activity: np.ndarray, bin_deg: float, threshold: float = ACTIVE,
             near = np.arange(max(c - 1, 0), min(c + 2, classes))
             weight = activity[step, near]
             angles.append(float((weight * centres[near]).sum() / weight.sum()))
+        if delay_of is not None and len(angles) > 1:  # strongest first, as `distinct` wants them ranked
+            angles = [angles[k] for k in distinct(delay_of(np.asarray(angles)), -np.arange(len(angles)), resolve_samples)]
         out.append(sorted(angles))
     return out
 

@@ -206,10 +206,10 @@ def test_the_command_line_streams_window_lines_then_the_file_line(counting, tmp_
 
 
 def test_the_existence_threshold_sets_how_many_slots_hold(counting):
-    wave = stereo(4.0, seed=3)
-    base = counting(wave, SR)
-    loose = counting.with_decoding(Decoding(existence=1e-6))(wave, SR)
-    strict = counting.with_decoding(Decoding(existence=1 - 1e-6))(wave, SR)
+    wave = stereo(4.0, seed=3)  # copies kept (resolve_samples=0): an untrained model's slots sit one delay apart
+    base = counting.with_decoding(Decoding(resolve_samples=0.0))(wave, SR)
+    loose = counting.with_decoding(Decoding(existence=1e-6, resolve_samples=0.0))(wave, SR)
+    strict = counting.with_decoding(Decoding(existence=1 - 1e-6, resolve_samples=0.0))(wave, SR)
     for a, b, c in zip(loose.windows, base.windows, strict.windows):
         same = np.sort(b.existence)  # held slots are reordered by angle: compare the sets
         assert np.allclose(np.sort(a.existence), same) and np.allclose(np.sort(c.existence), same)
