@@ -49,7 +49,7 @@ OVERRIDES = {
         "--steps 4 run.save_every=2 eval.every=4 eval.num_samples=16 eval.batch_size=16 run.progress=false",
     # two-talker card: 200 held-out rooms and 200 mixtures as written; 20 of each here
     "ssl-simulate --out shards/ --splits eval=200": "--splits eval=20 --no-progress",
-    "ssl-evaluate --run ssl_model/pretrained/two-talker --shards shards/ --speech synthetic --out eval_two_talker/":
+    "ssl-evaluate --run ssl_model/pretrained/two-talker --shards shards/ --speech synthetic --out runs/eval_two_talker/":
         "--num-samples 20 --no-progress",
 }
 # A command as written -> why it does not run here. Empty today: every runnable command runs (some with the
@@ -140,6 +140,19 @@ def files_under(*folders: Path) -> set[Path]:
     return {p for folder in folders for p in folder.rglob("*")}
 
 
+def not_ignored(folder: Path) -> list[str]:
+    """The files a scratch folder's commands wrote (its links to the repository aside), as paths relative to it,
+    that the repository's .gitignore would not cover were they written in the checkout."""
+    written = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not (Path(root) / d).is_symlink()]
+        written += [str((Path(root) / f).relative_to(folder)) for f in files if not (Path(root) / f).is_symlink()]
+    proc = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "--no-index", "--stdin"], input="\n".join(written),
+                          capture_output=True, text=True)
+    assert proc.returncode in (0, 1), proc.stderr
+    return sorted(set(written) - set(proc.stdout.splitlines()))
+
+
 def test_the_quickstart_finds_the_samples_two_talkers(tmp_path, monkeypatch):
     """The README's quickstart: its command on the shipped sample and its Python lines, each finding both talkers
     within 5 degrees of the angles the README states (the ones examples/make_sample.py placed them at)."""
@@ -221,6 +234,7 @@ def test_every_runnable_readme_command_runs(tmp_path):
     assert ran >= 6
     assert (folder / "runs" / "tiny" / "eval" / "metrics.json").is_file()
     assert files_under(PRETRAINED_DIR, SAMPLE) == before, "a documented command wrote into the repository"
+    assert not not_ignored(folder), f"the README's commands leave files git would show: {not_ignored(folder)}"
 
 
 @pytest.mark.slow  # the two-talker card: 20 rooms, an evaluation of 20 mixtures, a localize and an export
@@ -233,6 +247,7 @@ def test_every_runnable_model_card_command_runs(card, tmp_path):
     for command in commands:
         run_shell(as_run_here(command), folder)
     assert files_under(PRETRAINED_DIR, SAMPLE) == before, "a documented command wrote into the repository"
+    assert not not_ignored(folder), f"{card}'s commands leave files git would show: {not_ignored(folder)}"
 
 
 def test_scripts_the_docs_call_are_installed():
