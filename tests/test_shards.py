@@ -59,14 +59,14 @@ def test_atomic_write_leaves_no_temp_and_stale_temps_are_removed(tmp_path):
     dead = subprocess.Popen(["true"])
     dead.wait()  # a finished process: its pid is free, like a killed writer's
     host = socket.gethostname()
-    (tmp_path / f"x.tar.tmp-{host}-{dead.pid}").write_bytes(b"half")  # what a killed writer leaves
-    alive = tmp_path / f"x.tar.tmp-{host}-{os.getppid()}"  # a live writer's file is left alone
+    (tmp_path / f"x.tar.tmp-ssl-partial-{host}-{dead.pid}").write_bytes(b"half")  # what a killed writer leaves
+    alive = tmp_path / f"x.tar.tmp-ssl-partial-{host}-{os.getppid()}"  # a live writer's file is left alone
     alive.write_bytes(b"in progress")
     remove_stale_temps(tmp_path)
     atomic_write(path, b"whole")
     assert path.read_bytes() == b"whole"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["x.tar", alive.name])
-    assert temp_path(path).name == f"x.tar.tmp-{host}-{os.getpid()}"
+    assert temp_path(path).name == f"x.tar.tmp-ssl-partial-{host}-{os.getpid()}"
 
 
 def test_sidecar_accepts_only_an_intact_shard(tmp_path):
