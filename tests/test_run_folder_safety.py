@@ -66,9 +66,9 @@ def files(folder):
 def test_a_pipe_command_in_a_run_folders_config_never_runs_on_resume(shards, tmp_path, capsys):
     marker = tmp_path / "PWN"
     run = tmp_path / "run"
-    fake_run(run, overrides=[f"data.shards={shards}",
+    fake_run(run, overrides=[f"data.shards={shards}", *FEW,
                              f"data.train_glob=pipe:touch {marker}; cat {shards}/train/train-000000.tar"])
-    assert main(["--run-dir", str(run), "--resume", *FEW]) == 2
+    assert main(["--run-dir", str(run), "--resume"]) == 2
     line = one_error_line(capsys)
     assert "data.train_glob=" in line and "shell command (pipe:)" in line and str(run / CONFIG) in line
     assert "--allow-commands" in line and not marker.exists()
