@@ -29,8 +29,8 @@ from torch import nn
 from configs.cli_log import add_verbosity, command_name, setup_logging
 from ssl_model.features import normalize_wave
 from ssl_model.loading import PRETRAINED_NAMES, CheckpointError, LocalizerSpec, load_localizer, model_weights
-# training/ (and until it is split, ssl_model/localizer.py) still import these from here; not used below
-from ssl_model.loading import PRETRAINED, WEIGHTS, describe_non_finite, non_finite, save_localizer  # noqa: F401
+# training/ still imports these from here (its owner moves them to ssl_model.loading); not used below
+from ssl_model.loading import WEIGHTS, describe_non_finite, non_finite, save_localizer  # noqa: F401
 
 PROGRAM, ONNX, SPEC_FILE = "localizer.pt2", "localizer.onnx", "localizer.json"
 MAX_BATCH = 4096  # the exported batch dimension's upper bound

@@ -1,7 +1,8 @@
 """Localize the talkers of stereo recordings with a trained model: the command line of ssl_model.Localizer.
 
-    ssl-localize FILE [FILE ...] [--run DIR | --model NAME|FILE] [--mic-spacing 0.10]
+    ssl-localize FILE [FILE ...] [--run DIR | --model NAME|FILE|DIR] [--mic-spacing 0.10] [--num-talkers K]
                  [--stream] [--plot out.png] [--device cpu] [-q | -v]       (or: python -m ssl_model.localize ...)
+    arecord -c 2 -r 16000 -f S16_LE -t wav | ssl-localize - --stream           (a live WAV stream on stdin)
 
 Without --run or --model it uses the shipped real-recordings localizer (ssl_model/pretrained/real: 0-3 talkers,
 noise, 6-16 cm); `--model two-talker` is the seed's clean two-talker model. The model is
@@ -11,7 +12,10 @@ the last one aligned to the end), and each window's talkers are combined into th
 (ssl_model/localizer.py does all of that). One JSON object per file, one per line, on stdout: `count`,
 `angles_deg` (one per talker, ascending), `probabilities`, per-window results and the 0.2 s track (`frames`, for
 a model with a frame head); with --stream, a line per window (`"kind": "window"`) as soon as it is computed,
-before the file's line (`"kind": "file"`). A bad file ends in a one-line `error: ...` on stderr (the other files
+before the file's line (`"kind": "file"`). FILE `-` is a WAV stream on standard input, read as it arrives (a
+recorder's pipe: its header's length may be unknown); its window lines come out as its windows complete and its
+file line when the stream ends (or at Ctrl-C). What about an input may mislead (clipping, delays the spacing cannot
+produce, splices, a phase-rewriting codec) is one `warning: ...` line each on stderr. A bad file ends in a one-line `error: ...` on stderr (the other files
 still run) and exit code 2, never a traceback. When the reader of stdout goes away (`| head`), it stops quietly
 with exit code 141 (128 + SIGPIPE, what a shell reports for a tool killed by a closed pipe): its output was cut,
 so a pipeline under `set -o pipefail` sees it. Progress bars (many files, long files) go to stderr when it is a
@@ -26,7 +30,7 @@ import os
 import sys
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import matplotlib
 import numpy as np
@@ -40,11 +44,14 @@ from configs.cli_log import add_verbosity, progress_wanted, setup_logging  # noq
 from ssl_model.loading import PRETRAINED_NAMES, CheckpointError, model_weights  # noqa: E402
 from ssl_model.localizer import (WINDOWS_PER_CALL, LocalizationResult, LocalizeError, Localizer,  # noqa: E402
                                  WindowResult, run_weights, torch_device)
+from ssl_model.wav_stream import WavError, read_wav_header, wav_chunks  # noqa: E402
 
 EXIT_BAD_INPUT = 2
 EXIT_PIPE_CLOSED = 128 + 13  # 128 + SIGPIPE: what a shell reports for a tool whose reader went away
 SCRIPT = "ssl-localize"  # pyproject.toml's console script
 MODULE = "python -m ssl_model.localize"
+STDIN = "-"  # the FILE that names standard input
+STDIN_FRAMES = 1600  # at most this many frames per chunk read from standard input (0.1 s at 16 kHz)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".svg", ".pdf", ".eps", ".ps", ".tif", ".tiff", ".webp", ".gif", ".bmp"}
 log = logging.getLogger("ssl_model.localize")
 
@@ -115,14 +122,17 @@ def prog_name() -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=prog_name(), description=__doc__.split("\n\n")[0])
     parser.add_argument("files", nargs="+", metavar="FILE",
-                        help="stereo wav, flac or ogg (channel 0 = mic 0, channel 1 = mic 1), >= 1 s")
+                        help="stereo wav, flac or ogg (channel 0 = mic 0, channel 1 = mic 1), >= 1 s; - reads a WAV "
+                             "stream from standard input as it arrives")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--run", help="run folder holding model.safetensors (training/train.py output)")
     which.add_argument("--model", help=f"a shipped model by name ({', '.join(PRETRAINED_NAMES)}; default "
-                                        f"{PRETRAINED_NAMES[0]}) or a weights file")
+                                        f"{PRETRAINED_NAMES[0]}), a weights file or a folder holding one")
     parser.add_argument("--mic-spacing", type=float, default=None, metavar="METRES",
                         help="distance between the two mics in metres (default: the model's own, 0.10 for the shipped "
                              "model; a model trained for a range of spacings takes any spacing in it)")
+    parser.add_argument("--num-talkers", type=int, default=None, metavar="K",
+                        help="report exactly K talkers (a known count), not the model's own count")
     parser.add_argument("--stream", action="store_true",
                         help="also print one JSON line per window as it is computed (\"kind\": \"window\")")
     parser.add_argument("--plot", help="PNG of the posteriors on a half-circle (with several files: a folder, "
@@ -156,11 +166,14 @@ def plot_path(plot: str, file: Path, many: bool) -> Path:
     return Path(plot) if Path(plot).suffix else Path(plot).with_suffix(".png")
 
 
-def file_output(file: Path, result: LocalizationResult, plot: str | None, many: bool) -> dict[str, Any]:
-    """(file, its LocalizationResult) -> the file's JSON object; plots it when asked."""
+def file_output(file: Path, result: LocalizationResult, plot: str | None, many: bool, model: str = "") -> dict[str, Any]:
+    """(file, its LocalizationResult) -> the file's JSON object; plots it when asked, the title naming the file and
+    the `model`."""
     out = {"file": str(file), "kind": "file", **result.to_dict()}
     if plot:
-        out["plot"] = str(plot_half_circle(out, plot_path(plot, file, many), title=file.name))
+        title = "standard input" if str(file) == STDIN else file.name
+        out["plot"] = str(plot_half_circle(out, plot_path(plot, file, many),
+                                           title=f"{title}, {model} model" if model else title))
     return out
 
 
@@ -179,10 +192,24 @@ def window_bar(localizer: Localizer, file: Path, show: bool) -> tqdm | None:
     return tqdm(total=total, desc=file.name, unit="window", leave=False, file=sys.stderr, position=1)
 
 
+def stdin_chunks(frames: int = STDIN_FRAMES) -> tuple[int, Iterator[np.ndarray]]:
+    """Standard input, a WAV stream -> (its sample rate, its chunks [channels, n] as they arrive; Ctrl-C ends
+    them); LocalizeError when it is not a WAV stream this reader takes."""
+    try:
+        fmt = read_wav_header(sys.stdin.buffer)
+    except WavError as err:
+        raise LocalizeError(f"standard input: {err}") from None
+    if fmt.channels != 2:
+        kind = "mono" if fmt.channels == 1 else f"{fmt.channels}-channel"
+        raise LocalizeError(f"standard input: {kind} audio; expected stereo (2 channels: mic 0 left, mic 1 right; "
+                            f"arecord -c 2)")
+    return fmt.sample_rate, wav_chunks(sys.stdin.buffer, fmt, frames, stop_on_interrupt=True)
+
+
 def localize_one(localizer: Localizer, file: Path, spacing: float | None, stream: bool,
-                 bars: bool = False) -> LocalizationResult:
+                 bars: bool = False, num_talkers: int | None = None) -> LocalizationResult:
     """One file -> its result; with `stream`, each window's JSON line is printed as soon as it is computed."""
-    bar = window_bar(localizer, file, bars)
+    bar = None if str(file) == STDIN else window_bar(localizer, file, bars)
 
     def on_window(window: WindowResult) -> None:
         if stream:
@@ -190,7 +217,10 @@ def localize_one(localizer: Localizer, file: Path, spacing: float | None, stream
         if bar is not None:
             bar.update()
     try:
-        return localizer.localize_file(file, spacing, on_window=on_window)
+        if str(file) == STDIN:
+            rate, chunks = stdin_chunks()
+            return localizer.localize_chunks(chunks, rate, spacing, on_window, num_talkers, name="standard input")
+        return localizer.localize_file(file, spacing, on_window=on_window, num_talkers=num_talkers)
     finally:
         if bar is not None:
             bar.close()
@@ -204,9 +234,10 @@ def localize_all(localizer: Localizer, args: argparse.Namespace, bars: bool) -> 
                      disable=not bars or len(files) < 2)
     for file in files:
         try:
-            out = file_output(file, localize_one(localizer, file, args.mic_spacing, args.stream, bars), args.plot,
-                              many=len(files) > 1)
-            emit(out)
+            result = localize_one(localizer, file, args.mic_spacing, args.stream, bars, args.num_talkers)
+            for line in result.warnings:
+                log.warning("%s", line)
+            emit(file_output(file, result, args.plot, many=len(files) > 1, model=localizer.name))
         except BrokenPipeError:
             raise  # not this file's fault: main stops quietly
         except LocalizeError as err:
@@ -234,8 +265,11 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args)
     try:
         check_plot(args.plot, [Path(f) for f in args.files])
+        if args.files.count(STDIN) > 1:
+            raise LocalizeError("-: standard input can be read once; name it once")
         localizer = Localizer.from_file(weights_path(args.run, args.model), torch_device(args.device, "--device"))
         localizer.check_spacing(args.mic_spacing)
+        localizer.check_num_talkers(args.num_talkers)
     except LocalizeError as err:
         log.error("%s", err)
         return EXIT_BAD_INPUT

@@ -1,14 +1,21 @@
-"""Recordings as streams: stereo chunks in, model-rate windows out, in memory bounded by the window and the chunk.
+"""Recordings as streams: stereo chunks in, model-rate windows out, as soon as each is complete, in memory bounded
+by the window and the chunk, whether the recording's length is known (a file) or not (a live stream).
 
-Three generator stages, each a pure function of its input stream:
+Two push stages, each fed one piece at a time (so a live stream's windows come out as its samples arrive), and
+their generator forms for a whole stream:
 
-    chunks = file_chunks(path, frames, state)     # or array_chunks(wave, frames): float32 [2, n] at the file's rate
-    blocks = resampled_blocks(chunks, sr_in, sr)  # float32 [2, m] at the model's rate, as resample() of the whole
-    for start, window in sliding_windows(blocks, total, window): ...
+    resampler, windower = BlockResampler(sr_in, sr), Windower(window)
+    for chunk in chunks:                                  # float32 [2, n] at sr_in, any n
+        for block in resampler.push(chunk):               # float32 [2, m] at sr, as resample() of the whole gives
+            for start, piece, length in windower.push(block): ...   # each window [2, window] once complete
+    ... resampler.end(), windower.end()                   # the rest, and the last window aligned to the end
 
-`resampled_blocks` gives the samples `shards.audio.resample` gives for the whole recording (to float rounding): each
-chunk is cut at a multiple of the resampler's input period and resampled with enough context on both sides that
-torchaudio's windowed-sinc kernel never reaches the chunk's own zero padding. `file_chunks` given the FileState
+    resampled_blocks(chunks, sr_in, sr), sliding_windows(blocks, window)   # the same, as generators
+
+The resampler gives the samples `shards.audio.resample` gives for the whole recording (to float rounding): the
+stream is cut at multiples of the resampler's input period and each piece resampled with enough context on both
+sides that torchaudio's windowed-sinc kernel never reaches its own zero padding. The windower gives the windows of
+`window_starts(total, window)` without knowing `total` until the stream ends. `file_chunks` given the FileState
 seen when the file's header was read raises FileChanged once the file on disk is another (replaced, grown,
 rewritten or removed) while it is read, so a result never mixes two recordings.
 """
@@ -18,7 +25,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import soundfile
@@ -96,39 +103,61 @@ def file_chunks(path: str | Path, frames: int, state: FileState | None = None) -
             yield torch.from_numpy(np.ascontiguousarray(block.T))
 
 
-def regroup(chunks: Iterator[torch.Tensor], period: int) -> Iterator[torch.Tensor]:
-    """chunks [2, n_i] -> chunks [2, k * period] (k >= 1), the last one holding the rest (shorter than period)."""
-    pending: list[torch.Tensor] = []
-    held = 0
-    for chunk in chunks:
-        pending.append(chunk)
-        held += chunk.shape[-1]
-        if held >= period:
-            joined = torch.cat(pending, dim=-1)
-            cut = held - held % period
-            yield joined[:, :cut]
-            pending, held = [joined[:, cut:]], held - cut
-    if held:
-        yield torch.cat(pending, dim=-1)
+class BlockResampler:
+    """chunks [2, n_i] at sr_in, pushed one at a time -> blocks [2, m_j] at sr_out whose concatenation is resample()
+    of the whole recording (module docstring). Holds at most two pieces of `context_samples` input samples."""
+
+    def __init__(self, sr_in: int, sr_out: int):
+        self.same = sr_in == sr_out
+        self.orig, self.new = resample_ratio(sr_in, sr_out) if not self.same else (1, 1)
+        self.context = context_samples(self.orig, self.new) if not self.same else 0
+        self.history = torch.zeros(2, 0)  # the last `context` input samples before `current`
+        self.current: torch.Tensor | None = None  # whole periods whose output waits for the context after them
+        self.pending: list[torch.Tensor] = []  # input not yet a multiple of `context`
+        self.held = 0
+
+    def push(self, chunk: torch.Tensor) -> list[torch.Tensor]:
+        """The next chunk [2, n] -> the blocks [2, m] it completes (none while too little has arrived)."""
+        if self.same:
+            return [chunk]
+        self.pending.append(chunk)
+        self.held += chunk.shape[-1]
+        if self.held < self.context:
+            return []
+        joined = torch.cat(self.pending, dim=-1)
+        cut = self.held - self.held % self.context
+        self.pending, self.held = [joined[:, cut:]], self.held - cut
+        return self._next(joined[:, :cut])
+
+    def end(self) -> list[torch.Tensor]:
+        """The stream has ended -> its last blocks (the output of what is held, up to resample()'s last sample)."""
+        if self.same:
+            return []
+        out = self._next(torch.cat(self.pending, dim=-1)) if self.held else []
+        self.pending, self.held = [], 0
+        if self.current is not None:
+            out.append(core_block(self.history, self.current, self.current[:, :0], self.orig, self.new, last=True))
+            self.current = None
+        return out
+
+    def _next(self, group: torch.Tensor) -> list[torch.Tensor]:
+        """group [2, k * context] (or the stream's rest) -> the block of the previous group, now that the context
+        after it is known."""
+        out = []
+        if self.current is not None:
+            out.append(core_block(self.history, self.current, group[:, :self.context], self.orig, self.new))
+            self.history = torch.cat((self.history, self.current), dim=-1)[:, -self.context:]
+        self.current = group
+        return out
 
 
-def resampled_blocks(chunks: Iterator[torch.Tensor], sr_in: int, sr_out: int) -> Iterator[torch.Tensor]:
+def resampled_blocks(chunks: Iterable[torch.Tensor], sr_in: int, sr_out: int) -> Iterator[torch.Tensor]:
     """chunks [2, n_i] at sr_in -> consecutive blocks [2, m_j] at sr_out whose concatenation is resample() of the
-    whole recording (module docstring)."""
-    if sr_in == sr_out:
-        yield from chunks
-        return
-    orig, new = resample_ratio(sr_in, sr_out)
-    context = context_samples(orig, new)
-    history = torch.zeros(2, 0)  # the last `context` input samples before the current chunk
-    current: torch.Tensor | None = None
-    for chunk in regroup(chunks, context):  # every chunk but the last holds at least `context` samples
-        if current is not None:  # current is a whole number of periods: its output is exact once `chunk` is known
-            yield core_block(history, current, chunk[:, :context], orig, new)
-            history = torch.cat((history, current), dim=-1)[:, -context:]
-        current = chunk
-    if current is not None:
-        yield core_block(history, current, current[:, :0], orig, new, last=True)
+    whole recording (BlockResampler, as a generator)."""
+    resampler = BlockResampler(sr_in, sr_out)
+    for chunk in chunks:
+        yield from resampler.push(chunk)
+    yield from resampler.end()
 
 
 def core_block(before: torch.Tensor, core: torch.Tensor, after: torch.Tensor, orig: int, new: int,
@@ -153,23 +182,60 @@ def window_starts(num_samples: int, window: int) -> list[int]:
     return starts
 
 
-def sliding_windows(blocks: Iterator[torch.Tensor], total: int, window: int) -> Iterator[tuple[int, torch.Tensor]]:
-    """blocks [2, m_j] of a recording of `total` samples -> (start, window [2, window]) at window_starts(total,
-    window), zero-padded at the end when the recording is shorter than one window. Holds at most one window and
-    one block."""
-    starts = window_starts(total, window)
-    buffer, offset = torch.zeros(2, 0), 0  # buffer holds samples [offset, offset + buffer length)
-    blocks = iter(blocks)
-    for index, start in enumerate(starts):
-        end = min(start + window, total)
-        while offset + buffer.shape[-1] < end:
-            block = next(blocks, None)
-            if block is None:
-                raise ValueError(f"the stream ended at sample {offset + buffer.shape[-1]} of {total}")
-            buffer = torch.cat((buffer, block), dim=-1)
-        piece = buffer[:, start - offset:end - offset]
-        if piece.shape[-1] < window:
-            piece = torch.nn.functional.pad(piece, (0, window - piece.shape[-1]))
-        yield start, piece
-        following = starts[index + 1] if index + 1 < len(starts) else end
-        buffer, offset = buffer[:, following - offset:], following  # what the next window still needs
+class Windower:
+    """blocks [2, m_j] of a recording, pushed one at a time -> (start, window [2, window], length) at
+    window_starts(total, window) as soon as each window's samples are in, the recording's length `total` known only
+    at end(); `length` is the window's own samples (less than `window` only for a recording shorter than one window,
+    zero-padded). Holds at most one window and the blocks since the last window."""
+
+    def __init__(self, window: int):
+        self.window, self.hop = window, max(1, window // 2)
+        self.buffer, self.offset = torch.zeros(2, 0), 0  # buffer holds samples [offset, offset + its length)
+        self.pending: list[torch.Tensor] = []  # blocks not yet joined to the buffer
+        self.arrived = 0
+        self.next_start = 0
+        self.last: int | None = None  # the start of the last window given
+
+    def push(self, block: torch.Tensor) -> list[tuple[int, torch.Tensor, int]]:
+        """The next block [2, m] -> the windows it completes."""
+        self.pending.append(block)
+        self.arrived += block.shape[-1]
+        if self.arrived < self.next_start + self.window:
+            return []
+        self._join()
+        out = []
+        while self.next_start + self.window <= self.arrived:
+            at = self.next_start - self.offset
+            out.append((self.next_start, self.buffer[:, at:at + self.window], self.window))
+            self.last, self.next_start = self.next_start, self.next_start + self.hop
+        keep = min(self.next_start, self.arrived - self.window)  # the next window, or the last one at the end
+        self.buffer, self.offset = self.buffer[:, keep - self.offset:], keep
+        return out
+
+    def end(self) -> list[tuple[int, torch.Tensor, int]]:
+        """The stream has ended -> its last window: aligned to the end, or the whole recording zero-padded when it is
+        shorter than one window; none when window_starts has no more (or the stream was empty)."""
+        self._join()
+        total = self.arrived
+        if total == 0 or self.last == total - self.window:
+            return []
+        if total < self.window:
+            piece = torch.nn.functional.pad(self.buffer, (0, self.window - total))
+            return [(0, piece, total)]
+        at = total - self.window - self.offset
+        self.last = total - self.window
+        return [(total - self.window, self.buffer[:, at:at + self.window], self.window)]
+
+    def _join(self) -> None:
+        if self.pending:
+            self.buffer = torch.cat((self.buffer, *self.pending), dim=-1)
+            self.pending = []
+
+
+def sliding_windows(blocks: Iterable[torch.Tensor], window: int) -> Iterator[tuple[int, torch.Tensor, int]]:
+    """blocks [2, m_j] of a recording -> (start, window [2, window], length) at window_starts(total, window), each
+    as soon as its samples are in (Windower, as a generator)."""
+    windower = Windower(window)
+    for block in blocks:
+        yield from windower.push(block)
+    yield from windower.end()

@@ -14,7 +14,7 @@ from hang_guard import HANG_S
 from ssl_model import SSLModel
 from shards.audio import resample
 from ssl_model.localize import main
-from ssl_model.localizer import PRETRAINED
+from ssl_model.loading import PRETRAINED
 from ssl_model.stream_audio import window_starts
 from training.checkpoint import CONFIG, WEIGHTS, export_weights
 from training.config import dump_config, load_train_config
@@ -170,7 +170,11 @@ def test_many_files_one_json_line_each_and_bad_ones_do_not_stop_the_rest(run_dir
     assert code == 2  # one file failed
     lines = out.strip().splitlines()
     assert [json.loads(line)["file"] for line in lines] == [str(good[0]), str(good[1])]
-    assert err.strip().splitlines() == [line for line in err.strip().splitlines() if line.startswith("error: ")]
+    errors = [line for line in err.strip().splitlines() if line.startswith("error: ")]
+    warnings = [line for line in err.strip().splitlines() if line.startswith("warning: ")]
+    assert sorted(err.strip().splitlines()) == sorted(errors + warnings)
+    assert len(warnings) == 1 and "b.ogg: Ogg Vorbis" in warnings[0]  # the input checks' note, one line
+    assert json.loads(lines[1])["warnings"] == [warnings[0].removeprefix("warning: ")]
     assert str(bad) in err and "mono audio" in err
     assert sorted(p.name for p in plots.iterdir()) == ["a.png", "b.png"]
     assert json.loads(lines[1])["sample_rate_in"] == 22050

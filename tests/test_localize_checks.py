@@ -14,6 +14,7 @@ import pytest
 import soundfile as sf
 import torch
 
+import ssl_model.levels as levels
 import ssl_model.localizer as localizer_module
 from hang_guard import HANG_S
 from run_helpers import ROOT, subprocess_env
@@ -149,7 +150,7 @@ def test_integer_samples_are_measured_against_their_full_scale(counting):
 
 def test_a_quiet_real_recording_is_still_localized(counting):
     """-60 dBFS noise (a quiet recording, 20 dB over the floor) on both mics is not refused."""
-    assert localizer_module.SIGNAL_FLOOR_DBFS == -80.0
+    assert levels.SIGNAL_FLOOR_DBFS == -80.0
     result = counting(noise(2.0, level=1e-3), SR)
     assert all(not w.silent for w in result.windows)
 

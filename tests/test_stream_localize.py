@@ -38,15 +38,20 @@ def test_chunked_resampling_gives_the_whole_recordings_samples(sr_in, frames):
     assert torch.allclose(pieces, whole, atol=1e-6)
 
 
-@pytest.mark.parametrize("total", [100, 24000, 24001, 61234])
-def test_sliding_windows_are_the_whole_recordings_windows(total):
+@pytest.mark.parametrize("total", [100, 24000, 24001, 36000, 61234])
+@pytest.mark.parametrize("sizes", [(3001,), (1, 7, 5000, 24000, 13)])
+def test_sliding_windows_are_the_whole_recordings_windows(total, sizes):
+    """Blocks of any sizes, the length unknown until the end: the windows of window_starts(total), each with its own
+    samples (zero-padded only when the recording is shorter than one window)."""
     wave = torch.randn(2, total)
-    got = list(sliding_windows(array_chunks(wave, 3001), total, 24000))
-    assert [s for s, _ in got] == window_starts(total, 24000)
-    for start, window in got:
+    cuts = np.cumsum(np.resize(sizes, total))
+    blocks = torch.tensor_split(wave, cuts[cuts < total].tolist(), dim=1)
+    got = list(sliding_windows(iter(blocks), 24000))
+    assert [s for s, _, _ in got] == window_starts(total, 24000)
+    for start, window, length in got:
         expected = wave[:, start:start + 24000]
-        assert window.shape == (2, 24000)
-        assert torch.equal(window[:, :expected.shape[-1]], expected) and not window[:, expected.shape[-1]:].any()
+        assert window.shape == (2, 24000) and length == expected.shape[-1]
+        assert torch.equal(window[:, :length], expected) and not window[:, length:].any()
 
 
 def test_windows_come_out_before_the_recording_is_read():
@@ -58,7 +63,7 @@ def test_windows_come_out_before_the_recording_is_read():
             read.append(i)
             yield torch.zeros(2, 44100)
 
-    windows = sliding_windows(resampled_blocks(chunks(), 44100, SR), 600 * SR, 24000)
+    windows = sliding_windows(resampled_blocks(chunks(), 44100, SR), 24000)
     next(windows)  # 1.5 s, and the resampler's look-ahead of one chunk
     assert len(read) <= 3
     for _ in range(10):  # window 11 ends at 9 s
