@@ -21,7 +21,7 @@ SOUND_SPEED_RANGE = (200.0, 2000.0)  # m/s, as simulate accepts
 # 8 deep, 36 classes) and keep one field from asking for an absurd tensor (num_classes=1e9); a weights file's own
 # tensors bound the whole model's size (ssl_model.export.check_shapes).
 SIZES = {
-    "n_fft": (4, 16384), "srp_angles": (2, 3601), "srp_masks": (1, 64), "patch_size": (1, 16),
+    "n_fft": (4, 16384), "srp_angles": (2, 3601), "srp_masks": (1, 64), "bands": (1, 4096), "patch_size": (1, 16),
     "frames_per_token": (1, 256), "dim": (1, 8192), "depth": (1, 128), "heads": (1, 128), "dim_head": (1, 1024),
     "ff_mult": (1, 16), "conv_expansion": (1, 16), "conv_kernel": (1, 1023), "max_rel_pos": (1, 65536),
     "max_time_patches": (1, 65536), "num_classes": (2, 3600), "num_slots": (1, 16), "frame_step_tokens": (1, 1024),
@@ -55,7 +55,11 @@ class ModelConfig:
     # `srp`: a learned time-frequency weighting of the steered response (SRP-PHAT) over `srp_angles` lateral
     # angles, computed per frame from the phase differences and `srp_masks` masks (a 1x1 conv after inter_conv),
     # then frames_per_token frames of those spectra per token. The steering needs the array: mic_spacing, sound_speed.
-    tokens: Literal["patches", "frames", "srp"] = "patches"
+    # `bands`: the steered response summed over `bands` frequency bands per frame, weighted by srp_masks masks that
+    # inter_conv computes on band maps (log power, peak and mean response per band), not on every bin: ~7x cheaper
+    # than `srp` (ssl_model/tokens/bands.py). Needs features=ipd_logpower.
+    tokens: Literal["patches", "frames", "srp", "bands"] = "patches"
+    bands: int = 32  # tokens=bands: equal frequency bands (must divide n_fft / 2)
     patch_channels: tuple[int, ...] = (32, 128, 512)  # tokens=patches
     patch_size: int = 4
     frames_per_token: int = 4  # tokens=frames or srp
@@ -124,8 +128,13 @@ class ModelConfig:
             need(freq_bins // self.patch_size ** len(self.patch_channels) >= 1, "patch_channels",
                  f"{len(self.patch_channels)} patch convs of size {self.patch_size} leave no frequency patch "
                  f"from {freq_bins} bins (n_fft={self.n_fft})")
-        need(not self.spacing_input or self.tokens == "srp", "spacing_input",
-             f"needs tokens=srp (the steered response is what the spacing changes), got tokens={self.tokens}")
+        need(not self.spacing_input or self.tokens in ("srp", "bands"), "spacing_input",
+             f"needs tokens=srp or bands (the steered response is what the spacing changes), got tokens={self.tokens}")
+        if self.tokens == "bands":
+            need((self.n_fft // 2) % self.bands == 0, "bands",
+                 f"must divide n_fft / 2 = {self.n_fft // 2} bins into equal bands, got {self.bands}")
+            need(self.features == "ipd_logpower", "features",
+                 f"tokens=bands reads the log power: needs features=ipd_logpower, got {self.features}")
 
     def _check_array(self) -> None:
         need(0.0 < self.mic_spacing <= MAX_MIC_SPACING, "mic_spacing",

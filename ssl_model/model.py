@@ -137,13 +137,12 @@ class SSLModel(nn.Module):
         config = self.config
         patches = self.checked_time_patches(wave.shape[-1])
         features = self.features(wave).to(wave.dtype)
-        maps = self.inter_conv(features)  # [b, c, freq bins, frames]
         spacing = None
         if config.spacing_input:  # one steering for a scalar spacing (a recording), one per input for [B]
             one = mic_spacing is None or torch.as_tensor(mic_spacing).dim() == 0
             spacing = self.spacing_of(wave, mic_spacing)
             spacing = spacing[0] if one else spacing
-        tokens = self.token_kind.tokens(self, features, maps, patches * config.frames_per_token, spacing)
+        tokens = self.token_kind.encode(self, features, patches * config.frames_per_token, spacing)
         cls = repeat(self.cls_tokens, "s d -> b s d", b=tokens.shape[0]).to(tokens.dtype)
         if config.spacing_input:
             offset = spacing_offset(self.spacing_of(wave, mic_spacing))

@@ -192,6 +192,9 @@ class RunConfig:
     # Tensors of init_from that may be copied in part when their shape differs (names or dotted prefixes, e.g.
     # [cls_tokens, pos_embedding] for more slots); any other shape difference is refused.
     init_partial: tuple[str, ...] = ()
+    # Tensors of init_from left at their fresh initialization (names or dotted prefixes): a new front end in front
+    # of a trained encoder (e.g. [inter_conv, srp_mask, patch_embed]).
+    init_fresh: tuple[str, ...] = ()
 
     def validate(self) -> None:
         need_finite(self, "run.")
@@ -204,6 +207,8 @@ class RunConfig:
         need(0 <= self.max_skip_share <= 1, "run.max_skip_share", f"must be in [0, 1], got {self.max_skip_share}")
         need(all(entry.strip(".") for entry in self.init_partial), "run.init_partial",
              f"must be tensor names or dotted prefixes, got {list(self.init_partial)}")
+        need(all(entry.strip(".") for entry in self.init_fresh), "run.init_fresh",
+             f"must be tensor names or dotted prefixes, got {list(self.init_fresh)}")
 
 
 @dataclass

@@ -5,6 +5,9 @@
   head is the seed's: every slot always holds one (the sum over slots of the batch-mean cross-entropy).
 - Existence (count_head): binary cross-entropy of slot i's logit against "more than i talkers": an ordinal
   count, read back as the number of slots whose probability passes 0.5.
+- One talker is one talker: counted talkers whose direct-path delays (d cos(theta) / c) differ by less than the
+  decoder's resolution (ssl_model.talkers.RESOLVE_SAMPLES) are one talker to the pair, so they are one target
+  (`merge_unresolvable`): a copy is never rewarded, and the decoder's duplicate rule is what training taught.
 - Track (frame_head): per step of the model's pooled tokens, binary cross-entropy of each direction class against
   a bump of width label_sigma_deg (at least one class) around every talker active in that step.
 """
@@ -16,6 +19,7 @@ import torch.nn.functional as F
 from ssl_model.config import ModelConfig
 from ssl_model.metrics import two_slot_cross_entropy
 from ssl_model.model import SSLOutput
+from ssl_model.talkers import RESOLVE_SAMPLES
 from ssl_model.targets import angle_to_class, class_centers, soft_targets
 from training.data.mixtures import Mixtures
 
@@ -32,6 +36,37 @@ def direction_loss(logits: torch.Tensor, angles: torch.Tensor, sigma_deg: float,
     per_item = F.cross_entropy(logits.float().flatten(0, 1), target.flatten(0, 1) if sigma_deg > 0 else target.flatten(),
                                reduction="none", label_smoothing=smoothing).view(held.shape)
     return (per_item * held).sum() / held.sum() * angles.shape[1]
+
+
+def merge_unresolvable(angles: torch.Tensor, spacing: torch.Tensor, sr: int, sound_speed: float,
+                       resolve_samples: float = RESOLVE_SAMPLES) -> tuple[torch.Tensor, torch.Tensor]:
+    """angles [B, S] (ascending, NaN: empty), spacing [B] metres -> (angles [B, S], count long [B]): runs of
+    neighbouring talkers whose delays spacing cos(theta) / c * sr lie within resolve_samples of the run's first
+    become one talker at the run's mean delay (angles ascending are delays descending, so neighbours suffice)."""
+    delays = spacing.double()[:, None] * torch.cos(torch.deg2rad(angles.double())) / sound_speed * sr  # NaN stays
+    limit = (spacing.double() / sound_speed * sr)[:, None]
+    merged = torch.full_like(delays, float("nan"))
+    count = torch.zeros(angles.shape[0], dtype=torch.long, device=angles.device)
+    rows = torch.arange(angles.shape[0], device=angles.device)
+    first = torch.full_like(delays[:, 0], float("nan"))  # the open run's first delay, its sum and size
+    total = torch.zeros_like(first)
+    size = torch.zeros_like(first)
+    for slot in range(angles.shape[1]):
+        d = delays[:, slot]
+        held = torch.isfinite(d)
+        joins = held & torch.isfinite(first) & ((first - d).abs() < resolve_samples)
+        starts = held & ~joins
+        # close the open run before a new one starts
+        closing = starts & torch.isfinite(first)
+        merged[rows[closing], count[closing] - 1] = (total / size.clamp_min(1))[closing]
+        count = count + starts.long()
+        first = torch.where(starts, d, first)
+        total = torch.where(starts, d, torch.where(joins, total + d, total))
+        size = torch.where(starts, torch.ones_like(size), torch.where(joins, size + 1, size))
+    open_run = torch.isfinite(first)
+    merged[rows[open_run], count[open_run] - 1] = (total / size.clamp_min(1))[open_run]
+    cosine = (merged / limit).clamp(-1.0, 1.0)
+    return torch.rad2deg(torch.arccos(cosine)).to(angles.dtype), count
 
 
 def exist_targets(count: torch.Tensor, slots: int) -> torch.Tensor:
@@ -67,8 +102,9 @@ def batch_loss(out: SSLOutput, mix: Mixtures, config: ModelConfig, sigma_deg: fl
         targets = soft_targets(mix.angles, config.num_classes, sigma_deg) if sigma_deg > 0 else \
             angle_to_class(mix.angles, config.num_classes)
         return two_slot_cross_entropy(out.logits, targets, smoothing)
-    loss = direction_loss(out.logits, mix.angles, sigma_deg, smoothing)
-    loss = loss + F.binary_cross_entropy_with_logits(out.exist.float(), exist_targets(mix.count, out.exist.shape[1]))
+    angles, count = merge_unresolvable(mix.angles, mix.spacing, config.sr, config.sound_speed)
+    loss = direction_loss(out.logits, angles, sigma_deg, smoothing)
+    loss = loss + F.binary_cross_entropy_with_logits(out.exist.float(), exist_targets(count, out.exist.shape[1]))
     if out.track is not None and out.track.shape[1] > 0:
         target = track_targets(mix, out.track.shape[1], frames_per_step(config), config.num_classes, sigma_deg)
         # summed over classes (most are empty), averaged over steps and mixtures, weighted 1/4

@@ -29,6 +29,7 @@ RESUMABLE = {
     "run.compile": "torch.compile (same maths)",
     "run.init_from": "nothing: only a new run reads it (a resumed run has its own weights)",
     "run.init_partial": "nothing: only a new run reads it, with run.init_from",
+    "run.init_fresh": "nothing: only a new run reads it, with run.init_from",
     "eval.every": "when the fixed eval set is scored",
     "data.num_workers": "the order of the scenes after the restored step",
     "data.max_fail_share": "the damaged-data budget",

@@ -178,7 +178,7 @@ def build_model(cfg: TrainConfig, accelerator: Accelerator, resuming: bool = Fal
     set_seed(cfg.run.seed)
     model = SSLModel(cfg.model)
     if cfg.run.init_from and not resuming:
-        report = warm_start(model, cfg.run.init_from, cfg.run.init_partial)
+        report = warm_start(model, cfg.run.init_from, cfg.run.init_partial, cfg.run.init_fresh)
         log.info("%s", summary(report))
         log.debug("run.init_from: copied %s", ", ".join(report["copied"]))
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]

@@ -21,6 +21,7 @@ from ssl_model.export import WEIGHTS, describe_non_finite, non_finite
 
 KEY = "run.init_from"
 PARTIAL_KEY = "run.init_partial"
+FRESH_KEY = "run.init_fresh"
 
 
 def weights_path(source: str | Path) -> Path:
@@ -51,11 +52,12 @@ def allowed(name: str, partial: tuple[str, ...]) -> bool:
     return any(name == entry or name.startswith(entry.rstrip(".") + ".") for entry in partial)
 
 
-def check_partial_names(partial: tuple[str, ...], state: dict[str, torch.Tensor]) -> None:
-    """Every run.init_partial entry names a tensor of the model (a typo would otherwise allow nothing)."""
+def check_partial_names(partial: tuple[str, ...], state: dict[str, torch.Tensor], key: str = PARTIAL_KEY) -> None:
+    """Every entry of run.init_partial (or `key`) names a tensor of the model (a typo would otherwise allow
+    nothing)."""
     for entry in partial:
         if not any(allowed(name, (entry,)) for name in state):
-            raise ConfigError(f"{PARTIAL_KEY}: {entry!r} names no tensor of this model (a tensor name such as "
+            raise ConfigError(f"{key}: {entry!r} names no tensor of this model (a tensor name such as "
                               f"cls_tokens, or a dotted prefix such as backbone.)")
 
 
@@ -122,14 +124,16 @@ def copy_in(state: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor], re
             target[:rows].copy_(source[:rows])
 
 
-def warm_start(model: torch.nn.Module, source: str | Path, partial: tuple[str, ...] = ()) -> dict[str, list[str]]:
-    """model, weights file or folder, run.init_partial -> the copy report (classify); ConfigError, with the model
-    untouched, when the file is unreadable or not finite, a shape differs where partial loading is not allowed, or
-    nothing fits."""
+def warm_start(model: torch.nn.Module, source: str | Path, partial: tuple[str, ...] = (),
+               fresh: tuple[str, ...] = ()) -> dict[str, list[str]]:
+    """model, weights file or folder, run.init_partial, run.init_fresh -> the copy report (classify; the tensors
+    `fresh` names count as the model's own); ConfigError, with the model untouched, when the file is unreadable or
+    not finite, a shape differs where partial loading is not allowed, or nothing fits."""
     path = weights_path(source)
-    tensors = read_tensors(path)
     state = model.state_dict()
     check_partial_names(tuple(partial), state)
+    check_partial_names(tuple(fresh), state, FRESH_KEY)
+    tensors = {name: t for name, t in read_tensors(path).items() if not allowed(name, tuple(fresh))}
     report = classify(state, tensors, tuple(partial), path)
     if not report["copied"] and not report["partial"]:
         raise ConfigError(f"{KEY}: no tensor of {path} fits this model (another architecture?)")

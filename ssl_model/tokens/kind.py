@@ -17,6 +17,12 @@ class TokenKind:
     def build(self, model: nn.Module, config: ModelConfig, channels: int) -> None:
         raise NotImplementedError
 
+    def encode(self, model: nn.Module, features: torch.Tensor, frames: int, spacing: torch.Tensor | None
+               ) -> torch.Tensor:
+        """features [B, in_channels, F, frames'] -> tokens [B, N, dim]: inter_conv on every bin, then tokens()
+        (a kind that convolves something else overrides this)."""
+        return self.tokens(model, features, model.inter_conv(features), frames, spacing)
+
     def tokens(self, model: nn.Module, features: torch.Tensor, maps: torch.Tensor, frames: int,
                spacing: torch.Tensor | None) -> torch.Tensor:
         """features [B, in_channels, F, frames'] (the front end's), maps [B, channels, F, frames'] (after
