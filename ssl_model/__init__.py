@@ -18,8 +18,14 @@ A trained model
     loading       the one-file weights (safetensors whose metadata, LocalizerSpec, says how to feed them): save,
                   check, load; the shipped models by name, weights files and folders (model_weights)
     export        the network as a graph for other runtimes (python -m ssl_model.export)
-    localizer     Localizer: weights in, waves or files in, talkers out (angles, count, tracks)
-    stream_audio  recordings read in chunks, resampled to the model's rate and cut into windows, in bounded memory
+    localizer     Localizer: weights in, waves, files or live chunks in, talkers out (angles, count, tracks)
+    results       LocalizationResult, WindowResult, FrameResult: what it returns (docs/api.md)
+    inputs        what it accepts (argument types, rates, waves, file headers, chunk streams); LocalizeError
+    levels        whether a mic holds a usable signal; silent windows
+    decoder       windows -> model -> WindowResults; a recording's windows -> its talkers
+    window_stream the one stream every input takes: chunks in, each window's result as soon as it is complete
+    stream_audio  the stream's stages: chunked reading, resampling and windowing, in bounded memory
+    wav_stream    a WAV stream read as it arrives (standard input)
     talkers       window detections -> a recording's talkers; per-step activity maps -> tracks
     localize      the command line (python -m ssl_model.localize)
     cli_log       configs.cli_log's names (the command-line plumbing), kept for training/'s imports

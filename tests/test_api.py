@@ -202,8 +202,8 @@ def python_block(markdown: Path, section: str) -> str:
 
 
 def run_example(markdown: Path, section: str, folder: Path, monkeypatch) -> None:
-    """Run that block in `folder` holding recording.wav (a talker at 120 degrees, 2.5 s at 44.1 kHz)."""
-    stereo_file(folder / "recording.wav", 120.0, sr=44100, seconds=2.5)
+    """Run that block as written in `folder`, which links the repository's examples/ (the sample recording)."""
+    (folder / "examples").symlink_to(ROOT / "examples")
     monkeypatch.chdir(folder)
     exec(compile(python_block(markdown, section), f"{markdown.name} ({section})", "exec"), {"__name__": "example"})
 
@@ -211,9 +211,10 @@ def run_example(markdown: Path, section: str, folder: Path, monkeypatch) -> None
 def test_the_readme_example_runs(tmp_path, monkeypatch, capsys):
     run_example(ROOT / "README.md", "## Use from Python", tmp_path, monkeypatch)
     out = capsys.readouterr().out
-    assert "Localizer(" in out and "(2, 36)" in out and "missing.wav: no such file" in out
-    assert out.count(" s: 2 talker(s) at [") == 3  # 2.5 s in 1.5 s windows starting at 0, 0.75 and 1.0 s
-    assert out.count("'start_s'") == 3  # the same windows, streamed
+    assert "Localizer(real: " in out and "missing.wav: no such file" in out
+    assert "LocalizationResult(count=2, angles_deg=[" in out and "count=1, count_given=True" in out
+    assert out.count(" s: 2 talker(s) at [") == 4  # 3.5 s in 1.5 s windows starting at 0, 0.75, 1.5 and 2.0 s
+    assert out.count("WindowResult(") == 4  # the same windows, streamed from 20 ms chunks
 
 
 @pytest.mark.slow

@@ -181,6 +181,23 @@ def test_the_quickstart_finds_the_samples_two_talkers(tmp_path, monkeypatch):
         result.angles_deg
 
 
+def python_blocks(markdown: Path) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", markdown.read_text(), flags=re.S)
+
+
+@pytest.mark.parametrize("markdown", [README, *CARDS], ids=["README", *(card.parent.name for card in CARDS)])
+def test_every_python_block_runs_as_written(markdown, tmp_path, monkeypatch, capsys):
+    """Each ```python block a reader can paste runs from the repository's root folder, as written (the files it
+    reads are the repository's; what it writes lands in a scratch folder)."""
+    blocks = python_blocks(markdown)
+    assert blocks, f"{markdown}: no Python block"
+    monkeypatch.chdir(scratch(tmp_path / "python"))
+    for k, code in enumerate(blocks):
+        exec(compile(python_here(code), f"{markdown} (Python block {k + 1})", "exec"), {"__name__": "docs"})
+    assert capsys.readouterr().out, "the blocks print what they show"
+    assert not not_ignored(tmp_path / "python")
+
+
 def test_the_sample_is_what_its_readme_and_json_say():
     info = sf.info(str(SAMPLE / "two_talkers.wav"))
     assert (info.samplerate, info.channels, info.subtype) == (16000, 2, "PCM_16")
