@@ -249,7 +249,7 @@ def read_url(url: str, limit: int = MAX_SHARD_BYTES) -> bytes:
     """A path or URL (see the module docstring) -> its bytes, at most `limit`; OSError naming it when it cannot be
     read or holds more. http(s) goes through read_http (timeouts and a bounded retry), a local path must be a
     regular file (shards.limits), everything else goes through WebDataset's gopen. Whether a `pipe:` command may
-    run at all is decided where the URL was typed (training.data.commands), never here."""
+    run at all is decided where the URL was typed (training.config.check_commands), never here."""
     from webdataset.gopen import gopen  # webdataset imports torch: heavy for the writer's CLI, which never reads URLs
 
     if str(url).startswith(("http://", "https://")):

@@ -120,6 +120,21 @@ def load_data_state(state_dir: Path, rank: int) -> tuple[dict[str, torch.Tensor]
     return tensors, meta
 
 
+def metrics_record(line: str) -> dict[str, Any] | None:
+    """One line of metrics.jsonl -> its record, or None when it is not a JSON object (bounded: shards.limits)
+    whose `step` is a whole number >= 0 (a line cut by a killed run, or one edited by hand)."""
+    try:
+        record = load_json(line, "metrics.jsonl", constants=True)
+    except ValueError:
+        return None
+    if not isinstance(record, dict):
+        return None
+    step = record.get("step", 0)
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        return None
+    return {**record, "step": step}
+
+
 def run_file(run_dir: str | Path, name: str) -> Path:
     """run folder, CONFIG or WEIGHTS -> that file's path; FileNotFoundError naming it when it is missing."""
     path = Path(run_dir) / name

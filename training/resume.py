@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from configs import ConfigError, config_to_dict
-from shards.limits import load_json
+from training.checkpoint import metrics_record
 from training.launch import flatten
 from training.config import TrainConfig
 
@@ -62,21 +62,6 @@ def check_resume_changes(saved: TrainConfig, asked: TrainConfig, config_path: Pa
         raise ConfigError(f"--resume: {shown}{more} differ from {config_path}; {what} cannot change on resume "
                           f"(only {', '.join(RESUMABLE)} may); start a new run in another run.dir")
     return {key: changes[key] for key in changes}
-
-
-def metrics_record(line: str) -> dict[str, Any] | None:
-    """One line of metrics.jsonl -> its record, or None when it is not a JSON object (bounded: shards.limits)
-    whose `step` is a whole number >= 0 (a line cut by a killed run, or one edited by hand)."""
-    try:
-        record = load_json(line, "metrics.jsonl", constants=True)
-    except ValueError:
-        return None
-    if not isinstance(record, dict):
-        return None
-    step = record.get("step", 0)
-    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-        return None
-    return {**record, "step": step}
 
 
 def drop_records_after(path: Path, step: int) -> int:

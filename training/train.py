@@ -9,7 +9,7 @@ training device.
 
 A new run refuses a run folder that already holds a run (--resume continues it, --overwrite replaces it), and
 one trainer at a time writes a folder (training.run_folder). A `pipe:` shard command runs only when typed on the
-command line, never from a config file or a run's config.yaml, unless --allow-commands (training.commands).
+command line, never from a config file or a run's config.yaml, unless --allow-commands (training.config).
 
 `train` reads top to bottom: config, resume plan and shards checked -> Accelerator -> model/optimizer ->
 data -> (resume: saved state) -> run folder opened -> for each step: refresh the reservoirs, forward/backward
@@ -50,8 +50,7 @@ from ssl_model.targets import angles_to_classes
 from training.budget import check_run_config
 from training.checkpoint import (CONFIG, WEIGHTS, CheckpointError, export_weights, latest_state, load_data_state,
                                  load_state, read_trainer_state, run_config, save_training_state, started_config)
-from training.commands import ALLOW_FLAG, check_commands, typed_keys
-from training.config import TrainConfig, load_train_config
+from training.config import ALLOW_FLAG, TrainConfig, check_commands, load_train_config, typed_keys
 from training.data.batches import TrainData
 from training.data.eval_set import fixed_eval_set
 from training.data.mixtures import Mixtures

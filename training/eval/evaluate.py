@@ -35,7 +35,7 @@ from ssl_model.export import command_name
 from ssl_model.localizer import LocalizeError, Localizer, torch_device
 from ssl_model.targets import TARGETS
 from training.checkpoint import run_config
-from training.commands import ALLOW_FLAG, check_commands
+from training.config import ALLOW_FLAG, check_commands
 from training.data.eval_set import fixed_eval_set, with_shards
 from training.data.sources import DataError
 from training.eval.prior import eval_prior_reference

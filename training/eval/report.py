@@ -13,9 +13,9 @@ import torch
 
 from shards.files import sha256_file
 from ssl_model.targets import BIN_DEG, NUM_CLASSES, TARGETS, angles_to_classes
+from training.checkpoint import metrics_record
 from training.eval import plots
 from training.eval.target_scores import METRIC_NAMES, TargetScores
-from training.resume import metrics_record
 
 FACTOR_LABELS = {"rt60": "RT60 (s)", "distance": "source distance (m)", "elevation": "source elevation (deg)",
                  "separation": "source separation (deg)"}
