@@ -35,7 +35,7 @@ NOTES = {
              f"(length U({COUNT_MIN_ACTIVE_S:g} s, 3 s), onset uniform, 10 ms raised-cosine ramps) of a 3 s clip in a "
              f"pyroomacoustics room with three sources; a diffuse pink floor {COUNT_FLOOR_DB:g} dB below one talker "
              f"speaking throughout (so a 0-talker clip is that floor alone)",
-    "arrays": "spacing8/12: the pra scenes drawn again with the mics 8/12 cm apart (same seeds and speech); mismatch: "
+    "arrays": "spacing5/8/12/18: the pra scenes drawn again with the mics 5/8/12/18 cm apart (same seeds and speech); mismatch: "
               "the pra mixtures with mic 1 +2 or -2 dB in gain and +0.3 or -0.3 sample in latency (fractional delay "
               "by FFT phase), signs drawn per mixture",
     "gcc_phat": "ssl_model.baselines.gcc_phat, method 'votes' (512-sample Hann frames, hop 256, each voiced frame "

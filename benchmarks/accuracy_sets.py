@@ -10,7 +10,8 @@ Leaf sets (each cached in its own folder `{cache}/{name}`):
   talker speaking over a random sub-interval of the clip, over a faint diffuse floor.
 - `count20` (d): the count set's talkers, onsets and noise in rooms whose sources are at least 20 degrees apart in
   lateral angle (as SELD sets keep sources apart), so that counting is not bounded by resolution.
-- `spacing8`, `spacing12`, `mismatch` (e, `arrays`): the `pra` scenes with the mics 8 or 12 cm apart, and the
+- `spacing5`, `spacing8`, `spacing12`, `spacing18`, `mismatch` (e, `arrays`): the `pra` scenes with the mics 5, 8,
+  12 or 18 cm apart (a small recorder's or maker board's pair, phones and tablets, a laptop's), and the
   `pra` mixtures with mic 1's gain off by +-2 dB and its latency off by +-0.3 sample.
 - `pra8k` (e): the `pra` mixtures as an 8 kHz recorder takes them (resampled to 8 kHz: telephone band, nothing
   above 4 kHz); stored and given to the models at 8 kHz, to the classical methods resampled back to 16 kHz.
@@ -89,17 +90,19 @@ SETS = {
     "sensor10": "the pra mixtures + independent white sensor noise at 10 dB SNR",
     "count": "0-3 talkers (equal shares) with onsets/offsets, pyroomacoustics ISM rooms, diffuse floor 30 dB down",
     "count20": "the count set's talkers, onsets and floor in rooms whose sources are >= 20 deg apart (lateral)",
+    "spacing5": "the pra scenes with the mics 5 cm apart",
     "spacing8": "the pra scenes with the mics 8 cm apart",
     "spacing12": "the pra scenes with the mics 12 cm apart",
+    "spacing18": "the pra scenes with the mics 18 cm apart",
     "mismatch": "the pra mixtures with mic 1 +-2 dB in gain and +-0.3 sample in latency",
     "pra8k": "the pra mixtures recorded at 8 kHz (telephone band: nothing above 4 kHz)",
 }
 GROUPS = {"a": ["fra"], "b": ["pra"], "c": ["diffuse0", "diffuse10", "diffuse20", "sensor10"], "d": ["count", "count20"],
-          "e": ["spacing8", "spacing12", "mismatch", "pra8k"]}
+          "e": ["spacing5", "spacing8", "spacing12", "spacing18", "mismatch", "pra8k"]}
 GROUP_NAMES = {"noise": "c", "arrays": "e"}
 NOISE_SETS = {"diffuse0": ("diffuse", 0.0), "diffuse10": ("diffuse", 10.0), "diffuse20": ("diffuse", 20.0),
               "sensor10": ("sensor", 10.0)}
-SPACING_SETS = {"spacing8": 0.08, "spacing12": 0.12}
+SPACING_SETS = {"spacing5": 0.05, "spacing8": 0.08, "spacing12": 0.12, "spacing18": 0.18}
 
 
 class BenchError(Exception):

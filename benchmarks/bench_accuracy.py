@@ -12,7 +12,7 @@ Sets (benchmarks/accuracy_sets.py; each N mixtures of 3 s at 16 kHz, seeded, cac
   (`diffuse0`, `diffuse10`, `diffuse20`, `sensor10`);
 - d: `count`: 0-3 talkers (equal shares), each speaking over a random sub-interval, pyroomacoustics rooms;
   `count20`: the same talkers, onsets and floor in rooms whose sources are at least 20 degrees apart;
-- e `arrays`: mics 8 and 12 cm apart (`spacing8`, `spacing12`), a 10 cm pair with +-2 dB gain and +-0.3
+- e `arrays`: mics 5, 8, 12 and 18 cm apart (`spacing5`, `spacing8`, `spacing12`, `spacing18`), a 10 cm pair with +-2 dB gain and +-0.3
   sample latency mismatch (`mismatch`), and the pra mixtures recorded at 8 kHz (`pra8k`).
 Speech: held-out talkers (by default the Dutch voice acting packed by `bash examples/prepare_speech.sh`).
 

@@ -36,6 +36,7 @@ from ssl_model.localizer import Localizer  # noqa: E402
 from ssl_model.talkers import Decoding  # noqa: E402
 
 EXISTENCE = (0.5, 0.6, 0.7, 0.8, 0.9)
+RESOLVE_SAMPLES = (0.0, 0.5, 0.75, 1.0)  # 0: a window's slots are never copies of each other
 MERGE_DEG = (10.0, 15.0, 20.0)
 MIN_SHARE = (0.2, 0.34, 0.5)
 ONE_PER_WINDOW = (True, False)
@@ -57,7 +58,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def settings() -> list[Decoding]:
     """-> every Decoding of the grid."""
-    return [Decoding(e, m, s, o) for e, m, s, o in itertools.product(EXISTENCE, MERGE_DEG, MIN_SHARE, ONE_PER_WINDOW)]
+    return [Decoding(existence=e, resolve_samples=r, merge_deg=m, min_share=s, one_per_window=o)
+            for e, r, m, s, o in itertools.product(EXISTENCE, RESOLVE_SAMPLES, MERGE_DEG, MIN_SHARE, ONE_PER_WINDOW)]
 
 
 def scored(found: list[dict[str, Any]], truth: list[list[float]]) -> dict[str, float]:
@@ -70,12 +72,14 @@ def scored(found: list[dict[str, Any]], truth: list[list[float]]) -> dict[str, f
 def calibrate(localizer: Localizer, waves: np.ndarray, truth: list[list[float]], spacing: float
               ) -> list[dict[str, Any]]:
     """waves [N, 2, T] at SR and their talkers -> one row per Decoding of the grid (its setting and scores), best
-    first. The model runs once per existence threshold; the clustering settings reuse those windows."""
+    first. The model runs once per existence threshold and window resolution (a window's copies are dropped as its
+    slots are read); the clustering settings reuse those windows."""
     rows = []
     duration = waves.shape[-1] / SR
-    for existence, grid in itertools.groupby(settings(), key=lambda d: d.existence):  # existence varies slowest
-        windowed = localizer.with_decoding(Decoding(existence=existence))
-        windows = [windowed(w, SR, mic_spacing=spacing).windows for w in tqdm(waves, desc=f"existence {existence}")]
+    for (existence, resolve), grid in itertools.groupby(settings(), key=lambda d: (d.existence, d.resolve_samples)):
+        windowed = localizer.with_decoding(Decoding(existence=existence, resolve_samples=resolve))
+        windows = [windowed(w, SR, mic_spacing=spacing).windows
+                   for w in tqdm(waves, desc=f"existence {existence}, resolve {resolve} samples")]
         for decoding in grid:
             decoder = localizer.with_decoding(decoding)
             found = [{"angles_deg": sorted(float(a) for a in decoder.aggregate(list(w), duration, SR, spacing).angles_deg)}
@@ -101,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{label} on the {args.split} count set ({len(truth)} clips): best settings, then the defaults")
     for r in rows[:8] + [default]:
         d = r["decoding"]
-        print(f"  existence {d['existence']:.2f}  merge {d['merge_deg']:4.0f} deg  min share {d['min_share']:.2f}  "
+        print(f"  existence {d['existence']:.2f}  resolve {d['resolve_samples']:.2f} samples  merge {d['merge_deg']:4.0f} deg  min share {d['min_share']:.2f}  "
               f"one per window {str(d['one_per_window']):5}  count {100 * r['count_accuracy']:5.1f}%  "
               f"F1 {r['f1']:.3f}  matched MAE {r['matched_mae_deg']:.2f}")
     if args.write:

@@ -192,7 +192,7 @@ def test_cache_is_reused_only_for_the_same_parameters(tmp_path):
 def test_set_groups_expand_to_leaf_sets():
     assert bench.parse_sets("a,b") == ["fra", "pra"]
     assert bench.parse_sets("noise") == bench.parse_sets("c") == ["diffuse0", "diffuse10", "diffuse20", "sensor10"]
-    assert bench.parse_sets("e,d,diffuse10,b,pra") == ["spacing8", "spacing12", "mismatch", "pra8k", "count", "count20",
+    assert bench.parse_sets("e,d,diffuse10,b,pra") == ["spacing5", "spacing8", "spacing12", "spacing18", "mismatch", "pra8k", "count", "count20",
                                                         "diffuse10", "pra"]
     assert bench.parse_sets("count") == ["count"]
     with pytest.raises(sets.BenchError, match="--sets"):

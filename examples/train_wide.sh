@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The recipe of the default localizer (ssl_model/pretrained/wide), from nothing to a run folder: real speech
+# (examples/prepare_speech.sh), 24,000 training rooms in six FRA-RIR variants (as written / calibrated decay, FRA-RIR's
+# / uniform image directions, and two that add the shoebox's specular early reflections) with three sources each and
+# a mic spacing drawn per room from 4 to 20 cm, 400 held-out eval rooms, then configs/wide.yaml: the band front end
+# (model.tokens=bands), 0-3 talkers that come and go in diffuse and sensor noise with mismatched mics, talkers one
+# delay apart trained as one, starting from the real-recordings model's encoder (run.init_from, the front end fresh:
+# run.init_fresh). Every step resumes: rerun the same command after an interruption (shards that verify are kept,
+# training continues from its last saved state). Extra key=value overrides after RUN_DIR go to training. To ship:
+# copy RUN_DIR/model.safetensors and config.yaml into ssl_model/pretrained/wide/ and commit them at once.
+#
+#   bash examples/train_wide.sh [RUN_DIR] [key=value ...]   # RUN_DIR defaults to runs/wide
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUN=${1:-runs/wide}
+PYTHON=${PYTHON:-.venv/bin/python}
+OUT=shards/wide
+ROOMS="num_sources=3 mic_spacing_range=[0.04,0.20] min_source_separation_deg=6"
+
+bash examples/prepare_speech.sh
+"$PYTHON" -m simulate --out "$OUT/fra" --splits train=4000,eval=400 seed=11 $ROOMS --no-progress
+"$PYTHON" -m simulate --out "$OUT/cal" --splits train=4000 decay=calibrated seed=12 $ROOMS --no-progress
+"$PYTHON" -m simulate --out "$OUT/cal_u" --splits train=4000 decay=calibrated uniform_directions=true seed=13 $ROOMS --no-progress
+"$PYTHON" -m simulate --out "$OUT/fra_u" --splits train=4000 uniform_directions=true seed=14 $ROOMS --no-progress
+"$PYTHON" -m simulate --out "$OUT/fra_ue" --splits train=4000 uniform_directions=true early_images=2 seed=15 $ROOMS --no-progress
+"$PYTHON" -m simulate --out "$OUT/cal_ue" --splits train=4000 decay=calibrated uniform_directions=true early_images=2 seed=16 \
+    $ROOMS --no-progress
+
+resume=()
+[ -d "$RUN/states" ] && resume=(--resume)
+"$PYTHON" training/train.py --config configs/wide.yaml --run-dir "$RUN" "${resume[@]}" "${@:2}"
+echo "weights: $RUN/model.safetensors (score them: python benchmarks/bench_accuracy.py --run $RUN)"
