@@ -33,7 +33,7 @@ def check_metadata(path: str | Path, error: type[Exception]) -> None:
     for key, value in metadata.items():
         if value.lstrip().startswith(("{", "[")):
             try:
-                load_json(value, f"{path}: metadata {key!r}")
+                load_json(value, f"{path}: metadata {key!r}", constants=True)  # NaN/Inf: read_spec names the key
             except ValueError as err:
                 raise error(str(err)) from None
 
