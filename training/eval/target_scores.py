@@ -14,7 +14,7 @@ from ssl_model.oracle import chance_binned_mae, oracle_floor_binned_mae, oracle_
 from ssl_model.targets import angle_to_class, class_centers, metadata_factors, source_angles
 
 METRIC_NAMES = ("binned_mae_deg", "mae_deg", "acc5", "acc10")
-ORACLE = "oracle (exact TDOA)"  # the oracle's label among the methods (plots, predictions)
+ORACLE = "oracle (exact TDOA, 5-degree bins)"  # its angles are bin centres: the label says so (plots, predictions)
 
 
 @dataclass
