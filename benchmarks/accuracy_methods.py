@@ -1,6 +1,7 @@
 """The accuracy benchmark's methods and scoring: the model(s), GCC-PHAT, pyroomacoustics' SRP-PHAT / MUSIC /
 NormMUSIC, DUET, chance and the TDOA oracle floor on the two-slot sets; counting and location-aware detection
-on the count set. Every method sees the same waves; every time is wall time of the method alone."""
+on the count set; on the real-array set, the same counting methods with SRP-DNN's miss and false-alarm rates.
+Every method sees the same waves; every time is wall time of the method alone."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any, Callable
 import numpy as np
 import pyroomacoustics as pra
 import torch
+from scipy.optimize import linear_sum_assignment
 from tqdm.auto import tqdm
 
 from accuracy_sets import SR, BenchError, at_bench_rate, timed
@@ -16,7 +18,7 @@ from shards.array import SOUND_SPEED
 from ssl_model.baselines import duet, gcc_phat, gcc_phat_count
 from ssl_model.loading import PRETRAINED_DIR, PRETRAINED_NAMES, WEIGHTS, CheckpointError, model_weights
 from ssl_model.localizer import LocalizeError, Localizer, run_weights
-from ssl_model.metrics import detection_metrics, localization_metrics
+from ssl_model.metrics import count_confusion, detection_metrics, localization_metrics
 from ssl_model.oracle import chance_binned_mae, oracle_floor_binned_mae
 from ssl_model.targets import angle_to_class
 
@@ -341,3 +343,115 @@ def score_count_set(data: dict[str, Any], models: list[tuple[str, Localizer]],
         add(label, "extra", found, seconds)
     return {"methods": methods, "truth_deg": [[round(a, 3) for a in t] for t in truth], "counts": counts.tolist(),
             "resolution_ceiling": resolution_ceilings(truth)}
+
+
+# ---------------------------------------------------------------------------------------------- the real-array set
+
+
+def gated_matches(pred: list[float], true: list[float], threshold_deg: float = DETECTION_THRESHOLD_DEG
+                  ) -> list[tuple[int, int, float]]:
+    """one clip's detections and talkers (degrees) -> matched (pred index, true index, |error|) within threshold_deg:
+    Hungarian matching on |error| with pairs beyond the threshold barred first (as SRP-DNN's getMetric), so the
+    matching holds the most hits, then the least summed error."""
+    if not pred or not true:
+        return []
+    error = np.abs(np.subtract.outer(np.asarray(pred, float), np.asarray(true, float)))
+    rows, cols = linear_sum_assignment(np.where(error <= threshold_deg, error, 1e6))
+    return [(int(r), int(c), float(error[r, c])) for r, c in zip(rows, cols) if error[r, c] <= threshold_deg]
+
+
+def rate_scores(pred: list[list[float]], truth: list[list[float]],
+                threshold_deg: float = DETECTION_THRESHOLD_DEG) -> dict[str, Any]:
+    """detections and talkers per clip (degrees) -> count accuracy, confusion, and SRP-DNN's rates: MDR = missed
+    talkers / talkers, FAR = false detections / talkers (their getMetric divides both by the true count), with
+    false_share = false detections / detections beside it; a hit is a detection matched within threshold_deg
+    (gated_matches) and matched_mae_deg the mean error of the hits; F1 = 2 hits / (detections + talkers)."""
+    hits, errors = 0, []
+    for p, t in zip(pred, truth):
+        matches = gated_matches(list(p), list(t), threshold_deg)
+        hits += len(matches)
+        errors.extend(e for _, _, e in matches)
+    talkers, detections = sum(len(t) for t in truth), sum(len(p) for p in pred)
+    nan = float("nan")
+    return {"clips": len(truth), "talkers": talkers, "detections": detections, "hits": hits,
+            "count_accuracy": float(np.mean([len(p) == len(t) for p, t in zip(pred, truth)])) if truth else nan,
+            "confusion": count_confusion([len(t) for t in truth], [len(p) for p in pred]).tolist(),
+            "mdr": (talkers - hits) / talkers if talkers else nan,
+            "far": (detections - hits) / talkers if talkers else nan,
+            "false_share": (detections - hits) / detections if detections else nan,
+            "f1": 2 * hits / (detections + talkers) if detections + talkers else nan,
+            "matched_mae_deg": float(np.mean(errors)) if errors else nan, "threshold_deg": threshold_deg}
+
+
+def real_scores(found: list[dict[str, Any]], truth: list[list[float]], spacing: np.ndarray) -> dict[str, Any]:
+    """detections and truth per clip, each clip's spacing (m) -> rate_scores overall, 'by_count' (true talkers) and
+    'by_spacing' (cm)."""
+    pred = [list(d["angles_deg"]) for d in found]
+    out = rate_scores(pred, truth)
+    counts = np.array([len(t) for t in truth])
+    out["by_count"] = {str(k): rate_scores([pred[i] for i in np.flatnonzero(counts == k)],
+                                           [truth[i] for i in np.flatnonzero(counts == k)])
+                       for k in sorted(set(counts.tolist()))}
+    cm = np.round(np.asarray(spacing, float) * 100, 3)
+    out["by_spacing"] = {f"{s:g}": rate_scores([pred[i] for i in np.flatnonzero(cm == s)],
+                                               [truth[i] for i in np.flatnonzero(cm == s)])
+                         for s in sorted(set(cm.tolist()))}
+    return out
+
+
+def per_group(keys: list[Any], run: Callable[[np.ndarray, Any], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """a key per clip (its spacing, or (spacing, count)), run(clip indices, key) -> detections of those clips ->
+    the detections of every clip, in clip order."""
+    out: list[dict[str, Any] | None] = [None] * len(keys)
+    for key in sorted(set(keys)):
+        idx = np.array([i for i, k in enumerate(keys) if k == key])
+        for i, d in zip(idx, run(idx, key)):
+            out[int(i)] = d
+    return out  # type: ignore[return-value]
+
+
+def gcc_given_count(waves: np.ndarray, spacing: float, count: int, chunk: int = 32) -> list[dict[str, Any]]:
+    """clips [N, 2, T] of one spacing and true count -> frame-voting GCC-PHAT's `count` strongest peaks each."""
+    out = []
+    for i in range(0, len(waves), chunk):
+        angles = gcc_phat(torch.from_numpy(waves[i:i + chunk]), sr=SR, mic_spacing=spacing, num_sources=count,
+                          sound_speed=SOUND_SPEED)
+        out.extend({"angles_deg": sorted(float(a) for a in row), "count": count} for row in angles.double().numpy())
+    return out
+
+
+def score_real_set(data: dict[str, Any], models: list[tuple[str, Localizer]],
+                   extra_methods: ExtraMethods | None = None) -> dict[str, Any]:
+    """the real-array set (waves [N, 2, T], truth [N, 3] NaN-padded, spacing [N] m), localizers, optional further
+    methods -> {'methods': {label: result}, 'truth_deg', 'counts', 'spacing_cm'}. Every method is called once per
+    spacing with that spacing (GCC-PHAT once per spacing and true count, which it is handed)."""
+    waves, spacing = data["waves"], np.round(data["spacing"].astype(np.float64), 6)
+    truth = count_truth(data["truth"])
+    counts = [len(t) for t in truth]
+    spacings = spacing.tolist()
+    audio_seconds = len(waves) * waves.shape[-1] / SR
+    methods: dict[str, dict[str, Any]] = {}
+
+    def add(label: str, kind: str, found: list[dict[str, Any]], seconds: float, **extra: Any) -> None:
+        methods[label] = {"kind": kind, "seconds": seconds, "x_real_time": audio_seconds / seconds if seconds else None,
+                          "metrics": real_scores(found, truth, spacing), **extra,
+                          "detections": [{"angles_deg": [round(float(a), 3) for a in d["angles_deg"]],
+                                          "count": int(d["count"])} for d in found]}
+
+    for label, localizer in models:
+        found, seconds = timed(lambda: per_group(spacings, lambda idx, s: model_detections(
+            localizer, waves[idx], SR, s, f"{label} {100 * s:g} cm")))
+        add(label, "model", found, seconds)
+    found, seconds = timed(lambda: per_group(list(zip(spacings, counts)),
+                                             lambda idx, key: gcc_given_count(waves[idx], *key)))
+    add("GCC-PHAT (votes), given the true count", "gcc_phat", found, seconds, given_count=True)
+    for fn, label, kind in ((gcc_phat_count, "GCC-PHAT (frames, peak threshold)", "gcc_phat_count"),
+                            (duet, "DUET", "duet")):
+        found, seconds = timed(lambda: per_group(spacings, lambda idx, s: detections_of(
+            ranked_batches(fn, waves[idx], s, f"{label} {100 * s:g} cm"))))
+        add(label, kind, found, seconds)
+    for label, method in (extra_methods or {}).items():
+        found, seconds = timed(lambda: per_group(spacings, lambda idx, s: method(waves[idx], s)))
+        add(label, "extra", found, seconds)
+    return {"methods": methods, "truth_deg": [[round(a, 3) for a in t] for t in truth], "counts": counts,
+            "spacing_cm": [round(100 * s, 3) for s in spacings]}

@@ -70,7 +70,14 @@ NOTES = {
                  "image sources (a fixed 40-sample offset common to both mics); RIRs cut at ceil(1.5 * 16000 * RT60) "
                  "samples (the tail energy dropped is reported)",
 }
-PRINTED_NOTES = ("pra_doa", "music", "model", "srp_dnn")
+REAL_NOTE = ("rsmnmf: pairs (channels i, i + k; k = 2..6: 6-18 cm) cut from a measured 32-mic array (github.com/"
+             "polimi-ispl/rs-mnmf, an office of T60 ~40 ms, 9 loudspeaker positions 0.25-0.9 m from the array), its "
+             "RIRs resampled to 16 kHz and convolved with held-out speech, 1/2/3 talkers (equal shares, equal per "
+             "spacing) whose delays at the pair are >= 1 sample apart; truth: the measured direct-path delay of the "
+             "pair (cross-correlation of the 1.5 ms around the direct paths of the 48 kHz responses) read as "
+             "arccos(-c tau / d), c = 340 m/s; each method is called once per spacing with it; GCC-PHAT (votes) is "
+             "handed the true count; scores: benchmarks/accuracy_methods.rate_scores (benchmarks/real_array.py)")
+PRINTED_NOTES = ("pra_doa", "music", "model", "srp_dnn", "real")
 
 
 def fmt(value: float | None, pattern: str) -> str:
@@ -170,3 +177,49 @@ def machine() -> dict[str, Any]:
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
             "torch": torch.__version__, "numpy": np.__version__, "pyroomacoustics": pra.__version__}
+
+
+def rate_cells(m: dict[str, Any]) -> str:
+    """rate_scores -> 'count MDR FAR false F1 MAE' cells (rates in %, MAE in degrees)."""
+    def pct(key: str) -> str:
+        return fmt(None if m[key] is None else 100 * m[key], "6.1f")
+    return (f"{pct('count_accuracy'):>6s} {pct('mdr'):>6s} {pct('far'):>6s} {pct('false_share'):>6s} "
+            f"{fmt(m['f1'], '6.3f'):>6s} {fmt(m['matched_mae_deg'], '6.2f'):>6s}")
+
+
+def real_table_lines(name: str, result: dict[str, Any]) -> list[str]:
+    """the real-array set's result -> its printed tables: every method overall, then by true talker count and by
+    pair spacing, and each method's count confusion."""
+    width = max(len(label) for label in result["methods"])
+    header = (f"{'count':>6s} {'MDR':>6s} {'FAR':>6s} {'false':>6s} {'F1':>6s} {'MAE':>6s}")
+    lines = [f"set {name}: {result['description']}",
+             f"  {result['mixtures']} clips, {result['talkers']} talkers, pairs {result['spacings_cm']} cm; "
+             f"{result['build']}",
+             f"  count acc (%); MDR = missed talkers / talkers, FAR = false detections / talkers (SRP-DNN's rates, %); "
+             f"false = false detections / detections (%); hits within {DETECTION_THRESHOLD_DEG:g} deg (gated "
+             "Hungarian); MAE of the hits (deg)",
+             f"  {'method':{width}s} {header} {'seconds':>8s} {'x real time':>11s}"]
+    for label, row in result["methods"].items():
+        lines.append(f"  {label:{width}s} {rate_cells(row['metrics'])} {fmt(row['seconds'], '8.1f'):>8s} "
+                     f"{fmt(row['x_real_time'], '11.1f'):>11s}")
+    for factor, title in (("by_count", "true talkers"), ("by_spacing", "spacing (cm)")):
+        lines.append(f"  by {title}:")
+        lines.append(f"    {'method':{width}s} {'bin':>6s} {'clips':>5s} {header}")
+        for label, row in result["methods"].items():
+            for key, m in row["metrics"][factor].items():
+                lines.append(f"    {label:{width}s} {key:>6s} {m['clips']:5d} {rate_cells(m)}")
+    lines.append("  confusion (rows: true 0-3 talkers; columns: detected 0-3):")
+    for label, row in result["methods"].items():
+        rows = " | ".join(" ".join(f"{c:3d}" for c in r) for r in row["metrics"]["confusion"][1:])
+        lines.append(f"    {label:{width}s} [{rows}]")
+    return lines
+
+
+def real_build_summary(data: dict[str, Any]) -> str:
+    """the real-array set's data -> 'cached (built ...)' or 'built now ...', with its truth check."""
+    meta = data["meta"]
+    parts = ", ".join(f"{k} {v:.1f} s" for k, v in meta["build_seconds"].items())
+    text = f"cached (built {meta.get('built', '?')}: {parts})" if data["cached"] else f"built now: {parts}"
+    fit = meta["truth_check"]["wavefront_fit"]
+    return (text + f"; measured delays vs point sources on a line: rms {fit['rms_samples']:.2f} samples at 48 kHz, "
+            f"{fit['rms_samples_with_offsets']:.3f} with a latency per channel")
