@@ -424,24 +424,35 @@ def score_real_set(data: dict[str, Any], models: list[tuple[str, Localizer]],
                    extra_methods: ExtraMethods | None = None) -> dict[str, Any]:
     """the real-array set (waves [N, 2, T], truth [N, 3] NaN-padded, spacing [N] m), localizers, optional further
     methods -> {'methods': {label: result}, 'truth_deg', 'counts', 'spacing_cm'}. Every method is called once per
-    spacing with that spacing (GCC-PHAT once per spacing and true count, which it is handed)."""
+    spacing with that spacing (GCC-PHAT once per spacing and true count, which it is handed); a model that takes
+    the spacing is not asked at spacings outside the range it was trained for (its row lists them in
+    'not_scored_cm' and scores the other clips)."""
     waves, spacing = data["waves"], np.round(data["spacing"].astype(np.float64), 6)
     truth = count_truth(data["truth"])
     counts = [len(t) for t in truth]
     spacings = spacing.tolist()
-    audio_seconds = len(waves) * waves.shape[-1] / SR
     methods: dict[str, dict[str, Any]] = {}
 
-    def add(label: str, kind: str, found: list[dict[str, Any]], seconds: float, **extra: Any) -> None:
-        methods[label] = {"kind": kind, "seconds": seconds, "x_real_time": audio_seconds / seconds if seconds else None,
-                          "metrics": real_scores(found, truth, spacing), **extra,
-                          "detections": [{"angles_deg": [round(float(a), 3) for a in d["angles_deg"]],
-                                          "count": int(d["count"])} for d in found]}
+    def add(label: str, kind: str, found: list[dict[str, Any] | None], seconds: float, **extra: Any) -> None:
+        kept = [i for i, d in enumerate(found) if d is not None]  # a model is not asked outside its spacings
+        methods[label] = {"kind": kind, "seconds": seconds,
+                          "x_real_time": len(kept) * waves.shape[-1] / SR / seconds if seconds else None,
+                          "metrics": real_scores([found[i] for i in kept], [truth[i] for i in kept], spacing[kept]),
+                          **extra, "detections": [None if d is None else
+                                                  {"angles_deg": [round(float(a), 3) for a in d["angles_deg"]],
+                                                   "count": int(d["count"])} for d in found]}
 
     for label, localizer in models:
-        found, seconds = timed(lambda: per_group(spacings, lambda idx, s: model_detections(
-            localizer, waves[idx], SR, s, f"{label} {100 * s:g} cm")))
-        add(label, "model", found, seconds)
+        low, high = localizer.spacing_range
+        outside = sorted({round(100 * s, 3) for s in spacings if low < high and not low - 1e-9 <= s <= high + 1e-9})
+
+        def ask(idx: np.ndarray, s: float) -> list[dict[str, Any] | None]:
+            if round(100 * s, 3) in outside:
+                return [None] * len(idx)
+            return model_detections(localizer, waves[idx], SR, s, f"{label} {100 * s:g} cm")
+
+        found, seconds = timed(lambda: per_group(spacings, ask))
+        add(label, "model", found, seconds, **({"not_scored_cm": outside} if outside else {}))
     found, seconds = timed(lambda: per_group(list(zip(spacings, counts)),
                                              lambda idx, key: gcc_given_count(waves[idx], *key)))
     add("GCC-PHAT (votes), given the true count", "gcc_phat", found, seconds, given_count=True)

@@ -201,7 +201,8 @@ def real_table_lines(name: str, result: dict[str, Any]) -> list[str]:
              f"  {'method':{width}s} {header} {'seconds':>8s} {'x real time':>11s}"]
     for label, row in result["methods"].items():
         lines.append(f"  {label:{width}s} {rate_cells(row['metrics'])} {fmt(row['seconds'], '8.1f'):>8s} "
-                     f"{fmt(row['x_real_time'], '11.1f'):>11s}")
+                     f"{fmt(row['x_real_time'], '11.1f'):>11s}"
+                     + (f"  (not asked at {row['not_scored_cm']} cm: outside its spacings)" if row.get("not_scored_cm") else ""))
     for factor, title in (("by_count", "true talkers"), ("by_spacing", "spacing (cm)")):
         lines.append(f"  by {title}:")
         lines.append(f"    {'method':{width}s} {'bin':>6s} {'clips':>5s} {header}")
