@@ -498,14 +498,14 @@ def test_noise_count_and_array_sets_end_to_end_on_a_tiny_case(tiny_case, tmp_pat
     printed = capsys.readouterr().out
     assert "set count" in printed and "confusion" in printed and "set diffuse0" in printed
     report = json.loads(out.read_text())
-    leaves = ["diffuse0", "diffuse10", "diffuse20", "sensor10", "count", "count20", "spacing8", "spacing12", "mismatch",
-              "pra8k"]
+    leaves = ["diffuse0", "diffuse10", "diffuse20", "sensor10", "count", "count20", "spacing5", "spacing8", "spacing12",
+              "spacing18", "mismatch", "pra8k"]
     assert list(report["sets"]) == leaves
     assert (cache / "pra" / "waves.npy").is_file()  # the noise and mismatch sets are built from the pra set
     pra_truth = np.load(cache / "pra" / "truth.npy", allow_pickle=False)
     for name in ("diffuse0", "sensor10", "mismatch", "pra8k"):
         np.testing.assert_array_equal(np.load(cache / name / "truth.npy", allow_pickle=False), pra_truth)
-    assert report["sets"]["spacing12"]["mic_spacing"] == 0.12
+    assert report["sets"]["spacing12"]["mic_spacing"] == 0.12 and report["sets"]["spacing5"]["mic_spacing"] == 0.05
     assert np.load(cache / "pra8k" / "waves.npy", allow_pickle=False).shape == (4, 2, sets.CLIP // 2)
     separated = np.sort(np.load(cache / "count20" / "truth.npy", allow_pickle=False), axis=1)  # NaN (silent) last
     assert np.nanmin(np.diff(separated, axis=1)) >= 20.0 - 1e-3
