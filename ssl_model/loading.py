@@ -39,7 +39,7 @@ WEIGHTS = "model.safetensors"  # a run folder's exported weights, and the shippe
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 # The shipped models by name, each a folder of PRETRAINED_DIR (weights, training config, model card); the first is
 # the default: the real-recordings localizer (0-3 talkers, noise, 6-16 cm), then the seed's two-talker model.
-PRETRAINED_NAMES = ("real", "two-talker")
+PRETRAINED_NAMES = ("real", "two-talker", "wide")
 PRETRAINED = PRETRAINED_DIR / PRETRAINED_NAMES[0] / WEIGHTS
 
 
