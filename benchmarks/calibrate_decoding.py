@@ -36,7 +36,7 @@ from ssl_model.localizer import Localizer  # noqa: E402
 from ssl_model.talkers import Decoding  # noqa: E402
 
 EXISTENCE = (0.5, 0.6, 0.7, 0.8, 0.9)
-RESOLVE_SAMPLES = (0.0, 0.5, 0.75, 1.0)  # 0: a window's slots are never copies of each other
+RESOLVE_SAMPLES = (0.0, 0.25, 0.5, 0.75, 1.0)  # 0: a window's slots are never copies of each other
 MERGE_DEG = (10.0, 15.0, 20.0)
 MIN_SHARE = (0.2, 0.34, 0.5)
 ONE_PER_WINDOW = (True, False)
@@ -50,16 +50,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--speech", default="shards/speech/train", help="the dev set's speech (not the benchmark's voices)")
     p.add_argument("--split", default="dev", help="the seed split of the dev set (never 'test')")
     p.add_argument("--mixtures", type=int, default=200, help="mixtures of the dev count set")
+    p.add_argument("--existence", default=",".join(f"{e:g}" for e in EXISTENCE),
+                   help="existence thresholds to try, comma-separated (each costs one model pass over the set)")
+    p.add_argument("--resolve", default=",".join(f"{r:g}" for r in RESOLVE_SAMPLES),
+                   help="window resolutions in samples of delay to try, comma-separated (each costs one model pass)")
     p.add_argument("--json", help="write every setting's scores here")
     p.add_argument("--write", metavar="FILE", help="save the model with the best thresholds in its metadata here "
                                                    "(Localizer.from_file then decodes with them)")
     return p.parse_args(argv)
 
 
-def settings() -> list[Decoding]:
-    """-> every Decoding of the grid."""
+def settings(existence: tuple[float, ...] = EXISTENCE, resolve: tuple[float, ...] = RESOLVE_SAMPLES) -> list[Decoding]:
+    """-> every Decoding of the grid (existence and resolution vary slowest: one model pass per pair)."""
     return [Decoding(existence=e, resolve_samples=r, merge_deg=m, min_share=s, one_per_window=o)
-            for e, r, m, s, o in itertools.product(EXISTENCE, RESOLVE_SAMPLES, MERGE_DEG, MIN_SHARE, ONE_PER_WINDOW)]
+            for e, r, m, s, o in itertools.product(existence, resolve, MERGE_DEG, MIN_SHARE, ONE_PER_WINDOW)]
+
+
+def floats(text: str, flag: str) -> tuple[float, ...]:
+    """'0.5,0.6' -> (0.5, 0.6); BenchError naming the flag otherwise."""
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise BenchError(f"{flag}: expected comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise BenchError(f"{flag}: expected at least one number")
+    return values
 
 
 def scored(found: list[dict[str, Any]], truth: list[list[float]]) -> dict[str, float]:
@@ -69,18 +84,19 @@ def scored(found: list[dict[str, Any]], truth: list[list[float]]) -> dict[str, f
             "matched_mae_deg": m["matched_mae_deg"]}
 
 
-def calibrate(localizer: Localizer, waves: np.ndarray, truth: list[list[float]], spacing: float
-              ) -> list[dict[str, Any]]:
+def calibrate(localizer: Localizer, waves: np.ndarray, truth: list[list[float]], spacing: float,
+              grid: list[Decoding] | None = None) -> list[dict[str, Any]]:
     """waves [N, 2, T] at SR and their talkers -> one row per Decoding of the grid (its setting and scores), best
     first. The model runs once per existence threshold and window resolution (a window's copies are dropped as its
     slots are read); the clustering settings reuse those windows."""
     rows = []
     duration = waves.shape[-1] / SR
-    for (existence, resolve), grid in itertools.groupby(settings(), key=lambda d: (d.existence, d.resolve_samples)):
+    grid = settings() if grid is None else grid
+    for (existence, resolve), group in itertools.groupby(grid, key=lambda d: (d.existence, d.resolve_samples)):
         windowed = localizer.with_decoding(Decoding(existence=existence, resolve_samples=resolve))
         windows = [windowed(w, SR, mic_spacing=spacing).windows
                    for w in tqdm(waves, desc=f"existence {existence}, resolve {resolve} samples")]
-        for decoding in grid:
+        for decoding in group:
             decoder = localizer.with_decoding(decoding)
             found = [{"angles_deg": sorted(float(a) for a in decoder.aggregate(list(w), duration, SR, spacing).angles_deg)}
                      for w in windows]
@@ -100,8 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     data = load_sets(["count"], args.mixtures, Path(args.cache), Path(args.speech))["count"]
     truth = count_truth(data["truth"])
     spacing = float(data["meta"]["mic_spacing"])
-    rows = calibrate(localizer, data["waves"], truth, spacing)
-    default = next(r for r in rows if r["decoding"] == dataclasses.asdict(Decoding()))
+    grid = settings(floats(args.existence, "--existence"), floats(args.resolve, "--resolve"))
+    rows = calibrate(localizer, data["waves"], truth, spacing, grid)
+    default = next((r for r in rows if r["decoding"] == dataclasses.asdict(Decoding())), rows[-1])
     print(f"{label} on the {args.split} count set ({len(truth)} clips): best settings, then the defaults")
     for r in rows[:8] + [default]:
         d = r["decoding"]

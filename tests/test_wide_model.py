@@ -1,0 +1,55 @@
+"""The shipped 4-20 cm model (ssl_model/pretrained/wide/): the band front end, its range, its recipe and its card."""
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import yaml
+
+from ssl_model import Localizer
+from ssl_model.localizer import LocalizeError
+
+from run_helpers import ROOT
+from test_api import python_block
+
+FOLDER = ROOT / "ssl_model" / "pretrained" / "wide"
+SAMPLE = ROOT / "examples" / "sample"
+TRUTH = json.loads((SAMPLE / "two_talkers.json").read_text())["lateral_deg"]
+
+
+@pytest.fixture(scope="module")
+def wide() -> Localizer:
+    return Localizer.from_pretrained("wide")
+
+
+def test_it_is_the_band_model_for_4_to_20_cm_made_by_its_recipe(wide):
+    assert wide.counts and wide.spacing_range == (0.04, 0.2) and wide.spec.model.tokens == "bands"
+    shipped = yaml.safe_load((FOLDER / "config.yaml").read_text())
+    recipe = yaml.safe_load((ROOT / "configs" / "wide.yaml").read_text())
+    for section in ("model", "speech", "mix", "optim"):
+        assert {k: shipped[section][k] for k in recipe[section]} == recipe[section], section
+    assert shipped["data"]["train_glob"] == recipe["data"]["train_glob"]
+    assert shipped["run"]["init_fresh"] == recipe["run"]["init_fresh"]
+
+
+def test_the_sample_is_found_at_its_spacing_and_other_spacings_map_by_geometry(wide):
+    wave, sr = sf.read(SAMPLE / "two_talkers.wav", dtype="float32")
+    found = wide(wave.T, sr, mic_spacing=0.1).angles_deg
+    assert len(found) == 2 and np.abs(np.sort(found) - np.sort(TRUTH)).max() < 5.0
+    # told 18 cm, the same delays mean cos(theta') = cos(theta) * 0.1 / 0.18: the angles move towards broadside
+    wider = np.sort(wide(wave.T, sr, mic_spacing=0.18).angles_deg)
+    expected = np.sort(np.rad2deg(np.arccos(np.cos(np.deg2rad(TRUTH)) * 0.1 / 0.18)))
+    assert len(wider) == 2 and np.abs(wider - expected).max() < 5.0
+    with pytest.raises(LocalizeError, match="spacing"):
+        wide(wave.T, sr, mic_spacing=0.03)
+
+
+def test_the_card_snippet_runs(monkeypatch, capsys):
+    card = FOLDER / "README.md"
+    text = card.read_text()
+    assert text.startswith("---\n") and "@@" not in text
+    monkeypatch.chdir(ROOT)
+    exec(compile(python_block(card, "## Use it"), "wide card", "exec"), {"__name__": "example"})
+    count, angles = capsys.readouterr().out.strip().split(" ", 1)
+    assert int(count) == 2
+    assert np.abs(np.sort(np.array(angles.strip("[] ").split(), dtype=float)) - np.sort(TRUTH)).max() < 5.0
