@@ -73,3 +73,17 @@ def test_the_default_localizer_names_no_two_talkers_of_one_delay():
         delays = delay_samples(w.angles_deg, D, localizer.spec.sr, localizer.spec.model.sound_speed)
         assert np.all(np.abs(delays[:, None] - delays[None, :])[np.triu_indices(len(delays), 1)] >= resolve)
     assert result.count == 2 and result.angles_deg == pytest.approx([50.0, 125.0], abs=6.0)
+
+
+@pytest.mark.parametrize("angle", [20.0, 60.0, 130.0])
+def test_white_noise_from_one_direction_is_one_talker(angle):
+    # before the delay rule the default named a copy 2-3 degrees away at 20 and 60 degrees, in every window
+    from ssl_model.localizer import Localizer
+    samples = 4 * SR
+    noise = np.random.default_rng(0).standard_normal(samples)
+    late = -D * np.cos(np.radians(angle)) / C * SR  # mic 1 hears the source this many samples after mic 0
+    spectrum = np.fft.rfft(noise) * np.exp(-2j * np.pi * np.fft.rfftfreq(samples) * late)
+    wave = 0.1 * np.stack([noise, np.fft.irfft(spectrum, samples)]).astype(np.float32)
+    result = Localizer.from_pretrained()(wave, SR, mic_spacing=D)
+    assert result.count == 1 and all(w.count == 1 for w in result.windows)
+    assert abs(result.angles_deg[0] - angle) < 5.0
