@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import torch
 from einops import rearrange
-from einops.layers.torch import Rearrange
 from torch import nn
 
-from ssl_model.config import ModelConfig
-from ssl_model.features import steering
-from ssl_model.tokens.kind import TokenKind
+from ssl_model.tokens.srp import SrpTokens, steer_for
 
 
 def band_steered_response(ipd: torch.Tensor, steer: torch.Tensor, bands: int) -> torch.Tensor:
@@ -40,27 +37,17 @@ def band_maps(log_power: torch.Tensor, response: torch.Tensor) -> torch.Tensor:
     return torch.stack((power, response.amax(-1), response.mean(-1)), dim=1)
 
 
-class BandTokens(TokenKind):
+class BandTokens(SrpTokens):
     """features (cos, sin, log power) [B, 3, F, T] -> [B, T / frames_per_token, dim]: band steered responses
     [B, bands, T, K] (band_steered_response) -> band maps -> inter_conv -> srp_masks sigmoid masks [B, M, bands, T]
-    -> spectra [B, M, T, K] (the masked mean over bands) -> one token per frames_per_token frames of them."""
-
-    def build(self, model: nn.Module, config: ModelConfig, channels: int) -> None:
-        model.srp_mask = nn.Sequential(nn.Conv2d(channels, config.srp_masks, 1), nn.Sigmoid())
-        model.register_buffer("steer", steering(config.n_fft, config.sr, config.srp_angles, config.mic_spacing,
-                                                config.sound_speed), persistent=False)
-        model.patch_embed = nn.Sequential(
-            Rearrange("b m (t k) a -> b t (k m a)", k=config.frames_per_token),
-            nn.Linear(config.frames_per_token * config.srp_masks * config.srp_angles, config.dim),
-            nn.LayerNorm(config.dim),
-        )
+    -> spectra [B, M, T, K] (the masked mean over bands) -> one token per frames_per_token frames of them. The
+    layers are the `srp` kind's (SrpTokens.build); only what the masks and the response are computed on differs."""
 
     def encode(self, model: nn.Module, features: torch.Tensor, frames: int, spacing: torch.Tensor | None
                ) -> torch.Tensor:
         config = model.config
         features = features[..., :frames].float()
-        steer = model.steer if spacing is None else steering(config.n_fft, config.sr, config.srp_angles, spacing,
-                                                             config.sound_speed)
+        steer = steer_for(model, spacing)
         response = band_steered_response(features[:, :2], steer, config.bands)  # [b, bands, t, k]
         masks = model.srp_mask(model.inter_conv(band_maps(features[:, 2], response)))  # [b, m, bands, t]
         spectra = torch.einsum("bmnt,bntk->bmtk", masks.float(), response) / config.bands

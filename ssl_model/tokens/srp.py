@@ -10,6 +10,15 @@ from ssl_model.features import steered_response, steering
 from ssl_model.tokens.kind import TokenKind
 
 
+def steer_for(model: nn.Module, spacing: torch.Tensor | None) -> torch.Tensor:
+    """-> the steering (features.steering) for the given spacing: [2F, angles] for a scalar, [B, 2F, angles] for [B];
+    the model's own buffer (config.mic_spacing) when None."""
+    config = model.config
+    if spacing is None:
+        return model.steer
+    return steering(config.n_fft, config.sr, config.srp_angles, spacing, config.sound_speed)
+
+
 class SrpTokens(TokenKind):
     """A 1x1 conv turns the maps into srp_masks time-frequency weights (sigmoid); each weights the per-bin steered
     response of the IPD (features.steered_response), giving srp_masks spatial spectra per frame; one token per
@@ -30,7 +39,6 @@ class SrpTokens(TokenKind):
                spacing: torch.Tensor | None) -> torch.Tensor:
         config = model.config
         masks = model.srp_mask(maps).float()
-        steer = model.steer if spacing is None else steering(config.n_fft, config.sr, config.srp_angles, spacing,
-                                                             config.sound_speed)  # [2F, angles] or [b, 2F, angles]
+        steer = steer_for(model, spacing)
         spectra = steered_response(features[:, :2].float(), masks, steer)  # [b, masks, frames, angles]
         return model.patch_embed(spectra[:, :, :frames].to(maps.dtype))
