@@ -11,8 +11,10 @@ from shards.dsp import fft_size
 from ssl_model.features import normalize_wave
 
 
-def convolve_sources(speech: torch.Tensor, rir: torch.Tensor, out_len: int | None = None) -> torch.Tensor:
-    """speech [B, S, T], rir [B, M, S, L] -> images [B, M, S, out_len] (full linear convolution, cropped)."""
+def _convolve(speech: torch.Tensor, rir: torch.Tensor, out_len: int | None, gain_db: torch.Tensor | None,
+              sum_sources: bool) -> torch.Tensor:
+    """The one FFT convolution: speech [B, S, T], rir [B, M, S, L], gain_db [B, S] or None -> [B, M, S, out_len], or
+    [B, M, out_len] summed over sources in the frequency domain (one inverse FFT per mic instead of per image)."""
     if speech.dim() != 3 or rir.dim() != 4:
         raise ValueError(f"expected speech [B, S, T] and rir [B, M, S, L], got {tuple(speech.shape)} and {tuple(rir.shape)}")
     T, L = speech.shape[-1], rir.shape[-1]
@@ -20,9 +22,23 @@ def convolve_sources(speech: torch.Tensor, rir: torch.Tensor, out_len: int | Non
     n = fft_size(T + L - 1)
     with torch.autocast(device_type=speech.device.type, enabled=False):
         spec_speech = torch.fft.rfft(speech.float(), n=n)  # [B, S, F]
-        spec_rir = torch.fft.rfft(rir.float(), n=n)  # [B, M, S, F]
-        images = torch.fft.irfft(spec_rir * spec_speech[:, None], n=n)  # [B, M, S, n]
+        if gain_db is not None:
+            spec_speech = spec_speech * (10.0 ** (gain_db.float() / 20.0))[..., None]
+        spec = torch.fft.rfft(rir.float(), n=n) * spec_speech[:, None]  # [B, M, S, F]
+        images = torch.fft.irfft(spec.sum(dim=2) if sum_sources else spec, n=n)
     return images[..., :out_len]
+
+
+def convolve_sources(speech: torch.Tensor, rir: torch.Tensor, out_len: int | None = None) -> torch.Tensor:
+    """speech [B, S, T], rir [B, M, S, L] -> images [B, M, S, out_len] (full linear convolution, cropped)."""
+    return _convolve(speech, rir, out_len, None, sum_sources=False)
+
+
+def convolve_mix(speech: torch.Tensor, rir: torch.Tensor, gain_db: torch.Tensor | None = None,
+                 out_len: int | None = None) -> torch.Tensor:
+    """speech [B, S, T], rir [B, M, S, L], gain_db [B, S] -> wave [B, M, out_len]: the sources' images, each gained
+    by 10^(gain_db / 20), summed (convolve_sources(...).sum(2) at a third of the inverse FFTs for three sources)."""
+    return _convolve(speech, rir, out_len, gain_db, sum_sources=True)
 
 
 def add_at_snr(wave: torch.Tensor, noise: torch.Tensor, snr_db: torch.Tensor,
@@ -50,10 +66,7 @@ def mix(
     """speech [B, S, T], rir [B, M, S, L], gain_db [B, S], snr_db [B] (NaN: no noise), noise [B, M, T],
     mic_gain_db [B, M] -> wave [B, M, T]. The noise comes after the mic gain at an SNR relative to the clean
     image power before it, as training's sensor noise (training.data.mixtures)."""
-    images = convolve_sources(speech, rir, out_len=speech.shape[-1])  # [B, M, S, T]
-    if gain_db is not None:
-        images = images * (10.0 ** (gain_db.float() / 20.0))[:, None, :, None]
-    wave = images.sum(dim=2)  # [B, M, T]
+    wave = convolve_mix(speech, rir, gain_db, out_len=speech.shape[-1])  # [B, M, T]
     reference = wave.pow(2).mean(dim=(1, 2))
     if mic_gain_db is not None:
         wave = wave * (10.0 ** (mic_gain_db.float() / 20.0))[:, :, None]
@@ -80,7 +93,9 @@ def fractional_delay(wave: torch.Tensor, delay: torch.Tensor, pad: int = 64) -> 
     n = fft_size(T + 2 * pad)
     spec = torch.fft.rfft(torch.nn.functional.pad(wave.float(), (pad, pad)), n=n)
     omega = 2 * torch.pi * torch.fft.rfftfreq(n, device=wave.device)  # radians per sample
-    shifted = torch.fft.irfft(spec * torch.exp(-1j * omega * delay[..., None].float()), n=n)
+    phase = -omega * delay[..., None].float()
+    ramp = torch.polar(torch.ones_like(phase), phase)  # e^{-j w delay}, cheaper than exp of a complex tensor
+    shifted = torch.fft.irfft(spec * ramp, n=n)
     return shifted[..., pad:pad + T]
 
 

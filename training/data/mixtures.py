@@ -21,7 +21,7 @@ import torch
 
 from ssl_model.features import lowpass, normalize_wave
 from training.config import MixConfig, TrainConfig
-from training.data.mixing import activity_envelope, add_at_snr, convolve_sources, fractional_delay, frame_activity
+from training.data.mixing import activity_envelope, add_at_snr, convolve_mix, fractional_delay, frame_activity
 from training.data.noise import diffuse_noise
 
 
@@ -132,8 +132,7 @@ def make_mixtures(speech: torch.Tensor, rir: torch.Tensor, talker_angles: torch.
         counted = torch.ones(B, S, dtype=torch.bool, device=device)
 
     gains = uniform(*mix.gain_db, (B, S), g).to(device)
-    images = convolve_sources(dry, rir, out_len=T) * (10.0 ** (gains / 20.0))[:, None, :, None]
-    wave = images.sum(dim=2)  # [B, M, T]
+    wave = convolve_mix(dry, rir, gains, out_len=T)  # [B, M, T]
     power = wave.pow(2).mean(dim=(1, 2))
     silent = power <= 1e-10
     reference = torch.where(silent, torch.ones_like(power), power)

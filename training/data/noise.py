@@ -4,7 +4,8 @@ A spherically diffuse (isotropic) field at two omnidirectional mics d apart has 
 gamma(f) = sin(2 pi f d / c) / (2 pi f d / c) (Cook et al., JASA 27(6), 1955). Two independent signals of one
 spectrum are given that coherence by the 2x2 Cholesky factor of [[1, gamma], [gamma, 1]] applied per frequency:
 X0 = N0, X1 = gamma N0 + sqrt(1 - gamma^2) N1 (Habets and Gannot, "Generating sensor signals in isotropic noise
-fields", JASA 122(6), 2007). Here it is one rfft over the whole clip, batched, with d per mixture.
+fields", JASA 122(6), 2007). Here it is one spectrum over the whole clip, batched, with d per mixture: shaped
+noise is drawn directly in the frequency domain, so a mixture's diffuse noise costs one inverse FFT.
 """
 from __future__ import annotations
 
@@ -19,25 +20,35 @@ def diffuse_coherence(freqs: torch.Tensor, spacing: torch.Tensor, sound_speed: f
     return torch.sinc(2.0 * freqs[None, :] * spacing[:, None] / sound_speed)
 
 
+def coherent_spectra(spec: torch.Tensor, spacing: torch.Tensor, sr: int, sound_speed: float, T: int) -> torch.Tensor:
+    """spec [B, 2, F] (the rfft over T samples of two independent signals of one spectrum), spacing [B] -> [B, 2, F]:
+    mic 1 given the spherically diffuse field's coherence with mic 0 at that spacing (Cholesky factor, per bin)."""
+    freqs = torch.fft.rfftfreq(T, d=1.0 / sr).to(spec.device)
+    gamma = diffuse_coherence(freqs, spacing.float(), sound_speed)  # [B, F]
+    mic1 = gamma * spec[:, 0] + torch.sqrt((1.0 - gamma.square()).clamp_min(0.0)) * spec[:, 1]
+    return torch.stack((spec[:, 0], mic1), dim=1)
+
+
 def impose_coherence(base: torch.Tensor, spacing: torch.Tensor, sr: int, sound_speed: float) -> torch.Tensor:
     """base [B, 2, T] (two independent noise signals of one spectrum per mixture), spacing [B] ->
     noise [B, 2, T] whose inter-channel coherence is that of a spherically diffuse field at that spacing."""
     T = base.shape[-1]
-    spec = torch.fft.rfft(base.float(), n=T)  # [B, 2, F]
-    freqs = torch.fft.rfftfreq(T, d=1.0 / sr).to(base.device)
-    gamma = diffuse_coherence(freqs, spacing.float(), sound_speed)  # [B, F]
-    mic0 = spec[:, 0]
-    mic1 = gamma * spec[:, 0] + torch.sqrt((1.0 - gamma.square()).clamp_min(0.0)) * spec[:, 1]
-    return torch.fft.irfft(torch.stack((mic0, mic1), dim=1), n=T)
+    return torch.fft.irfft(coherent_spectra(torch.fft.rfft(base.float(), n=T), spacing, sr, sound_speed, T), n=T)
+
+
+def shaped_spectra(magnitude: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """magnitude [B, F] (the wanted amplitude spectrum) -> [B, 2, F]: the spectra of two independent Gaussian
+    signals per mixture with that spectrum, drawn in the frequency domain (the rfft of white Gaussian noise is
+    complex Gaussian per bin; the DC and Nyquist bins' imaginary parts are dropped by irfft)."""
+    B, F = magnitude.shape
+    parts = torch.randn(B, 2, F, 2, generator=generator, device=generator.device).to(magnitude.device)
+    return torch.view_as_complex(parts) * magnitude[:, None, :]
 
 
 def shaped_noise(magnitude: torch.Tensor, T: int, generator: torch.Generator) -> torch.Tensor:
     """magnitude [B, F] (F = T // 2 + 1, the wanted amplitude spectrum) -> noise [B, 2, T]: two independent
     Gaussian signals per mixture with that spectrum."""
-    B, F = magnitude.shape
-    device = magnitude.device
-    white = torch.randn(B, 2, T, generator=generator, device=generator.device).to(device)
-    return torch.fft.irfft(torch.fft.rfft(white, n=T) * magnitude[:, None, :F], n=T)
+    return torch.fft.irfft(shaped_spectra(magnitude[:, : T // 2 + 1], generator), n=T)
 
 
 def pink_magnitude(B: int, T: int, sr: int, device: torch.device, floor_hz: float = 50.0) -> torch.Tensor:
@@ -73,17 +84,17 @@ def diffuse_noise(kind: torch.Tensor, speech: torch.Tensor, spacing: torch.Tenso
     B, _, T = speech.shape
     device = speech.device
     kind = kind.to(device)
-    base = torch.zeros(B, 2, T, device=device)
+    spec = torch.zeros(B, 2, T // 2 + 1, dtype=torch.complex64, device=device)
     for index, name in enumerate(NOISE_KINDS):
         rows = (kind == index).nonzero()[:, 0]
         if rows.numel() == 0:
             continue
         if name == "pink":
-            made = shaped_noise(pink_magnitude(rows.numel(), T, sr, device), T, generator)
+            made = shaped_spectra(pink_magnitude(rows.numel(), T, sr, device), generator)
         elif name == "speech":
-            made = shaped_noise(speech_magnitude(speech, T)[: rows.numel()], T, generator)
+            made = shaped_spectra(speech_magnitude(speech, T)[: rows.numel()], generator)
         else:
-            made = babble(speech)[rows]
-        base[rows] = made.to(device)
-    noise = impose_coherence(base, spacing, sr, sound_speed)
+            made = torch.fft.rfft(babble(speech)[rows].float(), n=T)
+        spec[rows] = made.to(device)
+    noise = torch.fft.irfft(coherent_spectra(spec, spacing, sr, sound_speed, T), n=T)
     return noise / noise.pow(2).mean(dim=(1, 2), keepdim=True).sqrt().clamp_min(1e-12)
