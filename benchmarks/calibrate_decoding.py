@@ -38,8 +38,9 @@ from ssl_model.talkers import Decoding  # noqa: E402
 EXISTENCE = (0.5, 0.6, 0.7, 0.8, 0.9)
 RESOLVE_SAMPLES = (0.0, 0.25, 0.5, 0.75, 1.0)  # 0: a window's slots are never copies of each other
 MERGE_DEG = (10.0, 15.0, 20.0)
-MIN_SHARE = (0.2, 0.34, 0.5)
+MIN_SHARE = (0.2, 0.25, 0.34, 0.5)
 ONE_PER_WINDOW = (True, False)
+REACH_LEVEL = (0.0, 0.6)  # 0: detections join clusters within merge_deg only; 0.6: or within their posterior's span
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -62,8 +63,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def settings(existence: tuple[float, ...] = EXISTENCE, resolve: tuple[float, ...] = RESOLVE_SAMPLES) -> list[Decoding]:
     """-> every Decoding of the grid (existence and resolution vary slowest: one model pass per pair)."""
-    return [Decoding(existence=e, resolve_samples=r, merge_deg=m, min_share=s, one_per_window=o)
-            for e, r, m, s, o in itertools.product(existence, resolve, MERGE_DEG, MIN_SHARE, ONE_PER_WINDOW)]
+    return [Decoding(existence=e, resolve_samples=r, merge_deg=m, min_share=s, one_per_window=o, reach_level=h)
+            for e, r, m, s, o, h in itertools.product(existence, resolve, MERGE_DEG, MIN_SHARE, ONE_PER_WINDOW,
+                                                      REACH_LEVEL)]
 
 
 def floats(text: str, flag: str) -> tuple[float, ...]:
@@ -123,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows[:8] + [default]:
         d = r["decoding"]
         print(f"  existence {d['existence']:.2f}  resolve {d['resolve_samples']:.2f} samples  merge {d['merge_deg']:4.0f} deg  min share {d['min_share']:.2f}  "
-              f"one per window {str(d['one_per_window']):5}  count {100 * r['count_accuracy']:5.1f}%  "
+              f"one per window {str(d['one_per_window']):5}  reach {d['reach_level']:.1f}  count {100 * r['count_accuracy']:5.1f}%  "
               f"F1 {r['f1']:.3f}  matched MAE {r['matched_mae_deg']:.2f}")
     if args.write:
         best = Decoding(**rows[0]["decoding"])

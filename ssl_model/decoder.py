@@ -20,7 +20,7 @@ from ssl_model.inputs import LocalizeError
 from ssl_model.levels import window_is_silent
 from ssl_model.loading import LocalizerSpec
 from ssl_model.results import FrameResult, LocalizationResult, WindowResult
-from ssl_model.talkers import Decoding, TrackGrid, cluster_detections, delay_samples, distinct, track_peaks
+from ssl_model.talkers import Decoding, TrackGrid, cluster_detections, delay_samples, distinct, posterior_reach, track_peaks
 from ssl_model.targets import decode, decode_posteriors, decode_slot_posteriors
 
 NEAR_CLASSES = 1  # a two-talker model's window probability: its slot posterior's mass within this many classes
@@ -165,13 +165,17 @@ class WindowDecoder:
                   every_slot: bool):
         """The windows' talkers (or, `every_slot`, all their slots weighted by existence) -> talkers.Talkers."""
         angles = np.concatenate([w.slot_angles_deg if every_slot else w.angles_deg for w in heard])
+        level = self.decoding.reach_level
+        reaches = np.asarray([posterior_reach(w.posteriors[j], float(a), 180.0 / w.posteriors.shape[-1], level)
+                              for w in heard
+                              for j, a in enumerate(w.slot_angles_deg if every_slot else w.angles_deg)])
         probs = np.concatenate([w.existence if every_slot else w.probabilities for w in heard])
         windows = np.concatenate([np.full(len(w.slot_angles_deg) if every_slot else w.count, i)
                                   for i, w in enumerate(heard)])
         return cluster_detections(  # shares of the windows with signal: a pause does not dilute a talker
             angles, probs, windows, len(heard), merge_deg=self.decoding.merge_deg, min_share=min_share,
             max_talkers=max_talkers, one_per_window=self.decoding.one_per_window,
-            delays=self._delay_of(spacing)(angles), resolve_samples=self.decoding.resolve_samples)
+            delays=self._delay_of(spacing)(angles), resolve_samples=self.decoding.resolve_samples, reaches=reaches)
 
     def result(self, windows: list[WindowResult], samples_in: int, sample_rate_in: int, spacing: float,
                num_talkers: int | None = None, warnings: tuple[str, ...] = ()) -> LocalizationResult:

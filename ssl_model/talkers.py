@@ -27,26 +27,30 @@ RESOLVE_SAMPLES = 0.5  # talkers closer than half a sample of delay are one talk
 MIN_SHARE = 0.2  # a talker heard (weighted by probability) in at least a fifth of the windows
 ACTIVE = 0.5  # a direction class of a track step is active above this probability
 EXISTENCE = 0.5  # a window's slot holds a talker above this existence probability
+REACH_LEVEL = 0.0  # 0: a detection reaches merge_deg; else also the span of its posterior above this share of its peak
+MAX_REACH_DEG = 30.0  # however flat its posterior, a detection never reaches further
 
 
 @dataclass(frozen=True)
 class Decoding:
     """How windows' slots become talkers: a slot holds a talker above `existence`; of two held slots whose delays
     differ by less than `resolve_samples` only the stronger is a talker (0 keeps both); detections within
-    `merge_deg` of a cluster join it, two of one window only when `one_per_window` is off; a recording keeps the
-    clusters with a share of at least `min_share` (cluster_detections). benchmarks/calibrate_decoding.py chooses them on a
+    `merge_deg` of a cluster join it (or within the span of its own slot posterior above `reach_level` of the posterior's
+    peak, when that is wider: posterior_reach), two of one window only when `one_per_window` is off; a recording keeps
+    the clusters with a share of at least `min_share` (cluster_detections). benchmarks/calibrate_decoding.py chooses them on a
     development set. Checked when made: ConfigError naming the threshold (`decoding.KEY`) when it cannot work."""
     existence: float = EXISTENCE
     merge_deg: float = MERGE_DEG
     min_share: float = MIN_SHARE
     one_per_window: bool = True
     resolve_samples: float = RESOLVE_SAMPLES
+    reach_level: float = REACH_LEVEL
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
-        for key in ("existence", "merge_deg", "min_share", "resolve_samples"):
+        for key in ("existence", "merge_deg", "min_share", "resolve_samples", "reach_level"):
             value = getattr(self, key)
             need(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
                  f"decoding.{key}", f"must be a finite number, got {value!r}")
@@ -56,6 +60,8 @@ class Decoding:
         need(0.0 <= self.min_share <= 1.0, "decoding.min_share", f"must be in [0, 1], got {self.min_share}")
         need(0.0 <= self.resolve_samples <= 4.0, "decoding.resolve_samples",
              f"must be in [0, 4] samples of delay, got {self.resolve_samples}")
+        need(0.0 <= self.reach_level < 1.0, "decoding.reach_level",
+             f"must be in [0, 1) of a posterior's peak (0: off), got {self.reach_level}")
         need(isinstance(self.one_per_window, bool), "decoding.one_per_window",
              f"must be true or false, got {self.one_per_window!r}")
 
@@ -88,22 +94,25 @@ def distinct(delays: np.ndarray, strengths: np.ndarray, resolve_samples: float) 
 def cluster_detections(angles: np.ndarray, probs: np.ndarray, windows: np.ndarray, num_windows: int,
                        merge_deg: float = MERGE_DEG, min_share: float = MIN_SHARE, max_talkers: int = 3,
                        one_per_window: bool = True, delays: np.ndarray | None = None,
-                       resolve_samples: float = 0.0) -> Talkers:
-    """angles [N] (degrees), probs [N] and window indices [N] of every detection (, their delays [N] in samples)
-    -> Talkers (module docstring; without `one_per_window`, two detections of one window within merge_deg are one
-    talker; without delays, resolution is in degrees only)."""
+                       resolve_samples: float = 0.0, reaches: np.ndarray | None = None) -> Talkers:
+    """angles [N] (degrees), probs [N] and window indices [N] of every detection (, their delays [N] in samples,
+    their reaches [N] in degrees) -> Talkers (module docstring; without `one_per_window`, two detections of one window
+    within merge_deg are one talker; without delays, resolution is in degrees only; a detection joins a cluster within
+    the larger of merge_deg and its own reach)."""
     delays = np.zeros(len(angles)) if delays is None else np.asarray(delays, dtype=np.float64)
+    reaches = np.zeros(len(angles)) if reaches is None else np.asarray(reaches, dtype=np.float64)
     centres: list[float] = []
     lags: list[float] = []
     weights: list[float] = []
     members: list[set[int]] = []
 
-    def near(k: int, angle: float, lag: float) -> bool:
-        return abs(centres[k] - angle) <= merge_deg or abs(lags[k] - lag) < resolve_samples
+    def near(k: int, angle: float, lag: float, reach: float) -> bool:
+        return abs(centres[k] - angle) <= max(merge_deg, reach) or abs(lags[k] - lag) < resolve_samples
 
     for i in np.argsort(-probs, kind="stable"):
         angle, lag, prob, window = float(angles[i]), float(delays[i]), float(probs[i]), int(windows[i])
-        fits = [k for k in range(len(centres)) if near(k, angle, lag) and not (one_per_window and window in members[k])]
+        fits = [k for k in range(len(centres))
+                if near(k, angle, lag, float(reaches[i])) and not (one_per_window and window in members[k])]
         if fits:
             k = min(fits, key=lambda j: abs(centres[j] - angle))
             centres[k] = (centres[k] * weights[k] + angle * prob) / (weights[k] + prob)
@@ -130,6 +139,26 @@ def cluster_detections(angles: np.ndarray, probs: np.ndarray, windows: np.ndarra
     return Talkers(angles_deg=np.asarray([centres[k] for k in kept], dtype=np.float64),
                    shares=np.minimum(shares[kept], 1.0) if kept else np.zeros(0),
                    candidates_deg=np.asarray([centres[k] for k in order], dtype=np.float64))
+
+
+def posterior_reach(posterior: np.ndarray, angle_deg: float, bin_deg: float, level: float,
+                    most_deg: float = MAX_REACH_DEG) -> float:
+    """posterior [C] of a slot over direction classes, the angle it was decoded to -> how far (degrees, at most
+    `most_deg`) from that angle the contiguous run of classes around it stays above `level` x the run's peak: a
+    flat posterior (the model unsure where on a plateau the talker is) reaches far, a sharp one about a class. 0 for
+    level 0 (off)."""
+    if level <= 0:
+        return 0.0
+    classes = len(posterior)
+    centre = int(np.clip(np.floor(angle_deg / bin_deg), 0, classes - 1))
+    lo = hi = centre
+    floor = level * float(posterior.max())
+    while lo > 0 and posterior[lo - 1] >= floor:
+        lo -= 1
+    while hi < classes - 1 and posterior[hi + 1] >= floor:
+        hi += 1
+    span = max(angle_deg - lo * bin_deg, (hi + 1) * bin_deg - angle_deg)
+    return float(min(span, most_deg))
 
 
 def track_peaks(activity: np.ndarray, bin_deg: float, threshold: float = ACTIVE, max_peaks: int = 3,
