@@ -5,11 +5,13 @@
 # a mic spacing drawn per room from 4 to 20 cm, 400 held-out eval rooms, then configs/wide.yaml: the band front end
 # (model.tokens=bands), 0-3 talkers that come and go in diffuse and sensor noise with mismatched mics, talkers one
 # delay apart trained as one, starting from the real-recordings model's encoder (run.init_from, the front end fresh:
-# run.init_fresh). Every step resumes: rerun the same command after an interruption (shards that verify are kept,
-# training continues from its last saved state). Extra key=value overrides after RUN_DIR go to training. To ship:
-# copy RUN_DIR/model.safetensors and config.yaml into ssl_model/pretrained/wide/ and commit them at once.
+# run.init_fresh): stage 1, 6,000 steps. Stage 2 (configs/wide_long.yaml) continues every tensor of stage 1 for
+# 20,000 steps at half the peak rate with more single talkers, in RUN_DIR_long. Every step resumes: rerun the same
+# command after an interruption (shards that verify are kept, a finished stage is skipped, training continues from
+# its last saved state). Extra key=value overrides after RUN_DIR go to both stages. To ship: copy
+# RUN_DIR_long/model.safetensors and config.yaml into ssl_model/pretrained/wide/ and commit them at once.
 #
-#   bash examples/train_wide.sh [RUN_DIR] [key=value ...]   # RUN_DIR defaults to runs/wide
+#   bash examples/train_wide.sh [RUN_DIR] [key=value ...]   # RUN_DIR defaults to runs/wide (stage 2: runs/wide_long)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=${1:-runs/wide}
@@ -26,7 +28,19 @@ bash examples/prepare_speech.sh
 "$PYTHON" -m simulate --out "$OUT/cal_ue" --splits train=4000 decay=calibrated uniform_directions=true early_images=2 seed=16 \
     $ROOMS --no-progress
 
-resume=()
-[ -d "$RUN/states" ] && resume=(--resume)
-"$PYTHON" training/train.py --config configs/wide.yaml --run-dir "$RUN" "${resume[@]}" "${@:2}"
-echo "weights: $RUN/model.safetensors (score them: python benchmarks/bench_accuracy.py --run $RUN)"
+# a stage whose metrics end with its last step is done; one with saved states resumes; otherwise it starts
+stage() {
+    local config=$1 run=$2 steps
+    shift 2
+    steps=$("$PYTHON" -c "import sys; from training.config import load_train_config as l; print(l(sys.argv[1], sys.argv[2:]).run.steps)" "$config" "$@")
+    if [ -f "$run/metrics.jsonl" ] && tail -n 1 "$run/metrics.jsonl" | grep -q "\"event\": \"end\", \"step\": $steps,"; then
+        echo "$run: done ($steps steps)"
+        return
+    fi
+    local resume=()
+    [ -d "$run/states" ] && resume=(--resume)
+    "$PYTHON" training/train.py --config "$config" --run-dir "$run" "${resume[@]}" "$@"
+}
+stage configs/wide.yaml "$RUN" "${@:2}"
+stage configs/wide_long.yaml "${RUN}_long" "run.init_from=$RUN" "${@:2}"
+echo "weights: ${RUN}_long/model.safetensors (score them: python benchmarks/bench_accuracy.py --run ${RUN}_long)"

@@ -226,3 +226,27 @@ def training_curves(records: Sequence[Mapping[str, object]], path: str | Path, *
     fig.suptitle(f"Training curves from metrics.jsonl ({len(records)} records)")
     fig.tight_layout()
     return _save(fig, path)
+
+
+STAGE_METRICS = (("binned_mae_deg", "binned MAE (deg)"), ("acc5", "ACC@5 (share)"), ("count_acc", "count accuracy"))
+
+
+def stage_curves(curves: Mapping[str, Sequence[tuple[float, Mapping[str, float]]]], path: str | Path, *,
+                 stage_ends: Sequence[float] = (), title: str = "Held-out in-training eval") -> Path:
+    """curves {label: [(mixtures seen, eval record)]} -> one panel per STAGE_METRICS key against the mixtures seen,
+    one line per label; dotted verticals where a stage ended (stage_ends, in mixtures)."""
+    fig, axes = plt.subplots(1, len(STAGE_METRICS), figsize=(4.2 * len(STAGE_METRICS), 3.8))
+    for ax, (key, name) in zip(axes, STAGE_METRICS):
+        for i, (label, points) in enumerate(curves.items()):
+            xs = [x for x, rec in points if key in rec]
+            ys = [float(rec[key]) for x, rec in points if key in rec]
+            ax.plot(xs, ys, "-o", ms=3, lw=1.2, color=f"C{i % 10}", label=label)
+        for end in stage_ends:
+            ax.axvline(end, ls=":", color="gray", lw=1)
+        ax.set_xlabel("training mixtures seen")
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
