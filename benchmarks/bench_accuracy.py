@@ -75,7 +75,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--speech", default="shards/speech/eval", help="speech shards or an audio folder (held-out talkers)")
     p.add_argument("--mixtures", type=int, default=400, help="mixtures per set")
     p.add_argument("--cache", default="bench_cache/accuracy", help="where the sets are cached")
-    p.add_argument("--model", action="append", default=[], help="a shipped model's name (real, two-talker) or a weights file (repeatable; default: the shipped ones)")
+    p.add_argument("--model", action="append", default=[], help="a shipped model's name (wide, real, two-talker) or a weights file (repeatable; default: the shipped ones)")
     p.add_argument("--run", action="append", default=[], help="a run folder holding model.safetensors (repeatable)")
     p.add_argument("--json", help="write every number here")
     p.add_argument("--sets", default="a,b,c,d,e", help=SET_HELP)

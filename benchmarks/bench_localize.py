@@ -87,7 +87,7 @@ def write_long(folder: Path, minutes: float, sr: int = 48000) -> Path:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--model", help="a shipped model (real, two-talker) or a weights file (default: real)")
+    which.add_argument("--model", help="a shipped model (wide, real, two-talker) or a weights file (default: wide)")
     which.add_argument("--run", help="run folder")
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--files", type=int, default=20)

@@ -38,7 +38,7 @@ from ssl_model.talkers import Decoding  # noqa: E402
 EXISTENCE = (0.5, 0.6, 0.7, 0.8, 0.9)
 RESOLVE_SAMPLES = (0.0, 0.25, 0.5, 0.75, 1.0)  # 0: a window's slots are never copies of each other
 MERGE_DEG = (10.0, 15.0, 20.0)
-MIN_SHARE = (0.2, 0.25, 0.34, 0.5)
+MIN_SHARE = (0.2, 0.25, 0.3, 0.34, 0.5)  # 0.3: a talker named in one window of three needs existence >= 0.9
 ONE_PER_WINDOW = (True, False)
 REACH_LEVEL = (0.0, 0.6)  # 0: detections join clusters within merge_deg only; 0.6: or within their posterior's span
 
@@ -55,16 +55,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="existence thresholds to try, comma-separated (each costs one model pass over the set)")
     p.add_argument("--resolve", default=",".join(f"{r:g}" for r in RESOLVE_SAMPLES),
                    help="window resolutions in samples of delay to try, comma-separated (each costs one model pass)")
+    p.add_argument("--min-share", default=",".join(f"{s:g}" for s in MIN_SHARE),
+                   help="a talker's least share of the windows to try, comma-separated (no model pass each)")
     p.add_argument("--json", help="write every setting's scores here")
     p.add_argument("--write", metavar="FILE", help="save the model with the best thresholds in its metadata here "
                                                    "(Localizer.from_file then decodes with them)")
     return p.parse_args(argv)
 
 
-def settings(existence: tuple[float, ...] = EXISTENCE, resolve: tuple[float, ...] = RESOLVE_SAMPLES) -> list[Decoding]:
+def settings(existence: tuple[float, ...] = EXISTENCE, resolve: tuple[float, ...] = RESOLVE_SAMPLES,
+             min_share: tuple[float, ...] = MIN_SHARE) -> list[Decoding]:
     """-> every Decoding of the grid (existence and resolution vary slowest: one model pass per pair)."""
     return [Decoding(existence=e, resolve_samples=r, merge_deg=m, min_share=s, one_per_window=o, reach_level=h)
-            for e, r, m, s, o, h in itertools.product(existence, resolve, MERGE_DEG, MIN_SHARE, ONE_PER_WINDOW,
+            for e, r, m, s, o, h in itertools.product(existence, resolve, MERGE_DEG, min_share, ONE_PER_WINDOW,
                                                       REACH_LEVEL)]
 
 
@@ -118,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     data = load_sets(["count"], args.mixtures, Path(args.cache), Path(args.speech))["count"]
     truth = count_truth(data["truth"])
     spacing = float(data["meta"]["mic_spacing"])
-    grid = settings(floats(args.existence, "--existence"), floats(args.resolve, "--resolve"))
+    grid = settings(floats(args.existence, "--existence"), floats(args.resolve, "--resolve"),
+                    floats(args.min_share, "--min-share"))
     rows = calibrate(localizer, data["waves"], truth, spacing, grid)
     default = next((r for r in rows if r["decoding"] == dataclasses.asdict(Decoding())), rows[-1])
     print(f"{label} on the {args.split} count set ({len(truth)} clips): best settings, then the defaults")

@@ -38,8 +38,9 @@ SPEC_KEY = "localizer"
 WEIGHTS = "model.safetensors"  # a run folder's exported weights, and the shipped model's file name
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 # The shipped models by name, each a folder of PRETRAINED_DIR (weights, training config, model card); the first is
-# the default: the real-recordings localizer (0-3 talkers, noise, 6-16 cm), then the seed's two-talker model.
-PRETRAINED_NAMES = ("real", "two-talker", "wide")
+# the default: the band-front-end localizer (0-3 talkers, noise, 4-20 cm), then the per-bin real-recordings
+# localizer it replaced (6-16 cm) and the seed's two-talker model.
+PRETRAINED_NAMES = ("wide", "real", "two-talker")
 PRETRAINED = PRETRAINED_DIR / PRETRAINED_NAMES[0] / WEIGHTS
 
 

@@ -4,8 +4,8 @@
                  [--stream] [--plot out.png] [--device cpu] [-q | -v]       (or: python -m ssl_model.localize ...)
     arecord -c 2 -r 16000 -f S16_LE -t wav | ssl-localize - --stream           (a live WAV stream on stdin)
 
-Without --run or --model it uses the shipped real-recordings localizer (ssl_model/pretrained/real: 0-3 talkers,
-noise, 6-16 cm); `--model two-talker` is the seed's clean two-talker model. The model is
+Without --run or --model it uses the shipped localizer `wide` (ssl_model/pretrained/wide: 0-3 talkers, noise,
+4-20 cm); `--model real` is the earlier default (6-16 cm), `--model two-talker` the seed's clean two-talker model. The model is
 loaded once; each file (wav, flac or ogg, stereo: channel 0 = mic 0, channel 1 = mic 1, any sample rate)
 is read in chunks, resampled to the model's rate, cut into windows of the training clip length (half-overlapping,
 the last one aligned to the end), and each window's talkers are combined into the recording's

@@ -109,9 +109,9 @@ class Localizer:
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike | None = None,
                         device: str | torch.device = "cpu") -> "Localizer":
-        """A model shipped in ssl_model/pretrained/NAME/ (its README.md is the model card): "real" (the default:
-        0-3 talkers, noise, any spacing from 6 to 16 cm) or "two-talker" (the seed's clean two-talker model); or a
-        weights file; or a folder holding model.safetensors."""
+        """A model shipped in ssl_model/pretrained/NAME/ (its README.md is the model card): "wide" (the default:
+        0-3 talkers, noise, any spacing from 4 to 20 cm), "real" (the same for 6-16 cm, the earlier default) or
+        "two-talker" (the seed's clean two-talker model); or a weights file; or a folder holding model.safetensors."""
         if name_or_path is not None and not isinstance(name_or_path, (str, os.PathLike)):
             raise LocalizeError(f"name_or_path {name_or_path!r}: expected a shipped model's name "
                                 f"({', '.join(PRETRAINED_NAMES)}) or a path, not {type(name_or_path).__name__}")

@@ -9,7 +9,7 @@ checked against the documents, so neither can go stale silently. The quickstart 
 quick pass): the sample recording's two talkers must be found within 5 degrees of the true angles the README
 states, by its command and by its Python three-liner.
 
-Until ssl_model/pretrained/real/ is shipped, commands that rely on the default model get `--model two-talker`
+Until the default model (ssl_model/pretrained/wide/) is shipped, commands that rely on it get `--model two-talker`
 (Python: `from_pretrained("two-talker")`); once it is there they run as written.
 """
 import importlib.util

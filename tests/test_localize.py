@@ -190,7 +190,7 @@ def test_model_file_and_the_shipped_default(run_dir, tmp_path, capsys):
     assert main([str(path), "--model", "two-talker"]) == 0  # a shipped model by name
     shipped = json.loads(capsys.readouterr().out)
     assert len(shipped["angles_deg"]) == 2 and shipped["target"] == "lateral"
-    code = main([str(path)])  # no --run, no --model: the default shipped model, once ssl_model/pretrained/real is in
+    code = main([str(path)])  # no --run, no --model: the default shipped model, once ssl_model/pretrained/wide is in
     out, err = capsys.readouterr()
     if PRETRAINED.is_file():
         assert code == 0 and json.loads(out)["kind"] == "file"

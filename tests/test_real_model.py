@@ -1,4 +1,4 @@
-"""The default real-recordings model (ssl_model/pretrained/real/): its card, the shipped sample at every rate a
+"""The per-bin real-recordings model (ssl_model/pretrained/real/, the default before `wide`): its card, the shipped sample at every rate a
 user records at (8 kHz telephone band included), and the band limit that makes low-rate recordings work."""
 import json
 
@@ -10,7 +10,7 @@ import yaml
 
 from shards.audio import resample
 from ssl_model import Localizer
-from ssl_model.loading import PRETRAINED, model_weights
+from ssl_model.loading import model_weights
 from ssl_model.localizer import band_limit
 
 from run_helpers import ROOT
@@ -18,7 +18,8 @@ from test_api import python_block
 
 SAMPLE = ROOT / "examples" / "sample"
 TRUTH = json.loads((SAMPLE / "two_talkers.json").read_text())["lateral_deg"]
-CARD = PRETRAINED.with_name("README.md")
+WEIGHTS = model_weights("real")
+CARD = WEIGHTS.with_name("README.md")
 
 
 @pytest.fixture(scope="module")
@@ -27,12 +28,11 @@ def sample() -> tuple[torch.Tensor, int]:
     return torch.from_numpy(np.ascontiguousarray(wave.T)), sr
 
 
-def test_the_default_is_the_counting_any_spacing_model_and_two_talker_is_one_name_away():
-    assert PRETRAINED == model_weights("real") and PRETRAINED.stat().st_size <= 20 * 2**20
-    real, two = Localizer.from_pretrained(), Localizer.from_pretrained("two-talker")
+def test_real_is_the_counting_6_to_16_cm_model_made_by_its_recipe():
+    assert WEIGHTS.stat().st_size <= 20 * 2**20
+    real = Localizer.from_pretrained("real")
     assert real.counts and real.spacing_range == (0.06, 0.16) and real.step_s == pytest.approx(0.2)
-    assert not two.counts and two.spacing_range == (0.1, 0.1)
-    shipped = yaml.safe_load(PRETRAINED.with_name("config.yaml").read_text())
+    shipped = yaml.safe_load(WEIGHTS.with_name("config.yaml").read_text())
     assert shipped["run"]["init_from"] == "ssl_model/pretrained/two-talker"  # the recipe starts from committed weights
     assert shipped["mix"]["bandlimit_prob"] > 0 and shipped["model"]["num_slots"] == 3
     recipe = yaml.safe_load((ROOT / "configs" / "real.yaml").read_text())  # made by the documented recipe
@@ -66,7 +66,7 @@ def test_the_model_card_says_what_was_measured_and_its_snippet_runs(monkeypatch,
                     "## Use it"):
         assert heading in body, heading
     values = {m["name"]: m["value"] for r in meta["model-index"][0]["results"] for m in r["metrics"]}
-    row = next(line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| real model (default) |"))
+    row = next(line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| real model |"))
     for value in values.values():  # every figure of the card's index is the README's Results row's
         assert f"{value:g}" in row or f"{value:.2f}" in row or f"{value:.1f}" in row, (value, row)
     monkeypatch.chdir(ROOT)

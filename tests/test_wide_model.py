@@ -1,4 +1,5 @@
-"""The shipped 4-20 cm model (ssl_model/pretrained/wide/): the band front end, its range, its recipe and its card."""
+"""The default, the shipped 4-20 cm model (ssl_model/pretrained/wide/): the band front end, its range, its two-stage
+recipe and its card."""
 import json
 
 import numpy as np
@@ -7,6 +8,7 @@ import soundfile as sf
 import yaml
 
 from ssl_model import Localizer
+from ssl_model.loading import PRETRAINED, model_weights
 from ssl_model.localizer import LocalizeError
 
 from run_helpers import ROOT
@@ -22,14 +24,24 @@ def wide() -> Localizer:
     return Localizer.from_pretrained("wide")
 
 
-def test_it_is_the_band_model_for_4_to_20_cm_made_by_its_recipe(wide):
+def test_the_default_is_wide_and_the_others_are_one_name_away():
+    assert PRETRAINED == model_weights("wide") and PRETRAINED.stat().st_size <= 20 * 2**20
+    default, real, two = (Localizer.from_pretrained(name) for name in (None, "real", "two-talker"))
+    assert default.source == model_weights("wide") and default.step_s == pytest.approx(0.2)
+    assert real.counts and real.spacing_range == (0.06, 0.16)
+    assert not two.counts and two.spacing_range == (0.1, 0.1)
+
+
+def test_it_is_the_band_model_for_4_to_20_cm_made_by_its_second_stage(wide):
     assert wide.counts and wide.spacing_range == (0.04, 0.2) and wide.spec.model.tokens == "bands"
     shipped = yaml.safe_load((FOLDER / "config.yaml").read_text())
-    recipe = yaml.safe_load((ROOT / "configs" / "wide.yaml").read_text())
+    first, second = (yaml.safe_load((ROOT / "configs" / name).read_text()) for name in ("wide.yaml", "wide_long.yaml"))
     for section in ("model", "speech", "mix", "optim"):
-        assert {k: shipped[section][k] for k in recipe[section]} == recipe[section], section
-    assert shipped["data"]["train_glob"] == recipe["data"]["train_glob"]
-    assert shipped["run"]["init_fresh"] == recipe["run"]["init_fresh"]
+        assert {k: shipped[section][k] for k in second[section]} == second[section], section
+    assert shipped["data"]["train_glob"] == second["data"]["train_glob"] == first["data"]["train_glob"]
+    assert shipped["run"]["steps"] == second["run"]["steps"]
+    assert shipped["run"]["init_from"] == second["run"]["init_from"] == first["run"]["dir"]  # stage 2 starts at stage 1
+    assert shipped["run"]["init_fresh"] == [] and first["run"]["init_fresh"]
 
 
 def test_the_sample_is_found_at_its_spacing_and_other_spacings_map_by_geometry(wide):
@@ -48,6 +60,11 @@ def test_the_card_snippet_runs(monkeypatch, capsys):
     card = FOLDER / "README.md"
     text = card.read_text()
     assert text.startswith("---\n") and "@@" not in text
+    meta = yaml.safe_load(text[4:].split("\n---\n", 1)[0])
+    values = [m["value"] for r in meta["model-index"][0]["results"] for m in r["metrics"]]
+    row = next(line for line in (ROOT / "README.md").read_text().splitlines()
+               if line.startswith("| wide model (default) |"))
+    assert len(values) == 5 and all(f"{value:g}" in row or f"{value:.2f}" in row for value in values), (values, row)
     monkeypatch.chdir(ROOT)
     exec(compile(python_block(card, "## Use it"), "wide card", "exec"), {"__name__": "example"})
     count, angles = capsys.readouterr().out.strip().split(" ", 1)
