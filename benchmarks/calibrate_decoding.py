@@ -38,7 +38,7 @@ from ssl_model.talkers import Decoding  # noqa: E402
 EXISTENCE = (0.5, 0.6, 0.7, 0.8, 0.9)
 RESOLVE_SAMPLES = (0.0, 0.25, 0.5, 0.75, 1.0)  # 0: a window's slots are never copies of each other
 MERGE_DEG = (10.0, 15.0, 20.0)
-MIN_SHARE = (0.2, 0.25, 0.3, 0.34, 0.5)  # 0.3: a talker named in one window of three needs existence >= 0.9
+MIN_SHARE = (0.2, 0.25, 0.34, 0.5)  # finer values by --min-share (0.3: one window of three needs existence >= 0.9)
 ONE_PER_WINDOW = (True, False)
 REACH_LEVEL = (0.0, 0.6)  # 0: detections join clusters within merge_deg only; 0.6: or within their posterior's span
 

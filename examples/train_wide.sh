@@ -9,7 +9,9 @@
 # 20,000 steps at half the peak rate with more single talkers, in RUN_DIR_long. Every step resumes: rerun the same
 # command after an interruption (shards that verify are kept, a finished stage is skipped, training continues from
 # its last saved state). Extra key=value overrides after RUN_DIR go to both stages. To ship: copy
-# RUN_DIR_long/model.safetensors and config.yaml into ssl_model/pretrained/wide/ and commit them at once.
+# RUN_DIR_long/model.safetensors, config.yaml and metrics.jsonl into ssl_model/pretrained/wide/ and commit them at
+# once; then choose the decoding on the dev set (benchmarks/calibrate_decoding.py --run RUN_DIR_long --write
+# RUN_DIR_long/calibrated.safetensors) and ship that file as model.safetensors.
 #
 #   bash examples/train_wide.sh [RUN_DIR] [key=value ...]   # RUN_DIR defaults to runs/wide (stage 2: runs/wide_long)
 set -euo pipefail

@@ -211,7 +211,7 @@ def run_example(markdown: Path, section: str, folder: Path, monkeypatch) -> None
 def test_the_readme_example_runs(tmp_path, monkeypatch, capsys):
     run_example(ROOT / "README.md", "## Use from Python", tmp_path, monkeypatch)
     out = capsys.readouterr().out
-    assert "Localizer(real: " in out and "missing.wav: no such file" in out
+    assert "Localizer(wide: " in out and "missing.wav: no such file" in out
     assert "LocalizationResult(count=2, angles_deg=[" in out and "count=1, count_given=True" in out
     assert out.count(" s: 2 talker(s) at [") == 4  # 3.5 s in 1.5 s windows starting at 0, 0.75, 1.5 and 2.0 s
     assert out.count("WindowResult(") == 4  # the same windows, streamed from 20 ms chunks

@@ -546,3 +546,6 @@ def test_calibration_scores_count_accuracy_and_f1_and_covers_the_defaults():
     assert got["f1"] == pytest.approx(2 * tp / (2 * tp + fp + fn))
     assert got["score"] == pytest.approx((0.5 + got["f1"]) / 2)
     assert Decoding() in calib.settings() and len(set(calib.settings())) == len(calib.settings())
+    finer = calib.settings((0.5,), (0.5,), (0.3,))  # --min-share: only the given shares, every other axis whole
+    assert {d.min_share for d in finer} == {0.3} and len(finer) == len(set(finer)) == (
+        len(calib.MERGE_DEG) * len(calib.ONE_PER_WINDOW) * len(calib.REACH_LEVEL))
