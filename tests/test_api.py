@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+import yaml
 
 from ssl_model import LocalizationResult, LocalizeError, Localizer
 from ssl_model.export import ONNX, PROGRAM, SPEC_FILE, Posteriors, onnx_available, write_exports
@@ -199,6 +200,17 @@ def python_block(markdown: Path, section: str) -> str:
     blocks = re.findall(r"```python\n(.*?)```", body, flags=re.S)
     assert len(blocks) == 1, f"{markdown}, {section}: expected one python block, found {len(blocks)}"
     return blocks[0]
+
+
+def card_figures_in_readme(card: Path, row_start: str) -> dict:
+    """A model card -> its front matter, after checking that every figure of its model-index is in the README
+    Results row that starts with `row_start`."""
+    meta = yaml.safe_load(card.read_text()[4:].split("\n---\n", 1)[0])
+    values = [m["value"] for r in meta["model-index"][0]["results"] for m in r["metrics"]]
+    row = next(line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith(row_start))
+    for value in values:
+        assert f"{value:g}" in row or f"{value:.2f}" in row or f"{value:.1f}" in row, (value, row)
+    return meta
 
 
 def run_example(markdown: Path, section: str, folder: Path, monkeypatch) -> None:

@@ -14,7 +14,7 @@ from ssl_model.loading import model_weights
 from ssl_model.localizer import band_limit
 
 from run_helpers import ROOT
-from test_api import python_block
+from test_api import card_figures_in_readme, python_block
 
 SAMPLE = ROOT / "examples" / "sample"
 TRUTH = json.loads((SAMPLE / "two_talkers.json").read_text())["lateral_deg"]
@@ -65,10 +65,7 @@ def test_the_model_card_says_what_was_measured_and_its_snippet_runs(monkeypatch,
     for heading in ("## Intended uses", "## Out-of-scope uses", "## Accuracy", "## Known limits", "## Licence",
                     "## Use it"):
         assert heading in body, heading
-    values = {m["name"]: m["value"] for r in meta["model-index"][0]["results"] for m in r["metrics"]}
-    row = next(line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| real model |"))
-    for value in values.values():  # every figure of the card's index is the README's Results row's
-        assert f"{value:g}" in row or f"{value:.2f}" in row or f"{value:.1f}" in row, (value, row)
+    assert card_figures_in_readme(CARD, "| real model |") == meta  # every figure of its index is the README row's
     monkeypatch.chdir(ROOT)
     exec(compile(python_block(CARD, "## Use it"), "real card", "exec"), {"__name__": "example"})
     count, angles = capsys.readouterr().out.strip().split(" ", 1)
