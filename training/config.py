@@ -97,6 +97,10 @@ class MixConfig:
     # band) and resampled to the model's rate have nothing above 4 kHz, and a model that never saw that misreads them.
     bandlimit_prob: float = 0.0
     bandlimit_hz: tuple[float, float] = (3400.0, 4000.0)
+    # Share of (non-clean) talkers that are broadband noise instead of speech, power spectrum f^tilt with tilt drawn
+    # U(lo, hi) (-2 brown .. 0 white): a steady broadband source is one talker, wherever it stands.
+    broadband_prob: float = 0.0
+    broadband_tilt: tuple[float, float] = (-2.0, 0.0)
     min_active_s: float = 0.3  # a talker counts in a clip when its speech is active at least this long
     activity_db: float = -30.0  # a frame of a talker is active when its power is within this of its loudest frame
     normalize: Normalize = "peak"
@@ -120,6 +124,9 @@ class MixConfig:
         need(0.0 <= self.bandlimit_prob <= 1.0, "mix.bandlimit_prob", f"must be in [0, 1], got {self.bandlimit_prob}")
         need(500.0 <= self.bandlimit_hz[0] <= self.bandlimit_hz[1], "mix.bandlimit_hz",
              f"must satisfy 500 <= lo <= hi Hz, got {list(self.bandlimit_hz)}")
+        need(0.0 <= self.broadband_prob <= 1.0, "mix.broadband_prob", f"must be in [0, 1], got {self.broadband_prob}")
+        need(-3.0 <= self.broadband_tilt[0] <= self.broadband_tilt[1] <= 1.0, "mix.broadband_tilt",
+             f"must satisfy -3 <= lo <= hi <= 1, got {list(self.broadband_tilt)}")
         need(0.0 <= self.min_active_s <= 10.0, "mix.min_active_s", f"must be in [0, 10] s, got {self.min_active_s}")
         need(-80.0 <= self.activity_db < 0.0, "mix.activity_db", f"must be in [-80, 0) dB, got {self.activity_db}")
 

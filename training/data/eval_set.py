@@ -98,8 +98,8 @@ def fixed_eval_set(cfg: TrainConfig, device: torch.device | str = "cpu", rank: i
     speech = eval_speech(cfg, n * talkers, sources.speech).view(n, talkers, -1)
     row = TARGET_ROWS[cfg.target]
     batches, mixtures = [], []
-    # the clean and band-limited shares are a training curriculum, not the scene the eval set measures
-    recipe = MixRecipe.of(cfg, dataclasses.replace(cfg.mix, clean_prob=0.0, bandlimit_prob=0.0))
+    # the clean, band-limited and broadband shares are a training curriculum, not the scene the eval set measures
+    recipe = MixRecipe.of(cfg, dataclasses.replace(cfg.mix, clean_prob=0.0, bandlimit_prob=0.0, broadband_prob=0.0))
     for b, start in enumerate(range(0, n, cfg.eval.batch_size)):
         if b % world_size != rank:
             continue

@@ -3,7 +3,7 @@
 From dry speech, RIRs and their angles, on whatever device the inputs live on (fp32, outside autocast):
 0. which mixtures stay clean (mix.clean_prob): two talkers speaking throughout, no noise, a matched array -- the
    seed's two-talker scene kept in every batch, so a model learning noise and counts keeps its clean accuracy;
-1. how many talkers speak (mix.talker_probs over 0..S) and when (mix.partial_prob: a late start and/or an early
+1. how many talkers speak (mix.talker_probs over 0..S), which of them are broadband noise (mix.broadband_prob), and when (mix.partial_prob: a late start and/or an early
    stop, raised-cosine edges), applied to the dry speech so that reverberation tails continue naturally;
 2. which of them count: a talker whose speech is active (frame power within mix.activity_db of its loudest frame)
    for at least mix.min_active_s;
@@ -22,7 +22,7 @@ import torch
 from ssl_model.features import lowpass, normalize_wave
 from training.config import MixConfig, TrainConfig
 from training.data.mixing import activity_envelope, add_at_snr, convolve_mix, fractional_delay, frame_activity
-from training.data.noise import diffuse_noise
+from training.data.noise import broadband_sources, diffuse_noise
 
 
 @dataclass
@@ -124,8 +124,13 @@ def make_mixtures(speech: torch.Tensor, rir: torch.Tensor, talker_angles: torch.
         count = torch.where(clean, torch.full_like(count, min(2, S)), count)
     onset, offset = draw_activity(count, S, T, mix.partial_prob, int(mix.min_active_s * sr), g, clean)
     noisy = torch.ones(B, dtype=torch.bool, device=device) if clean is None else ~clean.to(device)
-    dry = speech * activity_envelope(onset.to(device), offset.to(device), T)
-    activity = frame_activity(dry, speech, hop, mix.activity_db)  # [B, S, T // hop]
+    sources = speech
+    if mix.broadband_prob > 0:
+        use = (torch.rand(B, S, generator=g, device=g.device) < mix.broadband_prob).to(device) & noisy[:, None]
+        tilt = uniform(*mix.broadband_tilt, (B, S), g).to(device)
+        sources = broadband_sources(speech, use, tilt, sr, g)
+    dry = sources * activity_envelope(onset.to(device), offset.to(device), T)
+    activity = frame_activity(dry, sources, hop, mix.activity_db)  # [B, S, T // hop]
     if mix.counts_talkers:
         counted = activity.sum(-1) >= round(mix.min_active_s * sr / hop)
     else:  # the seed: every source counts, whatever its level

@@ -36,12 +36,12 @@ def impose_coherence(base: torch.Tensor, spacing: torch.Tensor, sr: int, sound_s
     return torch.fft.irfft(coherent_spectra(torch.fft.rfft(base.float(), n=T), spacing, sr, sound_speed, T), n=T)
 
 
-def shaped_spectra(magnitude: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """magnitude [B, F] (the wanted amplitude spectrum) -> [B, 2, F]: the spectra of two independent Gaussian
-    signals per mixture with that spectrum, drawn in the frequency domain (the rfft of white Gaussian noise is
+def shaped_spectra(magnitude: torch.Tensor, generator: torch.Generator, channels: int = 2) -> torch.Tensor:
+    """magnitude [B, F] (the wanted amplitude spectrum) -> [B, channels, F]: the spectra of independent Gaussian
+    signals per row with that spectrum, drawn in the frequency domain (the rfft of white Gaussian noise is
     complex Gaussian per bin; the DC and Nyquist bins' imaginary parts are dropped by irfft)."""
     B, F = magnitude.shape
-    parts = torch.randn(B, 2, F, 2, generator=generator, device=generator.device).to(magnitude.device)
+    parts = torch.randn(B, channels, F, 2, generator=generator, device=generator.device).to(magnitude.device)
     return torch.view_as_complex(parts) * magnitude[:, None, :]
 
 
@@ -51,10 +51,34 @@ def shaped_noise(magnitude: torch.Tensor, T: int, generator: torch.Generator) ->
     return torch.fft.irfft(shaped_spectra(magnitude[:, : T // 2 + 1], generator), n=T)
 
 
+def tilted_magnitude(tilt: torch.Tensor, T: int, sr: int, floor_hz: float = 50.0) -> torch.Tensor:
+    """tilt [N] -> [N, F]: amplitude f^(tilt / 2), i.e. power f^tilt (0 white, -1 pink, -2 brown), flat below
+    floor_hz."""
+    freqs = torch.fft.rfftfreq(T, d=1.0 / sr).to(tilt.device).clamp_min(floor_hz)
+    return freqs[None, :].pow(tilt.float()[:, None] / 2.0)
+
+
 def pink_magnitude(B: int, T: int, sr: int, device: torch.device, floor_hz: float = 50.0) -> torch.Tensor:
     """-> [B, F]: amplitude 1 / sqrt(f) (power 1/f), flat below floor_hz."""
-    freqs = torch.fft.rfftfreq(T, d=1.0 / sr).to(device)
-    return freqs.clamp_min(floor_hz).rsqrt().expand(B, -1)
+    return tilted_magnitude(torch.full((1,), -1.0, device=device), T, sr, floor_hz).expand(B, -1)
+
+
+def broadband_sources(speech: torch.Tensor, use: torch.Tensor, tilt: torch.Tensor, sr: int,
+                      generator: torch.Generator) -> torch.Tensor:
+    """speech [B, S, T] dry segments, use bool [B, S], tilt [B, S] -> [B, S, T]: the segments where `use` replaced
+    by Gaussian noise of power spectrum f^tilt at the RMS of the segment it replaces. A steady broadband source (a
+    fan, a loudspeaker playing noise) carries energy up to Nyquist at every instant, where speech has little: near
+    the mic axis a model that only heard speech names it twice."""
+    picked = use.nonzero(as_tuple=True)
+    if picked[0].numel() == 0:
+        return speech
+    T = speech.shape[-1]
+    noise = torch.fft.irfft(shaped_spectra(tilted_magnitude(tilt[picked], T, sr), generator, channels=1)[:, 0], n=T)
+    level = speech[picked].float().pow(2).mean(-1, keepdim=True).sqrt()
+    noise = noise * level / noise.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(1e-12)
+    out = speech.clone()
+    out[picked] = noise.to(speech.dtype)
+    return out
 
 
 def speech_magnitude(speech: torch.Tensor, T: int) -> torch.Tensor:
