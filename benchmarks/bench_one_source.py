@@ -73,15 +73,19 @@ def measure(localizer: Localizer, spacings: list[float], angles: list[float], se
 
 
 def table(name: str, rows: list[dict], angles: list[float]) -> list[str]:
-    lines = [f"### {name}", "", "| spacing | source | " + " | ".join(f"{a:g}" for a in angles) + " | windows named one |",
-             "|---|---|" + "---|" * (len(angles) + 1)]
+    """-> a markdown table: per spacing and kind, the count at each angle (bold where not 1), the share of windows
+    named one talker, and the largest angle error of the recordings named one."""
+    lines = [f"### {name}", "", "| spacing | source | " + " | ".join(f"{a:g}" for a in angles)
+             + " | windows named one | largest error named one (deg) |", "|---|---|" + "---|" * (len(angles) + 2)]
     for spacing in sorted({r["spacing"] for r in rows}):
         for kind in KINDS:
             picked = [r for r in rows if r["spacing"] == spacing and r["kind"] == kind]
             cells = [f"{r['count']}" if r["count"] == 1 else f"**{r['count']}**" for r in picked]
             windows = [len(w) == 1 for r in picked for w in r["windows"]]
+            errors = [abs(r["angles"][0] - r["angle"]) for r in picked if r["count"] == 1]
+            worst = f"{max(errors):.1f}" if errors else "-"
             lines.append(f"| {spacing * 100:g} cm | {kind} | " + " | ".join(cells)
-                         + f" | {100 * np.mean(windows):.0f}% |")
+                         + f" | {100 * np.mean(windows):.0f}% | {worst} |")
     return lines
 
 

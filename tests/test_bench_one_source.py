@@ -37,3 +37,13 @@ def test_the_kinds_have_their_spectra_and_unit_level():
     assert band_power(limited, 4100, 8000) < 1e-9 * band_power(limited, 250, 3900)
     with pytest.raises(ValueError, match="unknown source kind"):
         one.source_signal("brown", 100, rng)
+
+
+def test_the_table_bolds_every_count_but_one_and_gives_the_worst_error_of_the_rest():
+    rows = [{"spacing": 0.1, "kind": kind, "angle": angle, "count": count, "angles": found, "windows": windows}
+            for kind in one.KINDS
+            for angle, count, found, windows in ((10.0, 1, [14.0], [[14.0], [13.0]]),
+                                                 (60.0, 2, [58.0, 168.0], [[58.0], [58.0, 168.0]]))]
+    lines = one.table("m", rows, [10.0, 60.0])
+    assert lines[4] == "| 10 cm | white | 1 | **2** | 75% | 4.0 |"
+    assert len(lines) == 4 + len(one.KINDS)
