@@ -6,14 +6,18 @@
 # (model.tokens=bands), 0-3 talkers that come and go in diffuse and sensor noise with mismatched mics, talkers one
 # delay apart trained as one, starting from the real-recordings model's encoder (run.init_from, the front end fresh:
 # run.init_fresh): stage 1, 6,000 steps. Stage 2 (configs/wide_long.yaml) continues every tensor of stage 1 for
-# 20,000 steps at half the peak rate with more single talkers, in RUN_DIR_long. Every step resumes: rerun the same
-# command after an interruption (shards that verify are kept, a finished stage is skipped, training continues from
-# its last saved state). Extra key=value overrides after RUN_DIR go to both stages. To ship: copy
-# RUN_DIR_long/model.safetensors, config.yaml and metrics.jsonl into ssl_model/pretrained/wide/ and commit them at
-# once; then choose the decoding on the dev set (benchmarks/calibrate_decoding.py --run RUN_DIR_long --write
-# RUN_DIR_long/calibrated.safetensors) and ship that file as model.safetensors.
+# 20,000 steps at half the peak rate with more single talkers, in RUN_DIR_long. Stages 3 and 4
+# (configs/wide_broadband.yaml, configs/wide_broadband2.yaml) continue for 8,000 steps each at a fifth of stage 2's
+# peak rate with one talker in ten, then in five, steady broadband noise (a fan, a loudspeaker playing noise: one talker
+# wherever it stands), in RUN_DIR_broadband and RUN_DIR_broadband2. Every step resumes: rerun the same command after
+# an interruption (shards that verify are kept, a finished stage is skipped, training continues from its last saved
+# state). Extra key=value overrides after RUN_DIR go to every stage. To ship: copy RUN_DIR_broadband2/model.safetensors,
+# config.yaml and metrics.jsonl into ssl_model/pretrained/wide/ and commit them at once; then choose the decoding on
+# the dev set (benchmarks/calibrate_decoding.py --run RUN_DIR_broadband2 --write
+# RUN_DIR_broadband2/calibrated.safetensors) and ship that file as model.safetensors.
 #
-#   bash examples/train_wide.sh [RUN_DIR] [key=value ...]   # RUN_DIR defaults to runs/wide (stage 2: runs/wide_long)
+#   bash examples/train_wide.sh [RUN_DIR] [key=value ...]   # RUN_DIR defaults to runs/wide (then runs/wide_long,
+#                                                            # runs/wide_broadband, runs/wide_broadband2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=${1:-runs/wide}
@@ -45,4 +49,6 @@ stage() {
 }
 stage configs/wide.yaml "$RUN" "${@:2}"
 stage configs/wide_long.yaml "${RUN}_long" "run.init_from=$RUN" "${@:2}"
-echo "weights: ${RUN}_long/model.safetensors (score them: python benchmarks/bench_accuracy.py --run ${RUN}_long)"
+stage configs/wide_broadband.yaml "${RUN}_broadband" "run.init_from=${RUN}_long" "${@:2}"
+stage configs/wide_broadband2.yaml "${RUN}_broadband2" "run.init_from=${RUN}_broadband" "${@:2}"
+echo "weights: ${RUN}_broadband2/model.safetensors (score them: python benchmarks/bench_accuracy.py --run ${RUN}_broadband2)"

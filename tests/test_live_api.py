@@ -106,7 +106,19 @@ def test_standard_input_prints_each_window_as_it_arrives_and_matches_the_file(tm
                              cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=HANG_S)
     expected = [json.loads(text) for text in by_file.stdout.splitlines()]
     for got, want in zip(lines, expected, strict=True):
-        assert {**got, "file": None} == {**want, "file": None}
+        assert same_numbers({**got, "file": None}, {**want, "file": None})
+
+
+def same_numbers(a, b, tol: float = 2e-5) -> bool:
+    """Two JSON values equal but for floats within `tol`: a window scored alone or in a batch may differ in the last
+    printed digit (float sums in another order), nothing more."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_numbers(a[k], b[k], tol) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_numbers(x, y, tol) for x, y in zip(a, b))
+    if isinstance(a, float) or isinstance(b, float):
+        return isinstance(a, (int, float)) and isinstance(b, (int, float)) and abs(a - b) <= tol
+    return a == b
 
 
 def test_standard_input_that_is_not_wav_is_one_error_line(tmp_path):

@@ -75,9 +75,10 @@ def test_the_default_localizer_names_no_two_talkers_of_one_delay():
     assert result.count == 2 and result.angles_deg == pytest.approx([50.0, 125.0], abs=6.0)
 
 
-@pytest.mark.parametrize("angle", [20.0, 60.0, 130.0])
+@pytest.mark.parametrize("angle", [5.0, 10.0, 20.0, 60.0, 130.0, 165.0, 175.0])
 def test_white_noise_from_one_direction_is_one_talker(angle):
-    # before the delay rule the default named a copy 2-3 degrees away at 20 and 60 degrees, in every window
+    # before the delay rule the default named a copy 2-3 degrees away at 20 and 60 degrees, in every window; before
+    # broadband talkers in training (mix.broadband_prob) a phantom near 47 degrees for a source near the mic axis
     from ssl_model.localizer import Localizer
     samples = 4 * SR
     noise = np.random.default_rng(0).standard_normal(samples)
@@ -86,4 +87,6 @@ def test_white_noise_from_one_direction_is_one_talker(angle):
     wave = 0.1 * np.stack([noise, np.fft.irfft(spectrum, samples)]).astype(np.float32)
     result = Localizer.from_pretrained()(wave, SR, mic_spacing=D)
     assert result.count == 1 and all(w.count == 1 for w in result.windows)
-    assert abs(result.angles_deg[0] - angle) < 5.0
+    # near the axis many degrees are one delay: the error is judged in delay, a quarter of a sample
+    found, true = delay_samples(np.array([result.angles_deg[0], angle]), D, SR, C)
+    assert abs(found - true) < 0.25

@@ -1,4 +1,4 @@
-"""The default, the shipped 4-20 cm model (ssl_model/pretrained/wide/): the band front end, its range, its two-stage
+"""The default, the shipped 4-20 cm model (ssl_model/pretrained/wide/): the band front end, its range, its four-stage
 recipe and its card."""
 import json
 
@@ -32,16 +32,24 @@ def test_the_default_is_wide_and_the_others_are_one_name_away():
     assert not two.counts and two.spacing_range == (0.1, 0.1)
 
 
-def test_it_is_the_band_model_for_4_to_20_cm_made_by_its_second_stage(wide):
+def test_it_is_the_band_model_for_4_to_20_cm_made_by_its_fourth_stage(wide):
     assert wide.counts and wide.spacing_range == (0.04, 0.2) and wide.spec.model.tokens == "bands"
     shipped = yaml.safe_load((FOLDER / "config.yaml").read_text())
-    first, second = (yaml.safe_load((ROOT / "configs" / name).read_text()) for name in ("wide.yaml", "wide_long.yaml"))
+    names = ("wide.yaml", "wide_long.yaml", "wide_broadband.yaml", "wide_broadband2.yaml")
+    stages = [yaml.safe_load((ROOT / "configs" / name).read_text()) for name in names]
+    last = stages[-1]
     for section in ("model", "speech", "mix", "optim"):
-        assert {k: shipped[section][k] for k in second[section]} == second[section], section
-    assert shipped["data"]["train_glob"] == second["data"]["train_glob"] == first["data"]["train_glob"]
-    assert shipped["run"]["steps"] == second["run"]["steps"]
-    assert shipped["run"]["init_from"] == second["run"]["init_from"] == first["run"]["dir"]  # stage 2 starts at stage 1
-    assert shipped["run"]["init_fresh"] == [] and first["run"]["init_fresh"]
+        assert {k: shipped[section][k] for k in last[section]} == last[section], section
+    assert shipped["mix"]["broadband_prob"] > 0 and not stages[1]["mix"].get("broadband_prob")
+    assert len({stage["data"]["train_glob"] for stage in stages} | {shipped["data"]["train_glob"]}) == 1
+    assert shipped["run"]["steps"] == last["run"]["steps"]
+    assert shipped["run"]["init_from"] == last["run"]["init_from"]
+    for before, stage in zip(stages, stages[1:]):  # each stage starts where the one before it ended
+        assert stage["run"]["init_from"] == before["run"]["dir"]
+    assert shipped["run"]["init_fresh"] == [] and stages[0]["run"]["init_fresh"]
+    recipe = (ROOT / "examples" / "train_wide.sh").read_text()
+    places = [recipe.index(f"stage configs/{name}") for name in names]
+    assert places == sorted(places)
 
 
 def test_the_sample_is_found_at_its_spacing_and_other_spacings_map_by_geometry(wide):
