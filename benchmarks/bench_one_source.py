@@ -1,14 +1,15 @@
 """One steady source from one direction: how many talkers does a localizer name, angle by angle?
 
-    python benchmarks/bench_one_source.py [--model NAME_OR_FILE ...] [--spacing 0.05,0.10,0.18]
+    python benchmarks/bench_one_source.py [--model NAME_OR_FILE ...] [--gcc-phat] [--spacing 0.05,0.10,0.18]
                                           [--angles 5,10,...] [--seconds 4] [--json out.json]
 
 A source is 4 s of Gaussian noise (white, pink, or white low-passed at 4 kHz), and mic 1 hears it
 d cos(theta) / c later than mic 0 (an exact fractional delay, no room): the one scene where the truth is one talker
 at one delay beyond doubt. A localizer that names two here names a phantom. Per model, spacing and kind, the table
-gives the recording's count at each angle (a star where it is not 1) and the share of windows named one; the JSON
-holds every window's angles. The speech rows of this question are count20's and the real array's one-talker clips
-(benchmarks/bench_accuracy.py).
+gives the recording's count at each angle (bold where it is not 1), the share of windows named one and the largest
+angle error of the recordings named one; the JSON holds every window's angles. `--gcc-phat` adds frame-wise GCC-PHAT
+with its own count (the accuracy benchmark's counting baseline) on the same recordings. The speech rows of this
+question are count20's and the real array's one-talker clips (benchmarks/bench_accuracy.py).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import json
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -27,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy_report import machine  # noqa: E402
 from accuracy_sets import fractional_delay  # noqa: E402
 from shards.array import SOUND_SPEED  # noqa: E402
+from ssl_model.baselines import gcc_phat_count  # noqa: E402
 from ssl_model.features import lowpass  # noqa: E402
 from ssl_model.localizer import Localizer  # noqa: E402
 
@@ -58,17 +61,35 @@ def one_source(signal: np.ndarray, angle_deg: float, spacing: float) -> np.ndarr
     return (0.1 * np.stack([signal, fractional_delay(signal, late)])).astype(np.float32)
 
 
-def measure(localizer: Localizer, spacings: list[float], angles: list[float], seconds: float) -> list[dict]:
+Method = Callable[[np.ndarray, float], tuple[list[float], list[list[float]]]]
+
+
+def model_method(localizer: Localizer) -> Method:
+    """A localizer -> (wave [2, T], spacing) -> (the recording's angles, every window's angles)."""
+    def run(wave: np.ndarray, spacing: float) -> tuple[list[float], list[list[float]]]:
+        result = localizer(wave, SR, mic_spacing=spacing)
+        return list(result.angles_deg), [list(w.angles_deg) for w in result.windows]
+    return run
+
+
+def gcc_phat_method(wave: np.ndarray, spacing: float) -> tuple[list[float], list[list[float]]]:
+    """Frame-wise GCC-PHAT with its own count (peak threshold, ssl_model.baselines.gcc_phat_count) over the whole
+    recording: no windows."""
+    found = gcc_phat_count(torch.from_numpy(wave)[None], SR, spacing, sound_speed=SOUND_SPEED)
+    return [float(a) for a in found["lateral_deg"][0, : int(found["count"][0])]], []
+
+
+def measure(method: Method, spacings: list[float], angles: list[float], seconds: float) -> list[dict]:
     """-> one row per spacing, kind and angle: the recording's count and angles, and every window's."""
     rows = []
     for spacing in spacings:
         for kind in KINDS:
             signal = source_signal(kind, int(seconds * SR), np.random.default_rng(0))
             for angle in angles:
-                result = localizer(one_source(signal, angle, spacing), SR, mic_spacing=spacing)
-                rows.append({"spacing": spacing, "kind": kind, "angle": angle, "count": result.count,
-                             "angles": [round(float(a), 1) for a in result.angles_deg],
-                             "windows": [[round(float(a), 1) for a in w.angles_deg] for w in result.windows]})
+                found, windows = method(one_source(signal, angle, spacing), spacing)
+                rows.append({"spacing": spacing, "kind": kind, "angle": angle, "count": len(found),
+                             "angles": [round(float(a), 1) for a in found],
+                             "windows": [[round(float(a), 1) for a in w] for w in windows]})
     return rows
 
 
@@ -83,9 +104,9 @@ def table(name: str, rows: list[dict], angles: list[float]) -> list[str]:
             cells = [f"{r['count']}" if r["count"] == 1 else f"**{r['count']}**" for r in picked]
             windows = [len(w) == 1 for r in picked for w in r["windows"]]
             errors = [abs(r["angles"][0] - r["angle"]) for r in picked if r["count"] == 1]
+            named_one = f"{100 * np.mean(windows):.0f}%" if windows else "-"
             worst = f"{max(errors):.1f}" if errors else "-"
-            lines.append(f"| {spacing * 100:g} cm | {kind} | " + " | ".join(cells)
-                         + f" | {100 * np.mean(windows):.0f}% | {worst} |")
+            lines.append(f"| {spacing * 100:g} cm | {kind} | " + " | ".join(cells) + f" | {named_one} | {worst} |")
     return lines
 
 
@@ -96,15 +117,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--spacing", default="0.05,0.10,0.18", help="mic spacings in metres, comma-separated")
     p.add_argument("--angles", default=",".join(map(str, ANGLES)), help="lateral angles in degrees, comma-separated")
     p.add_argument("--seconds", type=float, default=4.0)
+    p.add_argument("--gcc-phat", action="store_true", help="also frame-wise GCC-PHAT with its own count (peak "
+                   "threshold), the benchmark's counting baseline, on the same recordings")
     p.add_argument("--json", type=Path, help="write every row here")
     args = p.parse_args(argv)
     spacings = [float(s) for s in args.spacing.split(",") if s.strip()]
     angles = [float(a) for a in args.angles.split(",") if a.strip()]
     report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
               "command": " ".join(sys.argv), "models": {}}
-    for name in args.model or [None]:
-        label = str(name or "default")
-        rows = measure(Localizer.from_pretrained(name), spacings, angles, args.seconds)
+    methods: list[tuple[str, Method]] = [(str(name or "default"), model_method(Localizer.from_pretrained(name)))
+                                         for name in args.model or [None]]
+    if args.gcc_phat:
+        methods.append(("GCC-PHAT (frames, peak threshold)", gcc_phat_method))
+    for label, method in methods:
+        rows = measure(method, spacings, angles, args.seconds)
         report["models"][label] = rows
         print("\n".join(table(label, rows, angles)) + "\n")
     if args.json:

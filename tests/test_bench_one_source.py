@@ -47,3 +47,9 @@ def test_the_table_bolds_every_count_but_one_and_gives_the_worst_error_of_the_re
     lines = one.table("m", rows, [10.0, 60.0])
     assert lines[4] == "| 10 cm | white | 1 | **2** | 75% | 4.0 |"
     assert len(lines) == 4 + len(one.KINDS)
+
+
+def test_the_gcc_phat_row_names_one_source_at_its_angle_and_has_no_windows():
+    signal = one.source_signal("white", one.SR, np.random.default_rng(2))
+    found, windows = one.gcc_phat_method(one.one_source(signal, 40.0, 0.1), 0.1)
+    assert len(found) == 1 and found[0] == pytest.approx(40.0, abs=2.0) and windows == []

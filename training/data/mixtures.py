@@ -3,8 +3,9 @@
 From dry speech, RIRs and their angles, on whatever device the inputs live on (fp32, outside autocast):
 0. which mixtures stay clean (mix.clean_prob): two talkers speaking throughout, no noise, a matched array -- the
    seed's two-talker scene kept in every batch, so a model learning noise and counts keeps its clean accuracy;
-1. how many talkers speak (mix.talker_probs over 0..S), which of them are broadband noise (mix.broadband_prob), and when (mix.partial_prob: a late start and/or an early
-   stop, raised-cosine edges), applied to the dry speech so that reverberation tails continue naturally;
+1. how many talkers speak (mix.talker_probs over 0..S), which of them are steady broadband noise instead of speech
+   (mix.broadband_prob), and when (mix.partial_prob: a late start and/or an early stop, raised-cosine edges), applied
+   to the dry sources so that reverberation tails continue naturally;
 2. which of them count: a talker whose speech is active (frame power within mix.activity_db of its loudest frame)
    for at least mix.min_active_s;
 3. speech * RIR (one batched rfft), per-source gains, sum; spherically diffuse noise (training.data.noise) at a drawn
