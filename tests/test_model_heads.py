@@ -3,6 +3,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from ssl_model.config import preset
 from ssl_model.features import STFT, ipd_cos_sin, steered_response, steering
@@ -93,3 +94,17 @@ def test_batch_loss_runs_for_zero_to_three_talkers_and_backpropagates():
     loss.backward()
     assert torch.isfinite(loss) and model.exist_head.weight.grad.abs().sum() > 0
     assert model.track_head[1].weight.grad.abs().sum() > 0 and model.spacing_embed.weight.grad.abs().sum() > 0
+
+
+def test_exist_weight_scales_only_the_existence_term():
+    model = heads_model().eval()
+    wave = torch.randn(2, 2, 24000)
+    activity = torch.ones(2, 3, 24000 // 160, dtype=torch.bool)
+    nan = float("nan")
+    mix = Mixtures(wave, torch.tensor([[40.0, nan, nan], [30.0, 90.0, 150.0]]), torch.arange(2),
+                   torch.tensor([[40.0, 100.0, 150.0]] * 2), activity, torch.full((2,), 0.1))
+    with torch.no_grad():
+        out = model.outputs(wave, mix.spacing)
+        base, tripled, without = (batch_loss(out, mix, model.config, sigma_deg=4.0, exist_weight=w) for w in (1.0, 3.0, 0.0))
+        bce = F.binary_cross_entropy_with_logits(out.exist.float(), exist_targets(torch.tensor([1, 3]), 3))
+    assert torch.allclose(base - without, bce, atol=1e-5) and torch.allclose(tripled - without, 3 * bce, atol=1e-5)

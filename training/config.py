@@ -150,6 +150,7 @@ class OptimConfig:
     accum_steps: int = 1
     label_smoothing: float = 0.0
     label_sigma_deg: float = 0.0  # > 0: soft targets, a Gaussian of this width around each angle over the classes
+    exist_weight: float = 1.0  # the existence (count) term's weight against the direction term (training.objective)
 
     def validate(self) -> None:
         need_finite(self, "optim.")
@@ -164,6 +165,7 @@ class OptimConfig:
         need(1 <= self.accum_steps <= 4096, "optim.accum_steps", f"must be in [1, 4096], got {self.accum_steps}")
         need(0 <= self.label_smoothing < 1, "optim.label_smoothing", f"must be in [0, 1), got {self.label_smoothing}")
         need(self.label_sigma_deg >= 0, "optim.label_sigma_deg", f"must be >= 0, got {self.label_sigma_deg}")
+        need(self.exist_weight >= 0, "optim.exist_weight", f"must be >= 0, got {self.exist_weight}")
 
 
 @dataclass

@@ -4,7 +4,8 @@
   soft Gaussian targets with optim.label_sigma_deg), only for slots that hold a talker. A model without a count
   head is the seed's: every slot always holds one (the sum over slots of the batch-mean cross-entropy).
 - Existence (count_head): binary cross-entropy of slot i's logit against "more than i talkers": an ordinal
-  count, read back as the number of slots whose probability passes 0.5.
+  count, read back as the number of slots whose probability passes 0.5; weighted by optim.exist_weight (1: the mean
+  over slots, a small term beside the direction term's sum over slots).
 - One talker is one talker: counted talkers whose direct-path delays (d cos(theta) / c) differ by less than the
   decoder's resolution (ssl_model.talkers.RESOLVE_SAMPLES) are one talker to the pair, so they are one target
   (`merge_unresolvable`): a copy is never rewarded, and the decoder's duplicate rule is what training taught.
@@ -96,7 +97,7 @@ def frames_per_step(config: ModelConfig) -> int:
 
 
 def batch_loss(out: SSLOutput, mix: Mixtures, config: ModelConfig, sigma_deg: float = 0.0,
-               smoothing: float = 0.0) -> torch.Tensor:
+               smoothing: float = 0.0, exist_weight: float = 1.0) -> torch.Tensor:
     """model outputs, the batch's Mixtures -> scalar loss (module docstring)."""
     if out.exist is None:  # the seed's objective: every slot holds a talker
         targets = soft_targets(mix.angles, config.num_classes, sigma_deg) if sigma_deg > 0 else \
@@ -104,7 +105,8 @@ def batch_loss(out: SSLOutput, mix: Mixtures, config: ModelConfig, sigma_deg: fl
         return two_slot_cross_entropy(out.logits, targets, smoothing)
     angles, count = merge_unresolvable(mix.angles, mix.spacing, config.sr, config.sound_speed)
     loss = direction_loss(out.logits, angles, sigma_deg, smoothing)
-    loss = loss + F.binary_cross_entropy_with_logits(out.exist.float(), exist_targets(count, out.exist.shape[1]))
+    exist = F.binary_cross_entropy_with_logits(out.exist.float(), exist_targets(count, out.exist.shape[1]))
+    loss = loss + exist_weight * exist
     if out.track is not None and out.track.shape[1] > 0:
         target = track_targets(mix, out.track.shape[1], frames_per_step(config), config.num_classes, sigma_deg)
         # summed over classes (most are empty), averaged over steps and mixtures, weighted 1/4
