@@ -9,8 +9,9 @@ benchmark's own mixtures.
 The dev count set is drawn like the benchmark's count set (0-3 talkers that come and go, pyroomacoustics rooms) from
 other seeds (bench_accuracy --split dev) and other speech. The model runs once per existence threshold; every
 clustering setting is then applied to the same windows (Localizer.aggregate). Each setting is scored by the count
-set's metrics (count accuracy, F1 of detections within 10 degrees); the best mean of the two is printed first, then
-the current defaults for comparison.
+set's metrics (count accuracy, F1 of detections within 10 degrees, and the share of single talkers named one, the
+first promise: one talker is one talker); the best mean of the three is printed first, then the current defaults for
+comparison.
 """
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ MERGE_DEG = (10.0, 15.0, 20.0)
 MIN_SHARE = (0.2, 0.25, 0.34, 0.5)  # finer values by --min-share (0.3: one window of three needs existence >= 0.9)
 ONE_PER_WINDOW = (True, False)
 REACH_LEVEL = (0.0, 0.6)  # 0: detections join clusters within merge_deg only; 0.6: or within their posterior's span
+TRACK_SUPPORT = (False, True)  # True: votes weighted by the frame head's support too (models with a frame head only)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -64,11 +66,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def settings(existence: tuple[float, ...] = EXISTENCE, resolve: tuple[float, ...] = RESOLVE_SAMPLES,
-             min_share: tuple[float, ...] = MIN_SHARE) -> list[Decoding]:
+             min_share: tuple[float, ...] = MIN_SHARE, track_support: tuple[bool, ...] = TRACK_SUPPORT
+             ) -> list[Decoding]:
     """-> every Decoding of the grid (existence and resolution vary slowest: one model pass per pair)."""
-    return [Decoding(existence=e, resolve_samples=r, merge_deg=m, min_share=s, one_per_window=o, reach_level=h)
-            for e, r, m, s, o, h in itertools.product(existence, resolve, MERGE_DEG, min_share, ONE_PER_WINDOW,
-                                                      REACH_LEVEL)]
+    return [Decoding(existence=e, resolve_samples=r, merge_deg=m, min_share=s, one_per_window=o, reach_level=h,
+                     track_support=t)
+            for e, r, m, s, o, h, t in itertools.product(existence, resolve, MERGE_DEG, min_share, ONE_PER_WINDOW,
+                                                         REACH_LEVEL, track_support)]
 
 
 def floats(text: str, flag: str) -> tuple[float, ...]:
@@ -83,10 +87,12 @@ def floats(text: str, flag: str) -> tuple[float, ...]:
 
 
 def scored(found: list[dict[str, Any]], truth: list[list[float]]) -> dict[str, float]:
-    """detections and truth per clip -> count accuracy, F1 and their mean."""
+    """detections and truth per clip -> count accuracy, F1, the share of single talkers named one and their mean."""
     m = detection_scores(found, truth)
-    return {"count_accuracy": m["count_accuracy"], "f1": m["f1"], "score": (m["count_accuracy"] + m["f1"]) / 2,
-            "matched_mae_deg": m["matched_mae_deg"]}
+    singles = [len(f["angles_deg"]) == 1 for f, t in zip(found, truth) if len(t) == 1]
+    one = float(np.mean(singles)) if singles else 1.0
+    return {"count_accuracy": m["count_accuracy"], "f1": m["f1"], "one_named_one": one,
+            "score": (m["count_accuracy"] + m["f1"] + one) / 3, "matched_mae_deg": m["matched_mae_deg"]}
 
 
 def calibrate(localizer: Localizer, waves: np.ndarray, truth: list[list[float]], spacing: float,
@@ -122,15 +128,16 @@ def main(argv: list[str] | None = None) -> int:
     truth = count_truth(data["truth"])
     spacing = float(data["meta"]["mic_spacing"])
     grid = settings(floats(args.existence, "--existence"), floats(args.resolve, "--resolve"),
-                    floats(args.min_share, "--min-share"))
+                    floats(args.min_share, "--min-share"), TRACK_SUPPORT if localizer.tracks else (False,))
     rows = calibrate(localizer, data["waves"], truth, spacing, grid)
     default = next((r for r in rows if r["decoding"] == dataclasses.asdict(Decoding())), rows[-1])
     print(f"{label} on the {args.split} count set ({len(truth)} clips): best settings, then the defaults")
     for r in rows[:8] + [default]:
         d = r["decoding"]
         print(f"  existence {d['existence']:.2f}  resolve {d['resolve_samples']:.2f} samples  merge {d['merge_deg']:4.0f} deg  min share {d['min_share']:.2f}  "
-              f"one per window {str(d['one_per_window']):5}  reach {d['reach_level']:.1f}  count {100 * r['count_accuracy']:5.1f}%  "
-              f"F1 {r['f1']:.3f}  matched MAE {r['matched_mae_deg']:.2f}")
+              f"one per window {str(d['one_per_window']):5}  reach {d['reach_level']:.1f}  track {str(d['track_support']):5}  "
+              f"count {100 * r['count_accuracy']:5.1f}%  F1 {r['f1']:.3f}  one named one {100 * r['one_named_one']:3.0f}%  "
+              f"matched MAE {r['matched_mae_deg']:.2f}")
     if args.write:
         best = Decoding(**rows[0]["decoding"])
         save_localizer(localizer.model, dataclasses.replace(localizer.spec, decoding=best), args.write)

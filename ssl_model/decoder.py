@@ -3,7 +3,8 @@ WindowResults in, its LocalizationResult out.
 
 A window names the talkers of its held slots (a counting model: the leading slots with existence > decoding.existence,
 a slot whose delay copies a stronger one's dropped; a two-talker model always names two). The recording's talkers:
-for a model that counts, the clusters of the windows' talkers heard in enough of the windows (ssl_model/talkers.py);
+for a model that counts, the clusters of the windows' talkers heard in enough of the windows (ssl_model/talkers.py;
+each window's vote its probability or, with decoding.track_support, that and its track's support together);
 for a two-talker model, the two angles of the windows' averaged posteriors. `probabilities` mean the same for both
 (ssl_model/results.py). With `num_talkers=K` the recording reports exactly K talkers, the strongest K directions
 the windows named (or, when they named fewer, heard among their other slots).
@@ -20,7 +21,8 @@ from ssl_model.inputs import LocalizeError
 from ssl_model.levels import window_is_silent
 from ssl_model.loading import LocalizerSpec
 from ssl_model.results import FrameResult, LocalizationResult, WindowResult
-from ssl_model.talkers import Decoding, TrackGrid, cluster_detections, delay_samples, distinct, posterior_reach, track_peaks
+from ssl_model.talkers import (Decoding, TrackGrid, cluster_detections, delay_samples, distinct, posterior_reach,
+                               track_peaks, track_support)
 from ssl_model.targets import decode, decode_posteriors, decode_slot_posteriors
 
 NEAR_CLASSES = 1  # a two-talker model's window probability: its slot posterior's mass within this many classes
@@ -169,13 +171,22 @@ class WindowDecoder:
         reaches = np.asarray([posterior_reach(w.posteriors[j], float(a), 180.0 / w.posteriors.shape[-1], level)
                               for w in heard
                               for j, a in enumerate(w.slot_angles_deg if every_slot else w.angles_deg)])
-        probs = np.concatenate([w.existence if every_slot else w.probabilities for w in heard])
+        probs = np.concatenate([w.existence if every_slot else self._votes(w) for w in heard])
         windows = np.concatenate([np.full(len(w.slot_angles_deg) if every_slot else w.count, i)
                                   for i, w in enumerate(heard)])
         return cluster_detections(  # shares of the windows with signal: a pause does not dilute a talker
             angles, probs, windows, len(heard), merge_deg=self.decoding.merge_deg, min_share=min_share,
             max_talkers=max_talkers, one_per_window=self.decoding.one_per_window,
             delays=self._delay_of(spacing)(angles), resolve_samples=self.decoding.resolve_samples, reaches=reaches)
+
+    def _votes(self, window: WindowResult) -> np.ndarray:
+        """A window's talkers -> [count] its votes for them in the recording's shares: their probabilities or, with
+        decoding.track_support and a frame head, the geometric mean of each and the track's support within half of
+        merge_deg (talkers.track_support)."""
+        if not (self.decoding.track_support and self.tracks):
+            return window.probabilities
+        support = track_support(window.activity, window.angles_deg, self.decoding.merge_deg / 2)
+        return np.sqrt(window.probabilities * support).astype(np.float32)
 
     def result(self, windows: list[WindowResult], samples_in: int, sample_rate_in: int, spacing: float,
                num_talkers: int | None = None, warnings: tuple[str, ...] = ()) -> LocalizationResult:

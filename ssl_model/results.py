@@ -4,7 +4,8 @@ track step's (FrameResult); plain frozen dataclasses of numpy arrays, a short re
 Every field is described in docs/api.md. `probabilities` mean the same for every model: in a window, the model's
 probability that the talker is there, at about that angle (a counting model's existence probability; a model that
 always names its slots: the slot posterior's mass within one class of the decoded class); for a recording, the
-share of the windows with signal that heard the talker, each window's vote weighted by that probability.
+share of the windows with signal that heard the talker, each window's vote weighted by that probability (with
+`decoding.track_support`, by the geometric mean of it and the frame head's support: ssl_model/talkers.py).
 """
 from __future__ import annotations
 

@@ -9,6 +9,11 @@
   window yet (two talkers a window names stay two), else it starts one; clusters the pair cannot tell apart merge. A cluster's share is the sum of its detections' probabilities over the number of windows (1 for a talker
   heard in every window); the recording's talkers are the clusters with a share of at least `min_share`, at most
   `max_talkers` of them. One window gives back exactly the window's own talkers.
+- `track_support`: a window's talkers -> how strongly its frame head (a second head, trained step by step on the same
+  talkers) hears anyone near each of them. With `Decoding.track_support` a window's vote for a talker is the geometric
+  mean of its existence and that support: a window that names one talker confidently at a wrong angle (a reflection
+  taken for the talker, in one window of three) does so while its track hears little there, and that vote no longer
+  makes a second talker.
 - `track_peaks`: a step's activity over direction classes -> the angles of its local maxima above a threshold.
 - `TrackGrid`: the steps of overlapping windows placed on one time grid and averaged where windows overlap.
 """
@@ -37,7 +42,9 @@ class Decoding:
     differ by less than `resolve_samples` only the stronger is a talker (0 keeps both); detections within
     `merge_deg` of a cluster join it (or within the span of its own slot posterior above `reach_level` of the posterior's
     peak, when that is wider: posterior_reach), two of one window only when `one_per_window` is off; a recording keeps
-    the clusters with a share of at least `min_share` (cluster_detections). benchmarks/calibrate_decoding.py chooses them on a
+    the clusters with a share of at least `min_share` (cluster_detections), each window's vote weighted by its
+    existence or, with `track_support` (models with a frame head), by the geometric mean of its existence and its
+    track's support (`track_support`). benchmarks/calibrate_decoding.py chooses them on a
     development set. Checked when made: ConfigError naming the threshold (`decoding.KEY`) when it cannot work."""
     existence: float = EXISTENCE
     merge_deg: float = MERGE_DEG
@@ -45,6 +52,7 @@ class Decoding:
     one_per_window: bool = True
     resolve_samples: float = RESOLVE_SAMPLES
     reach_level: float = REACH_LEVEL
+    track_support: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -62,8 +70,9 @@ class Decoding:
              f"must be in [0, 4] samples of delay, got {self.resolve_samples}")
         need(0.0 <= self.reach_level < 1.0, "decoding.reach_level",
              f"must be in [0, 1) of a posterior's peak (0: off), got {self.reach_level}")
-        need(isinstance(self.one_per_window, bool), "decoding.one_per_window",
-             f"must be true or false, got {self.one_per_window!r}")
+        for key in ("one_per_window", "track_support"):
+            need(isinstance(getattr(self, key), bool), f"decoding.{key}",
+                 f"must be true or false, got {getattr(self, key)!r}")
 
 
 @dataclass(frozen=True)
@@ -159,6 +168,21 @@ def posterior_reach(posterior: np.ndarray, angle_deg: float, bin_deg: float, lev
         hi += 1
     span = max(angle_deg - lo * bin_deg, (hi + 1) * bin_deg - angle_deg)
     return float(min(span, most_deg))
+
+
+def track_support(activity: np.ndarray, angles_deg: np.ndarray, reach_deg: float) -> np.ndarray:
+    """a window's track activity [steps, C] in [0, 1] over classes spanning 0-180 degrees and its talkers' angles
+    [K] (degrees) -> [K]: per talker the highest activity of any step in any class whose centre lies within reach_deg
+    of it (the nearest class at least); 0 for a window without steps."""
+    angles = np.asarray(angles_deg, dtype=np.float64)
+    if activity.shape[0] == 0 or len(angles) == 0:
+        return np.zeros(len(angles), dtype=np.float32)
+    classes = activity.shape[1]
+    centres = (np.arange(classes) + 0.5) * 180.0 / classes
+    offset = np.abs(centres[None, :] - angles[:, None])  # [K, C]
+    near = (offset <= reach_deg) | (offset == offset.min(axis=1, keepdims=True))
+    peak = activity.max(axis=0)  # [C]: each class's highest step
+    return np.where(near, peak[None, :], 0.0).max(axis=1).astype(np.float32)
 
 
 def track_peaks(activity: np.ndarray, bin_deg: float, threshold: float = ACTIVE, max_peaks: int = 3,

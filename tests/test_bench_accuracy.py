@@ -534,7 +534,7 @@ def test_a_dev_split_draws_every_set_from_other_seeds():
     assert sets.split_seeds("dev") == dev  # reproducible
 
 
-def test_calibration_scores_count_accuracy_and_f1_and_covers_the_defaults():
+def test_calibration_scores_count_accuracy_f1_and_single_talkers_and_covers_the_defaults():
     import calibrate_decoding as calib
     from ssl_model.talkers import Decoding
     truth = [[], [40.0], [40.0, 120.0], [10.0, 90.0, 170.0]]
@@ -544,8 +544,12 @@ def test_calibration_scores_count_accuracy_and_f1_and_covers_the_defaults():
     assert got["count_accuracy"] == 0.5  # silence and the single talker right; 3 for 2 and 2 for 3 wrong
     tp, fp, fn = 5, 1, 1  # every detection within 10 degrees of a talker but 60; the talker at 170 missed
     assert got["f1"] == pytest.approx(2 * tp / (2 * tp + fp + fn))
-    assert got["score"] == pytest.approx((0.5 + got["f1"]) / 2)
+    assert got["one_named_one"] == 1.0  # the one single-talker clip named one
+    assert got["score"] == pytest.approx((0.5 + got["f1"] + 1.0) / 3)
+    doubled = calib.scored([found[0], {"angles_deg": [42.0, 100.0]}] + found[2:], truth)
+    assert doubled["one_named_one"] == 0.0 and doubled["score"] < got["score"]
     assert Decoding() in calib.settings() and len(set(calib.settings())) == len(calib.settings())
     finer = calib.settings((0.5,), (0.5,), (0.3,))  # --min-share: only the given shares, every other axis whole
     assert {d.min_share for d in finer} == {0.3} and len(finer) == len(set(finer)) == (
-        len(calib.MERGE_DEG) * len(calib.ONE_PER_WINDOW) * len(calib.REACH_LEVEL))
+        len(calib.MERGE_DEG) * len(calib.ONE_PER_WINDOW) * len(calib.REACH_LEVEL) * len(calib.TRACK_SUPPORT))
+    assert {d.track_support for d in calib.settings((0.5,), (0.5,), (0.3,), (False,))} == {False}  # no frame head
