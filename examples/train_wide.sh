@@ -12,9 +12,10 @@
 # wherever it stands), in RUN_DIR_broadband and RUN_DIR_broadband2. Every step resumes: rerun the same command after
 # an interruption (shards that verify are kept, a finished stage is skipped, training continues from its last saved
 # state). Extra key=value overrides after RUN_DIR go to every stage. To ship: copy RUN_DIR_broadband2/model.safetensors,
-# config.yaml and metrics.jsonl into ssl_model/pretrained/wide/ and commit them at once; then choose the decoding on
-# the dev set (benchmarks/calibrate_decoding.py --run RUN_DIR_broadband2 --write
-# RUN_DIR_broadband2/calibrated.safetensors) and ship that file as model.safetensors.
+# config.yaml and metrics.jsonl into ssl_model/pretrained/wide/ and commit them at once; then write the decoding
+# (benchmarks/calibrate_decoding.py --run RUN_DIR_broadband2 --existence 0.8 --resolve 0.5 --min-share 0.2 --write
+# RUN_DIR_broadband2/calibrated.safetensors: stage 4's thresholds with the track rule, the shipped file byte for byte;
+# without the three flags it searches the whole grid on the dev set) and ship that file as model.safetensors.
 #
 #   bash examples/train_wide.sh [RUN_DIR] [key=value ...]   # RUN_DIR defaults to runs/wide (then runs/wide_long,
 #                                                            # runs/wide_broadband, runs/wide_broadband2)
