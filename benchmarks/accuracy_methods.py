@@ -34,6 +34,7 @@ PRA_LABELS = {"SRP": "SRP-PHAT (pra)", "MUSIC": "MUSIC (pra)", "NormMUSIC": "Nor
 RT60_BINS = (0.1, 0.3, 0.5, 0.7)
 SEPARATION_BINS = (0.0, 10.0, 20.0, 40.0, 180.0)
 DETECTION_THRESHOLD_DEG = 10.0
+ONE_WINDOW_DEG = 5.0  # the issue's real-recordings row: one talker named one in a window, within this many degrees
 
 
 # ---------------------------------------------------------------------------------------------- classical methods
@@ -165,7 +166,7 @@ def load_localizers(sources: list[tuple[str, Path]]) -> list[tuple[str, Localize
 def model_detections(localizer: Localizer, waves: np.ndarray, sr: int, mic_spacing: float,
                      label: str = "model") -> list[dict[str, Any]]:
     """THE one place a model is asked: waves [N, 2, T] at sr, the pair's spacing (m) -> per mixture
-    {'angles_deg': sorted, 'count', 'ranked': candidates strongest first}.
+    {'angles_deg': sorted, 'count', 'ranked': candidates strongest first, 'windows': each window with signal's angles}.
 
     A model that takes the spacing is given the pair's; a model trained for one spacing is not told (it assumes
     its own: what a user of it gets on another array). A model that counts names 0-3 talkers; 'ranked' lists the
@@ -179,7 +180,9 @@ def model_detections(localizer: Localizer, waves: np.ndarray, sr: int, mic_spaci
         result = localizer(wave, sr, mic_spacing=spacing)
         empty = [(e, a) for w in result.windows for e, a in zip(w.existence[w.count:], w.slot_angles_deg[w.count:])]
         ranked = [float(a) for a in result.candidates_deg] + [float(a) for _, a in sorted(empty, key=lambda p: -p[0])]
-        out.append({"angles_deg": sorted(float(a) for a in result.angles_deg), "count": result.count, "ranked": ranked})
+        windows = [[float(a) for a in w.angles_deg] for w in result.windows if not w.silent]
+        out.append({"angles_deg": sorted(float(a) for a in result.angles_deg), "count": result.count, "ranked": ranked,
+                    "windows": windows})
     return out
 
 
@@ -383,11 +386,25 @@ def rate_scores(pred: list[list[float]], truth: list[list[float]],
             "matched_mae_deg": float(np.mean(errors)) if errors else nan, "threshold_deg": threshold_deg}
 
 
+def single_talker_windows(found: list[dict[str, Any]], truth: list[list[float]],
+                          within_deg: float = ONE_WINDOW_DEG) -> dict[str, Any] | None:
+    """detections per clip holding their windows' angles ('windows', a model's) and truth -> over the windows with
+    signal of the one-talker clips: how many, how many name exactly one talker, and how many name it within
+    `within_deg` of the truth; None for a method without windows."""
+    if not found or any("windows" not in d for d in found):
+        return None
+    windows = [(w, t[0]) for d, t in zip(found, truth) if len(t) == 1 for w in d["windows"]]
+    one = [w for w, _ in windows if len(w) == 1]
+    near = [w for w, true in windows if len(w) == 1 and abs(w[0] - true) <= within_deg]
+    return {"windows": len(windows), "named_one": len(one), "named_one_within": len(near), "within_deg": within_deg}
+
+
 def real_scores(found: list[dict[str, Any]], truth: list[list[float]], spacing: np.ndarray) -> dict[str, Any]:
-    """detections and truth per clip, each clip's spacing (m) -> rate_scores overall, 'by_count' (true talkers) and
-    'by_spacing' (cm)."""
+    """detections and truth per clip, each clip's spacing (m) -> rate_scores overall, 'by_count' (true talkers),
+    'by_spacing' (cm) and, for a model, 'one_talker_windows' (single_talker_windows)."""
     pred = [list(d["angles_deg"]) for d in found]
     out = rate_scores(pred, truth)
+    out["one_talker_windows"] = single_talker_windows(found, truth)
     counts = np.array([len(t) for t in truth])
     out["by_count"] = {str(k): rate_scores([pred[i] for i in np.flatnonzero(counts == k)],
                                            [truth[i] for i in np.flatnonzero(counts == k)])

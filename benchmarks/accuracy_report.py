@@ -213,6 +213,14 @@ def real_table_lines(name: str, result: dict[str, Any]) -> list[str]:
     for label, row in result["methods"].items():
         rows = " | ".join(" ".join(f"{c:3d}" for c in r) for r in row["metrics"]["confusion"][1:])
         lines.append(f"    {label:{width}s} [{rows}]")
+    singles = {label: row["metrics"].get("one_talker_windows") for label, row in result["methods"].items()}
+    if any(singles.values()):
+        lines.append("  one-talker clips, their 1.5 s windows with signal: named one talker, and named it within "
+                     f"{next(s for s in singles.values() if s)['within_deg']:g} deg:")
+        for label, w in singles.items():
+            if w and w["windows"]:
+                lines.append(f"    {label:{width}s} {w['named_one']} of {w['windows']} ({100 * w['named_one'] / w['windows']:.1f}%), "
+                             f"within: {w['named_one_within']} ({100 * w['named_one_within'] / w['windows']:.1f}%)")
     return lines
 
 

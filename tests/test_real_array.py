@@ -246,6 +246,7 @@ def test_real_scores_break_down_by_count_and_spacing_and_each_call_gets_its_spac
     assert set(m["by_count"]) == {"1", "2"} and set(m["by_spacing"]) == {"6", "12"}
     assert m["by_count"]["1"]["clips"] == 2 and m["by_count"]["1"]["far"] == 0.5
     assert m["by_spacing"]["6"]["mdr"] == 1 / 3 and m["by_spacing"]["12"]["false_share"] == 0.5
+    assert m["one_talker_windows"] is None  # a method without windows (a baseline)
     calls = []
 
     def run(idx, key):
@@ -255,3 +256,12 @@ def test_real_scores_break_down_by_count_and_spacing_and_each_call_gets_its_spac
     out = methods.per_group([0.12, 0.06, 0.12, 0.06], run)
     assert [d["angles_deg"] for d in out] == [[0.0], [1.0], [2.0], [3.0]]
     assert calls == [(0.06, [1, 3]), (0.12, [0, 2])]
+
+
+def test_single_talker_windows_count_what_each_window_of_a_one_talker_clip_names():
+    truth = [[30.0], [40.0, 100.0], [90.0]]
+    found = [{"angles_deg": [30.0], "windows": [[31.0], [29.0, 60.0], [37.0]]},  # one, two, one but 7 deg off
+             {"angles_deg": [40.0, 100.0], "windows": [[40.0]]},  # a two-talker clip: not counted
+             {"angles_deg": [90.0], "windows": [[], [92.0]]}]  # a window naming nobody counts against
+    got = methods.real_scores(found, truth, np.array([0.06, 0.06, 0.12]))["one_talker_windows"]
+    assert got == {"windows": 5, "named_one": 3, "named_one_within": 2, "within_deg": 5.0}
