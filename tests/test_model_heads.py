@@ -108,3 +108,30 @@ def test_exist_weight_scales_only_the_existence_term():
         base, tripled, without = (batch_loss(out, mix, model.config, sigma_deg=4.0, exist_weight=w) for w in (1.0, 3.0, 0.0))
         bce = F.binary_cross_entropy_with_logits(out.exist.float(), exist_targets(torch.tensor([1, 3]), 3))
     assert torch.allclose(base - without, bce, atol=1e-5) and torch.allclose(tripled - without, 3 * bce, atol=1e-5)
+
+
+def test_permutation_assignment_lets_held_slots_take_talkers_in_any_order():
+    torch.manual_seed(0)
+    nan = float("nan")
+    angles = torch.tensor([[30.0, 90.0, 150.0], [40.0, 120.0, nan], [60.0, nan, nan]])
+    classes = 36
+    logits = torch.randn(3, 3, classes)
+    order = torch.tensor([2, 0, 1])
+    shuffled = logits.clone()
+    shuffled[0] = logits[0, order]  # the three-talker mixture's slots in another order
+    shuffled[1, :2] = logits[1, [1, 0]]  # the two held slots swapped; the empty slot untouched
+    for sigma in (0.0, 4.0):
+        fixed = direction_loss(logits, angles, sigma, 0.0)
+        best = direction_loss(logits, angles, sigma, 0.0, permute=True)
+        assert best <= fixed + 1e-6  # ascending order is one of the permutations
+        assert torch.allclose(direction_loss(shuffled, angles, sigma, 0.0, permute=True), best, atol=1e-5)
+    # a model whose slots name the talkers in reverse order: only the permutation loss calls it right
+    target = torch.full((1, 3, classes), -20.0)
+    for slot, cls in enumerate([25, 15, 5]):  # 127.5, 77.5, 27.5 degrees: the talkers descending
+        target[0, slot, cls] = 20.0
+    three = torch.tensor([[27.5, 77.5, 127.5]])
+    assert direction_loss(target, three, 0.0, 0.0, permute=True) < 1e-3
+    assert direction_loss(target, three, 0.0, 0.0) > 10.0
+    # a one-talker mixture has one assignment: the permutation changes nothing
+    one = torch.tensor([[60.0, nan, nan]])
+    assert torch.allclose(direction_loss(logits[2:], one, 4.0, 0.0, permute=True), direction_loss(logits[2:], one, 4.0, 0.0))

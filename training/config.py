@@ -151,6 +151,8 @@ class OptimConfig:
     label_smoothing: float = 0.0
     label_sigma_deg: float = 0.0  # > 0: soft targets, a Gaussian of this width around each angle over the classes
     exist_weight: float = 1.0  # the existence (count) term's weight against the direction term (training.objective)
+    # which talker each held slot learns: ascending angle order, or the least costly permutation (training.objective)
+    slot_assignment: Literal["ascending", "permutation"] = "ascending"
 
     def validate(self) -> None:
         need_finite(self, "optim.")
@@ -166,6 +168,8 @@ class OptimConfig:
         need(0 <= self.label_smoothing < 1, "optim.label_smoothing", f"must be in [0, 1), got {self.label_smoothing}")
         need(self.label_sigma_deg >= 0, "optim.label_sigma_deg", f"must be >= 0, got {self.label_sigma_deg}")
         need(self.exist_weight >= 0, "optim.exist_weight", f"must be >= 0, got {self.exist_weight}")
+        need(self.slot_assignment in ("ascending", "permutation"), "optim.slot_assignment",
+             f"must be 'ascending' or 'permutation', got {self.slot_assignment!r}")
 
 
 @dataclass

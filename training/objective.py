@@ -1,7 +1,10 @@
 """The training objective: direction per slot, existence per slot (how many talk), and the spatial track.
 
 - Directions: cross-entropy of slot i against the i-th counted talker's class (slots in ascending angle order;
-  soft Gaussian targets with optim.label_sigma_deg), only for slots that hold a talker. A model without a count
+  soft Gaussian targets with optim.label_sigma_deg), only for slots that hold a talker. With
+  optim.slot_assignment=permutation the held slots take the talkers in whichever order costs least
+  (permutation-invariant training, Yu et al., ICASSP 2017): the network picks its own order (e.g. the clearest
+  talker first), and slot 3 is no longer always the talker at the largest angle. A model without a count
   head is the seed's: every slot always holds one (the sum over slots of the batch-mean cross-entropy).
 - Existence (count_head): binary cross-entropy of slot i's logit against "more than i talkers": an ordinal
   count, read back as the number of slots whose probability passes 0.5; weighted by optim.exist_weight (1: the mean
@@ -14,6 +17,8 @@
 """
 from __future__ import annotations
 
+from itertools import permutations
+
 import torch
 import torch.nn.functional as F
 
@@ -25,18 +30,31 @@ from ssl_model.targets import angle_to_class, class_centers, soft_targets
 from training.data.mixtures import Mixtures
 
 
-def direction_loss(logits: torch.Tensor, angles: torch.Tensor, sigma_deg: float, smoothing: float) -> torch.Tensor:
-    """logits [B, S, C], angles [B, S] (NaN: empty slot) -> scalar: the mean over held slots, times S (so that a
-    batch where every slot is held gives the seed's sum over slots)."""
+def direction_loss(logits: torch.Tensor, angles: torch.Tensor, sigma_deg: float, smoothing: float,
+                   permute: bool = False) -> torch.Tensor:
+    """logits [B, S, C], angles [B, S] (held talkers first, NaN: empty slot) -> scalar: the mean over held slots of
+    slot i's cross-entropy against talker i (or, `permute`, against the talker the least costly assignment of held
+    slots to held talkers gives it), times S (so that a batch where every slot is held gives the seed's sum over
+    slots)."""
     held = torch.isfinite(angles)
     if not bool(held.any()):
         return logits.sum() * 0.0
+    slots, num_classes = angles.shape[1], logits.shape[-1]
     filled = torch.nan_to_num(angles, nan=0.0)
-    num_classes = logits.shape[-1]
     target = soft_targets(filled, num_classes, sigma_deg) if sigma_deg > 0 else angle_to_class(filled, num_classes)
-    per_item = F.cross_entropy(logits.float().flatten(0, 1), target.flatten(0, 1) if sigma_deg > 0 else target.flatten(),
-                               reduction="none", label_smoothing=smoothing).view(held.shape)
-    return (per_item * held).sum() / held.sum() * angles.shape[1]
+    # cost [B, slot, talker]: every slot's cross-entropy against every talker
+    pairs = logits.float()[:, :, None].expand(-1, -1, slots, -1)
+    aims = target[:, None].expand(-1, slots, *target.shape[1:])
+    cost = F.cross_entropy(pairs.flatten(0, 2), aims.flatten(0, 2), reduction="none",
+                           label_smoothing=smoothing).view(-1, slots, slots)
+    orders = list(permutations(range(slots))) if permute else [tuple(range(slots))]
+    totals = []
+    for order in orders:  # slot i takes talker order[i]; a held slot given an empty talker is no assignment
+        pick = torch.as_tensor(order, device=cost.device)
+        per_slot = cost.gather(2, pick.expand(cost.shape[0], -1)[..., None]).squeeze(-1)  # [B, S]
+        valid = (held[:, pick] | ~held).all(dim=1)
+        totals.append(torch.where(valid, (per_slot * held).sum(dim=1), torch.full_like(per_slot[:, 0], float("inf"))))
+    return torch.stack(totals, dim=1).amin(dim=1).sum() / held.sum() * slots
 
 
 def merge_unresolvable(angles: torch.Tensor, spacing: torch.Tensor, sr: int, sound_speed: float,
@@ -97,14 +115,14 @@ def frames_per_step(config: ModelConfig) -> int:
 
 
 def batch_loss(out: SSLOutput, mix: Mixtures, config: ModelConfig, sigma_deg: float = 0.0,
-               smoothing: float = 0.0, exist_weight: float = 1.0) -> torch.Tensor:
+               smoothing: float = 0.0, exist_weight: float = 1.0, permute: bool = False) -> torch.Tensor:
     """model outputs, the batch's Mixtures -> scalar loss (module docstring)."""
     if out.exist is None:  # the seed's objective: every slot holds a talker
         targets = soft_targets(mix.angles, config.num_classes, sigma_deg) if sigma_deg > 0 else \
             angle_to_class(mix.angles, config.num_classes)
         return two_slot_cross_entropy(out.logits, targets, smoothing)
     angles, count = merge_unresolvable(mix.angles, mix.spacing, config.sr, config.sound_speed)
-    loss = direction_loss(out.logits, angles, sigma_deg, smoothing)
+    loss = direction_loss(out.logits, angles, sigma_deg, smoothing, permute)
     exist = F.binary_cross_entropy_with_logits(out.exist.float(), exist_targets(count, out.exist.shape[1]))
     loss = loss + exist_weight * exist
     if out.track is not None and out.track.shape[1] > 0:
