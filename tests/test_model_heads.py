@@ -1,14 +1,17 @@
 """The real-recordings model: spacing-steered SRP tokens, existence (count) and track heads, and their objective."""
 import math
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from configs import ConfigError
 from ssl_model.config import preset
 from ssl_model.features import STFT, ipd_cos_sin, steered_response, steering
 from ssl_model.model import SSLModel
 from ssl_model.targets import class_centers
+from training.config import load_train_config
 from training.data.mixtures import Mixtures
 from training.objective import batch_loss, direction_loss, exist_targets, track_targets
 
@@ -135,3 +138,10 @@ def test_permutation_assignment_lets_held_slots_take_talkers_in_any_order():
     # a one-talker mixture has one assignment: the permutation changes nothing
     one = torch.tensor([[60.0, nan, nan]])
     assert torch.allclose(direction_loss(logits[2:], one, 4.0, 0.0, permute=True), direction_loss(logits[2:], one, 4.0, 0.0))
+
+
+def test_slot_assignment_is_checked_when_the_config_loads():
+    root = Path(__file__).resolve().parents[1]
+    assert load_train_config(root / "configs" / "tiny.yaml", ["optim.slot_assignment=permutation"]).optim.slot_assignment == "permutation"
+    with pytest.raises(ConfigError, match="optim.slot_assignment"):
+        load_train_config(root / "configs" / "tiny.yaml", ["optim.slot_assignment=sorted"])

@@ -168,8 +168,6 @@ class OptimConfig:
         need(0 <= self.label_smoothing < 1, "optim.label_smoothing", f"must be in [0, 1), got {self.label_smoothing}")
         need(self.label_sigma_deg >= 0, "optim.label_sigma_deg", f"must be >= 0, got {self.label_sigma_deg}")
         need(self.exist_weight >= 0, "optim.exist_weight", f"must be >= 0, got {self.exist_weight}")
-        need(self.slot_assignment in ("ascending", "permutation"), "optim.slot_assignment",
-             f"must be 'ascending' or 'permutation', got {self.slot_assignment!r}")
 
 
 @dataclass
