@@ -145,3 +145,18 @@ def test_slot_assignment_is_checked_when_the_config_loads():
     assert load_train_config(root / "configs" / "tiny.yaml", ["optim.slot_assignment=permutation"]).optim.slot_assignment == "permutation"
     with pytest.raises(ConfigError, match="optim.slot_assignment"):
         load_train_config(root / "configs" / "tiny.yaml", ["optim.slot_assignment=sorted"])
+
+
+def test_track_weight_scales_only_the_track_term():
+    model = heads_model().eval()
+    wave = torch.randn(2, 2, 24000)
+    activity = torch.ones(2, 3, 24000 // 160, dtype=torch.bool)
+    nan = float("nan")
+    mix = Mixtures(wave, torch.tensor([[40.0, nan, nan], [30.0, 90.0, 150.0]]), torch.arange(2),
+                   torch.tensor([[40.0, 100.0, 150.0]] * 2), activity, torch.full((2,), 0.1))
+    with torch.no_grad():
+        out = model.outputs(wave, mix.spacing)
+        quarter, whole, without = (batch_loss(out, mix, model.config, sigma_deg=4.0, track_weight=w) for w in (0.25, 1.0, 0.0))
+    assert out.track is not None and float(quarter - without) > 0
+    assert torch.allclose(whole - without, 4 * (quarter - without), atol=1e-4)
+    assert torch.allclose(batch_loss(out, mix, model.config, sigma_deg=4.0), quarter)  # 1/4 unless told

@@ -153,6 +153,7 @@ class OptimConfig:
     exist_weight: float = 1.0  # the existence (count) term's weight against the direction term (training.objective)
     # which talker each held slot learns: ascending angle order, or the least costly permutation (training.objective)
     slot_assignment: Literal["ascending", "permutation"] = "ascending"
+    track_weight: float = 0.25  # the track (frame head) term's weight (training.objective)
 
     def validate(self) -> None:
         need_finite(self, "optim.")
@@ -168,6 +169,7 @@ class OptimConfig:
         need(0 <= self.label_smoothing < 1, "optim.label_smoothing", f"must be in [0, 1), got {self.label_smoothing}")
         need(self.label_sigma_deg >= 0, "optim.label_sigma_deg", f"must be >= 0, got {self.label_sigma_deg}")
         need(self.exist_weight >= 0, "optim.exist_weight", f"must be >= 0, got {self.exist_weight}")
+        need(self.track_weight >= 0, "optim.track_weight", f"must be >= 0, got {self.track_weight}")
 
 
 @dataclass

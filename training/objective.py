@@ -13,7 +13,8 @@
   decoder's resolution (ssl_model.talkers.RESOLVE_SAMPLES) are one talker to the pair, so they are one target
   (`merge_unresolvable`): a copy is never rewarded, and the decoder's duplicate rule is what training taught.
 - Track (frame_head): per step of the model's pooled tokens, binary cross-entropy of each direction class against
-  a bump of width label_sigma_deg (at least one class) around every talker active in that step.
+  a bump of width label_sigma_deg (at least one class) around every talker active in that step; weighted by
+  optim.track_weight (1/4 by default).
 """
 from __future__ import annotations
 
@@ -115,7 +116,8 @@ def frames_per_step(config: ModelConfig) -> int:
 
 
 def batch_loss(out: SSLOutput, mix: Mixtures, config: ModelConfig, sigma_deg: float = 0.0,
-               smoothing: float = 0.0, exist_weight: float = 1.0, permute: bool = False) -> torch.Tensor:
+               smoothing: float = 0.0, exist_weight: float = 1.0, permute: bool = False,
+               track_weight: float = 0.25) -> torch.Tensor:
     """model outputs, the batch's Mixtures -> scalar loss (module docstring)."""
     if out.exist is None:  # the seed's objective: every slot holds a talker
         targets = soft_targets(mix.angles, config.num_classes, sigma_deg) if sigma_deg > 0 else \
@@ -127,7 +129,7 @@ def batch_loss(out: SSLOutput, mix: Mixtures, config: ModelConfig, sigma_deg: fl
     loss = loss + exist_weight * exist
     if out.track is not None and out.track.shape[1] > 0:
         target = track_targets(mix, out.track.shape[1], frames_per_step(config), config.num_classes, sigma_deg)
-        # summed over classes (most are empty), averaged over steps and mixtures, weighted 1/4
+        # summed over classes (most are empty), averaged over steps and mixtures, weighted track_weight
         bce = F.binary_cross_entropy_with_logits(out.track.float(), target, reduction="none")
-        loss = loss + 0.25 * bce.sum(-1).mean()
+        loss = loss + track_weight * bce.sum(-1).mean()
     return loss

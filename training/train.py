@@ -233,7 +233,7 @@ def batch_loss(model, batch: Mixtures, cfg: TrainConfig) -> tuple[torch.Tensor, 
     wave = torch.nan_to_num(batch.wave, nan=0.0, posinf=0.0, neginf=0.0)  # keeps BatchNorm statistics clean
     out = model(wave, batch.spacing, heads=True)  # through the (DDP-)wrapped forward: every head's gradients sync
     return objective_loss(out, batch, cfg.model, cfg.optim.label_sigma_deg, cfg.optim.label_smoothing,
-                          cfg.optim.exist_weight, cfg.optim.slot_assignment == "permutation"), bad
+                          cfg.optim.exist_weight, cfg.optim.slot_assignment == "permutation", cfg.optim.track_weight), bad
 
 
 def train_step(model, optimizer, accelerator, data: TrainData, cfg: TrainConfig, progress: Progress) -> float:
