@@ -99,7 +99,8 @@ def test_batch_loss_runs_for_zero_to_three_talkers_and_backpropagates():
     assert model.track_head[1].weight.grad.abs().sum() > 0 and model.spacing_embed.weight.grad.abs().sum() > 0
 
 
-def test_exist_weight_scales_only_the_existence_term():
+def one_and_three_talkers():
+    """-> (an untrained model with every head, its outputs, the batch): one talker and three, 1.5 s at 10 cm."""
     model = heads_model().eval()
     wave = torch.randn(2, 2, 24000)
     activity = torch.ones(2, 3, 24000 // 160, dtype=torch.bool)
@@ -107,9 +108,14 @@ def test_exist_weight_scales_only_the_existence_term():
     mix = Mixtures(wave, torch.tensor([[40.0, nan, nan], [30.0, 90.0, 150.0]]), torch.arange(2),
                    torch.tensor([[40.0, 100.0, 150.0]] * 2), activity, torch.full((2,), 0.1))
     with torch.no_grad():
-        out = model.outputs(wave, mix.spacing)
-        base, tripled, without = (batch_loss(out, mix, model.config, sigma_deg=4.0, exist_weight=w) for w in (1.0, 3.0, 0.0))
-        bce = F.binary_cross_entropy_with_logits(out.exist.float(), exist_targets(torch.tensor([1, 3]), 3))
+        return model, model.outputs(wave, mix.spacing), mix
+
+
+@torch.no_grad()
+def test_exist_weight_scales_only_the_existence_term():
+    model, out, mix = one_and_three_talkers()
+    base, tripled, without = (batch_loss(out, mix, model.config, sigma_deg=4.0, exist_weight=w) for w in (1.0, 3.0, 0.0))
+    bce = F.binary_cross_entropy_with_logits(out.exist.float(), exist_targets(torch.tensor([1, 3]), 3))
     assert torch.allclose(base - without, bce, atol=1e-5) and torch.allclose(tripled - without, 3 * bce, atol=1e-5)
 
 
@@ -147,16 +153,10 @@ def test_slot_assignment_is_checked_when_the_config_loads():
         load_train_config(root / "configs" / "tiny.yaml", ["optim.slot_assignment=sorted"])
 
 
+@torch.no_grad()
 def test_track_weight_scales_only_the_track_term():
-    model = heads_model().eval()
-    wave = torch.randn(2, 2, 24000)
-    activity = torch.ones(2, 3, 24000 // 160, dtype=torch.bool)
-    nan = float("nan")
-    mix = Mixtures(wave, torch.tensor([[40.0, nan, nan], [30.0, 90.0, 150.0]]), torch.arange(2),
-                   torch.tensor([[40.0, 100.0, 150.0]] * 2), activity, torch.full((2,), 0.1))
-    with torch.no_grad():
-        out = model.outputs(wave, mix.spacing)
-        quarter, whole, without = (batch_loss(out, mix, model.config, sigma_deg=4.0, track_weight=w) for w in (0.25, 1.0, 0.0))
+    model, out, mix = one_and_three_talkers()
+    quarter, whole, without = (batch_loss(out, mix, model.config, sigma_deg=4.0, track_weight=w) for w in (0.25, 1.0, 0.0))
     assert out.track is not None and float(quarter - without) > 0
     assert torch.allclose(whole - without, 4 * (quarter - without), atol=1e-4)
     assert torch.allclose(batch_loss(out, mix, model.config, sigma_deg=4.0), quarter)  # 1/4 unless told
