@@ -12,7 +12,6 @@ matrix is the identity by construction). Prints every matrix it draws.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -21,6 +20,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from shards.limits import MAX_JSON_BYTES, LimitError, load_json, read_regular_file  # noqa: E402
 
 DEFAULT_SETS = ("count20", "count", "rsmnmf")
 DEFAULT_METHODS = ("model", "GCC-PHAT (frames", "DUET")
@@ -92,7 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--label", action="append", default=[], metavar="METHOD=LABEL", help="rename a method in the plot")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
-    results = [json.loads(path.read_text()) for path in args.results]
+    try:  # data: a regular file of bounded size, parsed with bounded depth (NaN allowed: the truth holds it)
+        results = [load_json(read_regular_file(path, MAX_JSON_BYTES), str(path), constants=True)
+                   for path in args.results]
+    except (OSError, LimitError, ValueError) as err:
+        print(f"plot_counts: {err}", file=sys.stderr)
+        return 2
     labels = dict(item.split("=", 1) for item in args.label)
     found = panels(results, [s for s in args.sets.split(",") if s], [m for m in args.methods.split(",") if m], labels)
     if not found:

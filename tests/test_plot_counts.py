@@ -42,3 +42,13 @@ def test_the_command_writes_a_png_and_says_so_when_nothing_matches(tmp_path, cap
     assert "model x" in capsys.readouterr().out
     assert main([str(path), "--sets", "rsmnmf", "--out", str(tmp_path / "none.png")]) == 2
     assert not (tmp_path / "none.png").exists()
+
+
+def test_a_folder_or_broken_json_is_one_line_and_exit_2(tmp_path, capsys):
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    for given in (tmp_path, broken):
+        assert main([str(given), "--out", str(tmp_path / "x.png")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("plot_counts: ") and "\n" not in err and str(given) in err
+    assert not (tmp_path / "x.png").exists()

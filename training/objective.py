@@ -43,14 +43,17 @@ def direction_loss(logits: torch.Tensor, angles: torch.Tensor, sigma_deg: float,
     slots, num_classes = angles.shape[1], logits.shape[-1]
     filled = torch.nan_to_num(angles, nan=0.0)
     target = soft_targets(filled, num_classes, sigma_deg) if sigma_deg > 0 else angle_to_class(filled, num_classes)
+    if not permute:  # slot i against talker i: only the diagonal of the cost below
+        per_item = F.cross_entropy(logits.float().flatten(0, 1), target.flatten(0, 1), reduction="none",
+                                   label_smoothing=smoothing).view(held.shape)
+        return (per_item * held).sum() / held.sum() * slots
     # cost [B, slot, talker]: every slot's cross-entropy against every talker
     pairs = logits.float()[:, :, None].expand(-1, -1, slots, -1)
     aims = target[:, None].expand(-1, slots, *target.shape[1:])
     cost = F.cross_entropy(pairs.flatten(0, 2), aims.flatten(0, 2), reduction="none",
                            label_smoothing=smoothing).view(-1, slots, slots)
-    orders = list(permutations(range(slots))) if permute else [tuple(range(slots))]
     totals = []
-    for order in orders:  # slot i takes talker order[i]; a held slot given an empty talker is no assignment
+    for order in permutations(range(slots)):  # slot i takes talker order[i]; a held slot given an empty talker: none
         pick = torch.as_tensor(order, device=cost.device)
         per_slot = cost.gather(2, pick.expand(cost.shape[0], -1)[..., None]).squeeze(-1)  # [B, S]
         valid = (held[:, pick] | ~held).all(dim=1)
