@@ -43,6 +43,7 @@ MIN_SHARE = (0.2, 0.25, 0.34, 0.5)  # finer values by --min-share (0.3: one wind
 ONE_PER_WINDOW = (True, False)
 REACH_LEVEL = (0.0, 0.6)  # 0: detections join clusters within merge_deg only; 0.6: or within their posterior's span
 TRACK_SUPPORT = (False, True)  # True: votes weighted by the frame head's support too (models with a frame head only)
+MIRROR = (False, True)  # True: each window heard twice, the second time with its channels swapped (two model passes)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -59,6 +60,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="window resolutions in samples of delay to try, comma-separated (each costs one model pass)")
     p.add_argument("--min-share", default=",".join(f"{s:g}" for s in MIN_SHARE),
                    help="a talker's least share of the windows to try, comma-separated (no model pass each)")
+    p.add_argument("--mirror", default="off,on", help="channel-swap averaging to try: off, on or off,on")
     p.add_argument("--json", help="write every setting's scores here")
     p.add_argument("--write", metavar="FILE", help="save the model with the best thresholds in its metadata here "
                                                    "(Localizer.from_file then decodes with them)")
@@ -66,13 +68,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def settings(existence: tuple[float, ...] = EXISTENCE, resolve: tuple[float, ...] = RESOLVE_SAMPLES,
-             min_share: tuple[float, ...] = MIN_SHARE, track_support: tuple[bool, ...] = TRACK_SUPPORT
-             ) -> list[Decoding]:
-    """-> every Decoding of the grid (existence and resolution vary slowest: one model pass per pair)."""
-    return [Decoding(existence=e, resolve_samples=r, merge_deg=m, min_share=s, one_per_window=o, reach_level=h,
-                     track_support=t)
-            for e, r, m, s, o, h, t in itertools.product(existence, resolve, MERGE_DEG, min_share, ONE_PER_WINDOW,
-                                                         REACH_LEVEL, track_support)]
+             min_share: tuple[float, ...] = MIN_SHARE, track_support: tuple[bool, ...] = TRACK_SUPPORT,
+             mirror: tuple[bool, ...] = MIRROR) -> list[Decoding]:
+    """-> every Decoding of the grid (existence, resolution and mirror vary slowest: one model pass per triple)."""
+    return [Decoding(existence=e, resolve_samples=r, mirror=w, merge_deg=m, min_share=s, one_per_window=o,
+                     reach_level=h, track_support=t)
+            for e, r, w, m, s, o, h, t in itertools.product(existence, resolve, mirror, MERGE_DEG, min_share,
+                                                            ONE_PER_WINDOW, REACH_LEVEL, track_support)]
+
+
+def switches(text: str, flag: str) -> tuple[bool, ...]:
+    """'off,on' -> (False, True); BenchError naming the flag otherwise."""
+    words = [w.strip() for w in text.split(",") if w.strip()]
+    if not words or any(w not in ("off", "on") for w in words):
+        raise BenchError(f"{flag}: expected off, on or off,on, got {text!r}")
+    return tuple(dict.fromkeys(w == "on" for w in words))
 
 
 def floats(text: str, flag: str) -> tuple[float, ...]:
@@ -98,15 +108,16 @@ def scored(found: list[dict[str, Any]], truth: list[list[float]]) -> dict[str, f
 def calibrate(localizer: Localizer, waves: np.ndarray, truth: list[list[float]], spacing: float,
               grid: list[Decoding] | None = None) -> list[dict[str, Any]]:
     """waves [N, 2, T] at SR and their talkers -> one row per Decoding of the grid (its setting and scores), best
-    first. The model runs once per existence threshold and window resolution (a window's copies are dropped as its
-    slots are read); the clustering settings reuse those windows."""
+    first. The model runs once per existence threshold, window resolution and mirror setting (a window's copies are
+    dropped as its slots are read); the clustering settings reuse those windows."""
     rows = []
     duration = waves.shape[-1] / SR
     grid = settings() if grid is None else grid
-    for (existence, resolve), group in itertools.groupby(grid, key=lambda d: (d.existence, d.resolve_samples)):
-        windowed = localizer.with_decoding(Decoding(existence=existence, resolve_samples=resolve))
+    for (existence, resolve, mirror), group in itertools.groupby(
+            grid, key=lambda d: (d.existence, d.resolve_samples, d.mirror)):
+        windowed = localizer.with_decoding(Decoding(existence=existence, resolve_samples=resolve, mirror=mirror))
         windows = [windowed(w, SR, mic_spacing=spacing).windows
-                   for w in tqdm(waves, desc=f"existence {existence}, resolve {resolve} samples")]
+                   for w in tqdm(waves, desc=f"existence {existence}, resolve {resolve} samples, mirror {mirror}")]
         for decoding in group:
             decoder = localizer.with_decoding(decoding)
             found = [{"angles_deg": sorted(float(a) for a in decoder.aggregate(list(w), duration, SR, spacing).angles_deg)}
@@ -128,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     truth = count_truth(data["truth"])
     spacing = float(data["meta"]["mic_spacing"])
     grid = settings(floats(args.existence, "--existence"), floats(args.resolve, "--resolve"),
-                    floats(args.min_share, "--min-share"), TRACK_SUPPORT if localizer.tracks else (False,))
+                    floats(args.min_share, "--min-share"), TRACK_SUPPORT if localizer.tracks else (False,),
+                    switches(args.mirror, "--mirror"))
     rows = calibrate(localizer, data["waves"], truth, spacing, grid)
     default = next((r for r in rows if r["decoding"] == dataclasses.asdict(Decoding())), rows[-1])
     print(f"{label} on the {args.split} count set ({len(truth)} clips): best settings, then the defaults")
@@ -136,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         d = r["decoding"]
         print(f"  existence {d['existence']:.2f}  resolve {d['resolve_samples']:.2f} samples  merge {d['merge_deg']:4.0f} deg  min share {d['min_share']:.2f}  "
               f"one per window {str(d['one_per_window']):5}  reach {d['reach_level']:.1f}  track {str(d['track_support']):5}  "
-              f"count {100 * r['count_accuracy']:5.1f}%  F1 {r['f1']:.3f}  one named one {100 * r['one_named_one']:3.0f}%  "
+              f"mirror {str(d['mirror']):5}  count {100 * r['count_accuracy']:5.1f}%  F1 {r['f1']:.3f}  one named one {100 * r['one_named_one']:3.0f}%  "
               f"matched MAE {r['matched_mae_deg']:.2f}")
     if args.write:
         best = Decoding(**rows[0]["decoding"])

@@ -20,6 +20,7 @@ from ssl_model.export import Posteriors
 from ssl_model.inputs import LocalizeError
 from ssl_model.levels import window_is_silent
 from ssl_model.loading import LocalizerSpec
+from ssl_model.mirror import average_with_mirrored
 from ssl_model.results import FrameResult, LocalizationResult, WindowResult
 from ssl_model.talkers import (Decoding, TrackGrid, cluster_detections, delay_samples, distinct, posterior_reach,
                                track_peaks, track_support)
@@ -86,9 +87,7 @@ class WindowDecoder:
         `name` for non-finite model outputs."""
         sr = self.spec.sr
         windows = torch.stack([piece for _, piece, _ in batch]).to(self.device)
-        outputs = self.network(windows, torch.tensor(spacing, device=self.device))  # one steering
-        self.check_outputs(outputs, name)
-        posteriors, exist, track = outputs
+        posteriors, exist, track = self._outputs(windows, spacing, name)
         count, angles, posteriors, exist = decode_slot_posteriors(posteriors, exist, self.decoding.existence)
         if self.counts:
             count, angles, posteriors, exist = self._drop_copies(count, angles, posteriors, exist, spacing)
@@ -110,6 +109,19 @@ class WindowDecoder:
                 existence=exist[i].cpu().numpy(), slot_angles_deg=slot_angles[i].double().cpu().numpy(), frames=frames,
                 activity=activity, tracked=self.tracks))
         return out
+
+    def _outputs(self, windows: torch.Tensor, spacing: float, name: str
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """windows [B, 2, clip_samples] -> the network's (posteriors [B, S, C], existence [B, S], track [B, steps, C]);
+        with decoding.mirror, averaged with the pass over the channel-swapped windows (ssl_model/mirror.py)."""
+        steering = torch.tensor(spacing, device=self.device)  # one steering
+        outputs = self.network(windows, steering)
+        self.check_outputs(outputs, name)
+        if not self.decoding.mirror:
+            return outputs
+        swapped = self.network(windows.flip(1), steering)
+        self.check_outputs(swapped, name)
+        return average_with_mirrored(outputs, swapped, self.decoding.existence)
 
     def _delay_of(self, spacing: float) -> Callable[[np.ndarray], np.ndarray]:
         """-> angles [...] (degrees) -> the delays [...] in samples at the model's rate that the pair hears."""

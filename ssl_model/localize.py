@@ -24,6 +24,7 @@ terminal, never with -q. Weights are read from safetensors: no code is executed 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -133,6 +134,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "model; a model trained for a range of spacings takes any spacing in it)")
     parser.add_argument("--num-talkers", type=int, default=None, metavar="K",
                         help="report exactly K talkers (a known count), not the model's own count")
+    parser.add_argument("--mirror", action="store_true",
+                        help="hear every window twice, the second time with its channels swapped, and average the two "
+                             "(finer angles at twice the compute; the count as good on simulated rooms, a little "
+                             "worse on a real array: docs/models.md)")
     parser.add_argument("--stream", action="store_true",
                         help="also print one JSON line per window as it is computed (\"kind\": \"window\")")
     parser.add_argument("--plot", help="PNG of the posteriors on a half-circle (with several files: a folder, "
@@ -268,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.files.count(STDIN) > 1:
             raise LocalizeError("-: standard input can be read once; name it once")
         localizer = Localizer.from_file(weights_path(args.run, args.model), torch_device(args.device, "--device"))
+        if args.mirror:
+            localizer = localizer.with_decoding(dataclasses.replace(localizer.decoding, mirror=True))
         localizer.check_spacing(args.mic_spacing)
         localizer.check_num_talkers(args.num_talkers)
     except LocalizeError as err:

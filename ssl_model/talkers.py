@@ -44,7 +44,8 @@ class Decoding:
     peak, when that is wider: posterior_reach), two of one window only when `one_per_window` is off; a recording keeps
     the clusters with a share of at least `min_share` (cluster_detections), each window's vote weighted by its
     existence or, with `track_support` (models with a frame head), by the geometric mean of its existence and its
-    track's support (`track_support`). benchmarks/calibrate_decoding.py chooses them on a
+    track's support (`track_support`). With `mirror` each window is heard twice, the second time with its channels
+    swapped, and the two passes averaged (ssl_model/mirror.py). benchmarks/calibrate_decoding.py chooses them on a
     development set. Checked when made: ConfigError naming the threshold (`decoding.KEY`) when it cannot work."""
     existence: float = EXISTENCE
     merge_deg: float = MERGE_DEG
@@ -53,6 +54,7 @@ class Decoding:
     resolve_samples: float = RESOLVE_SAMPLES
     reach_level: float = REACH_LEVEL
     track_support: bool = False
+    mirror: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -70,7 +72,7 @@ class Decoding:
              f"must be in [0, 4] samples of delay, got {self.resolve_samples}")
         need(0.0 <= self.reach_level < 1.0, "decoding.reach_level",
              f"must be in [0, 1) of a posterior's peak (0: off), got {self.reach_level}")
-        for key in ("one_per_window", "track_support"):
+        for key in ("one_per_window", "track_support", "mirror"):
             need(isinstance(getattr(self, key), bool), f"decoding.{key}",
                  f"must be true or false, got {getattr(self, key)!r}")
 

@@ -551,5 +551,10 @@ def test_calibration_scores_count_accuracy_f1_and_single_talkers_and_covers_the_
     assert Decoding() in calib.settings() and len(set(calib.settings())) == len(calib.settings())
     finer = calib.settings((0.5,), (0.5,), (0.3,))  # --min-share: only the given shares, every other axis whole
     assert {d.min_share for d in finer} == {0.3} and len(finer) == len(set(finer)) == (
-        len(calib.MERGE_DEG) * len(calib.ONE_PER_WINDOW) * len(calib.REACH_LEVEL) * len(calib.TRACK_SUPPORT))
+        len(calib.MERGE_DEG) * len(calib.ONE_PER_WINDOW) * len(calib.REACH_LEVEL) * len(calib.TRACK_SUPPORT)
+        * len(calib.MIRROR))
     assert {d.track_support for d in calib.settings((0.5,), (0.5,), (0.3,), (False,))} == {False}  # no frame head
+    assert {d.mirror for d in calib.settings((0.5,), (0.5,), (0.3,), (False,), (True,))} == {True}  # --mirror on
+    assert calib.switches("off,on", "--mirror") == (False, True) and calib.switches("on", "--mirror") == (True,)
+    with pytest.raises(calib.BenchError, match="--mirror"):
+        calib.switches("maybe", "--mirror")
