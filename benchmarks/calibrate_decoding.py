@@ -60,7 +60,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="window resolutions in samples of delay to try, comma-separated (each costs one model pass)")
     p.add_argument("--min-share", default=",".join(f"{s:g}" for s in MIN_SHARE),
                    help="a talker's least share of the windows to try, comma-separated (no model pass each)")
-    p.add_argument("--mirror", default="off,on", help="channel-swap averaging to try: off, on or off,on")
+    p.add_argument("--mirror", default="off", help="channel-swap averaging (decoding.mirror: a second model pass) to "
+                                                   "try: off (default), on, or off,on")
     p.add_argument("--json", help="write every setting's scores here")
     p.add_argument("--write", metavar="FILE", help="save the model with the best thresholds in its metadata here "
                                                    "(Localizer.from_file then decodes with them)")
