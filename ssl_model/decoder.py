@@ -115,13 +115,14 @@ class WindowDecoder:
         """windows [B, 2, clip_samples] -> the network's (posteriors [B, S, C], existence [B, S], track [B, steps, C]);
         with decoding.mirror, averaged with the pass over the channel-swapped windows (ssl_model/mirror.py)."""
         steering = torch.tensor(spacing, device=self.device)  # one steering
-        outputs = self.network(windows, steering)
-        self.check_outputs(outputs, name)
         if not self.decoding.mirror:
+            outputs = self.network(windows, steering)
+            self.check_outputs(outputs, name)
             return outputs
-        swapped = self.network(windows.flip(1), steering)
-        self.check_outputs(swapped, name)
-        return average_with_mirrored(outputs, swapped, self.decoding.existence)
+        both = self.network(torch.cat((windows, windows.flip(1))), steering)  # one batch: the windows, then swapped
+        self.check_outputs(both, name)
+        plain, swapped = zip(*(t.chunk(2) for t in both))
+        return average_with_mirrored(plain, swapped, self.decoding.existence)
 
     def _delay_of(self, spacing: float) -> Callable[[np.ndarray], np.ndarray]:
         """-> angles [...] (degrees) -> the delays [...] in samples at the model's rate that the pair hears."""

@@ -1,7 +1,7 @@
 """Channel-swap averaging at inference: a pair heard with its channels swapped hears every source at 180 - theta
 (lateral angles; the mics are interchangeable), so the network's outputs for the swapped window, flipped back along
-the direction classes, are a second estimate of the same scene. Averaging the two cancels a bias the network has
-towards one end of the axis and halves the variance of its slots' posteriors.
+the direction classes, are a second estimate of the same scene. The network is not symmetric in its channels although
+its training rooms are; the average of the two passes is (what it buys and costs: BENCHMARKS.md).
 
 Slots are matched before they are averaged: the swapped pass lists the same talkers in the opposite order, and the
 two passes may disagree on a window's count. Existence is ordinal (slot j: more than j talk), so it averages slot by
