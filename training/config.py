@@ -154,6 +154,8 @@ class OptimConfig:
     # which talker each held slot learns: ascending angle order, or the least costly permutation (training.objective)
     slot_assignment: Literal["ascending", "permutation"] = "ascending"
     track_weight: float = 0.25  # the track (frame head) term's weight (training.objective)
+    # score the mean of each window's pass and its channel-swapped pass, as decoding.mirror decodes (training.objective)
+    mirror_average: bool = False
 
     def validate(self) -> None:
         need_finite(self, "optim.")
@@ -250,6 +252,11 @@ class TrainConfig:
         need(self.sr >= 1000, "sr", f"must be >= 1000 Hz, got {self.sr}")
         need(self.model.sr == self.sr, "model.sr", f"must equal sr ({self.sr} Hz), got {self.model.sr}")
         self.model.check_clip(self.clip_samples, "speech.clip_seconds")  # the bounds a stored model's window meets
+        if self.optim.mirror_average:  # the swapped pass's slots pair by the ascending order and an ordinal count
+            need(self.model.count_head, "optim.mirror_average", "needs model.count_head: true")
+            need(self.optim.slot_assignment == "ascending", "optim.mirror_average",
+                 f"pairs the swapped pass's slots in ascending order; optim.slot_assignment is "
+                 f"{self.optim.slot_assignment}")
 
 
 def load_train_config(path: str | Path | None = None, overrides=()) -> TrainConfig:

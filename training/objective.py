@@ -15,9 +15,15 @@
 - Track (frame_head): per step of the model's pooled tokens, binary cross-entropy of each direction class against
   a bump of width label_sigma_deg (at least one class) around every talker active in that step; weighted by
   optim.track_weight (1/4 by default).
+- Mirrored (optim.mirror_average): swapping a pair's channels mirrors every talker to 180 - theta, and the decoder's
+  `decoding.mirror` averages a window's pass with its swapped pass. Trained that way, every term above scores the
+  average of the two passes' probabilities (the swapped pass flipped along the direction classes; its held slots,
+  which list the talkers in the opposite order, reversed; existence slot by slot), so the count is learnt for the
+  averaged outputs the decoder reads, not for either pass alone.
 """
 from __future__ import annotations
 
+import math
 from itertools import permutations
 
 import torch
@@ -118,15 +124,47 @@ def frames_per_step(config: ModelConfig) -> int:
     return config.frames_per_patch * config.frame_step_tokens
 
 
+def mirrored_slots(count: torch.Tensor, slots: int) -> torch.Tensor:
+    """count long [B] -> long [B, S]: the swapped pass's slot that holds plain slot i's talker: n - 1 - i for the n
+    held slots (ascending angles become descending), i itself for the empty ones."""
+    i = torch.arange(slots, device=count.device)[None, :]
+    n = count[:, None]
+    return torch.where(i < n, n - 1 - i, i)
+
+
+def mean_sigmoid_logit(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """logits a, b (same shape) -> the logit of (sigmoid(a) + sigmoid(b)) / 2, computed in log space."""
+    a, b = a.float(), b.float()
+    return torch.logaddexp(F.logsigmoid(a), F.logsigmoid(b)) - torch.logaddexp(F.logsigmoid(-a), F.logsigmoid(-b))
+
+
+def average_mirrored(out: SSLOutput, swapped: SSLOutput, count: torch.Tensor) -> SSLOutput:
+    """outputs for windows and for the same windows with their channels swapped, count long [B] (talkers after
+    merge_unresolvable) -> SSLOutput in the first's angles whose logits give the two passes' mean probabilities:
+    directions as log mean softmax (the swapped pass's classes flipped, its held slots reversed: mirrored_slots),
+    existence slot by slot and the track step by step as logits of mean sigmoids (ssl_model.mirror at inference)."""
+    order = mirrored_slots(count, out.logits.shape[1])
+    log_p = F.log_softmax(out.logits.float(), dim=-1)
+    log_q = F.log_softmax(swapped.logits.float(), dim=-1).flip(-1)
+    log_q = log_q.gather(1, order[..., None].expand_as(log_q))
+    logits = torch.logaddexp(log_p, log_q) - math.log(2.0)
+    exist = mean_sigmoid_logit(out.exist, swapped.exist) if out.exist is not None else None
+    track = mean_sigmoid_logit(out.track, swapped.track.flip(-1)) if out.track is not None else None
+    return SSLOutput(logits, exist, track)
+
+
 def batch_loss(out: SSLOutput, mix: Mixtures, config: ModelConfig, sigma_deg: float = 0.0,
                smoothing: float = 0.0, exist_weight: float = 1.0, permute: bool = False,
-               track_weight: float = 0.25) -> torch.Tensor:
-    """model outputs, the batch's Mixtures -> scalar loss (module docstring)."""
+               track_weight: float = 0.25, swapped: SSLOutput | None = None) -> torch.Tensor:
+    """model outputs, the batch's Mixtures (, the outputs for its channel-swapped waves: the mirrored objective)
+    -> scalar loss (module docstring)."""
     if out.exist is None:  # the seed's objective: every slot holds a talker
         targets = soft_targets(mix.angles, config.num_classes, sigma_deg) if sigma_deg > 0 else \
             angle_to_class(mix.angles, config.num_classes)
         return two_slot_cross_entropy(out.logits, targets, smoothing)
     angles, count = merge_unresolvable(mix.angles, mix.spacing, config.sr, config.sound_speed)
+    if swapped is not None:
+        out = average_mirrored(out, swapped, count)
     loss = direction_loss(out.logits, angles, sigma_deg, smoothing, permute)
     exist = F.binary_cross_entropy_with_logits(out.exist.float(), exist_targets(count, out.exist.shape[1]))
     loss = loss + exist_weight * exist

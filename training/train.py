@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 from configs import ConfigError, config_to_dict
 from shards.faults import fault_point
 from ssl_model import SSLModel
+from ssl_model.model import SSLOutput
 from ssl_model.cli_log import add_verbosity, setup_logging
 from ssl_model.export import command_name, describe_non_finite, non_finite
 from ssl_model.oracle import chance_binned_mae
@@ -231,9 +232,15 @@ def batch_loss(model, batch: Mixtures, cfg: TrainConfig) -> tuple[torch.Tensor, 
     that knows what a batch holds and which objective trains the model (training.objective)."""
     bad = ~torch.isfinite(batch.wave).all()
     wave = torch.nan_to_num(batch.wave, nan=0.0, posinf=0.0, neginf=0.0)  # keeps BatchNorm statistics clean
-    out = model(wave, batch.spacing, heads=True)  # through the (DDP-)wrapped forward: every head's gradients sync
+    swapped = None
+    if cfg.optim.mirror_average:  # one forward over the windows and their channel-swapped copies
+        both = model(torch.cat([wave, wave.flip(1)]), batch.spacing.repeat(2), heads=True)
+        out, swapped = (SSLOutput(*(None if t is None else t.chunk(2)[half] for t in both)) for half in (0, 1))
+    else:
+        out = model(wave, batch.spacing, heads=True)  # through the (DDP-)wrapped forward: every head's gradients sync
     return objective_loss(out, batch, cfg.model, cfg.optim.label_sigma_deg, cfg.optim.label_smoothing,
-                          cfg.optim.exist_weight, cfg.optim.slot_assignment == "permutation", cfg.optim.track_weight), bad
+                          cfg.optim.exist_weight, cfg.optim.slot_assignment == "permutation", cfg.optim.track_weight,
+                          swapped), bad
 
 
 def train_step(model, optimizer, accelerator, data: TrainData, cfg: TrainConfig, progress: Progress) -> float:
