@@ -10,6 +10,7 @@ from typing import Any, Callable
 import numpy as np
 import pyroomacoustics as pra
 import torch
+from einops import rearrange
 from scipy.optimize import linear_sum_assignment
 from tqdm.auto import tqdm
 
@@ -20,6 +21,7 @@ from ssl_model.loading import PRETRAINED_DIR, PRETRAINED_NAMES, WEIGHTS, Checkpo
 from ssl_model.localizer import LocalizeError, Localizer, run_weights
 from ssl_model.metrics import count_confusion, detection_metrics, localization_metrics
 from ssl_model.oracle import chance_binned_mae, oracle_floor_binned_mae
+from ssl_model.stream_audio import window_starts
 from ssl_model.targets import angle_to_class
 
 NFFT, HOP = 512, 256
@@ -35,6 +37,7 @@ RT60_BINS = (0.1, 0.3, 0.5, 0.7)
 SEPARATION_BINS = (0.0, 10.0, 20.0, 40.0, 180.0)
 DETECTION_THRESHOLD_DEG = 10.0
 ONE_WINDOW_DEG = 5.0  # the issue's real-recordings row: one talker named one in a window, within this many degrees
+ONE_WINDOW_S = 1.5  # GCC-PHAT's windows for that row: the default localizer's
 
 
 # ---------------------------------------------------------------------------------------------- classical methods
@@ -428,12 +431,25 @@ def per_group(keys: list[Any], run: Callable[[np.ndarray, Any], list[dict[str, A
 
 
 def gcc_given_count(waves: np.ndarray, spacing: float, count: int, chunk: int = 32) -> list[dict[str, Any]]:
-    """clips [N, 2, T] of one spacing and true count -> frame-voting GCC-PHAT's `count` strongest peaks each."""
+    """clips [N, 2, T] of one spacing and true count -> frame-voting GCC-PHAT's `count` strongest peaks each, over
+    the clip and over each of its windows (ONE_WINDOW_S long, half-overlapping as the localizer's: 'windows'), so
+    that the one-talker window row has a classical reference given the count."""
+    starts = window_starts(waves.shape[-1], int(round(ONE_WINDOW_S * SR)))
+    width = min(int(round(ONE_WINDOW_S * SR)), waves.shape[-1])
+
+    def peaks(batch: np.ndarray) -> np.ndarray:
+        return gcc_phat(torch.from_numpy(np.ascontiguousarray(batch)), sr=SR, mic_spacing=spacing, num_sources=count,
+                        sound_speed=SOUND_SPEED).double().numpy()
+
     out = []
     for i in range(0, len(waves), chunk):
-        angles = gcc_phat(torch.from_numpy(waves[i:i + chunk]), sr=SR, mic_spacing=spacing, num_sources=count,
-                          sound_speed=SOUND_SPEED)
-        out.extend({"angles_deg": sorted(float(a) for a in row), "count": count} for row in angles.double().numpy())
+        clips = waves[i:i + chunk]
+        whole = peaks(clips)
+        windows = peaks(np.concatenate([clips[..., s:s + width] for s in starts]))  # [window-major, count]
+        windows = rearrange(windows, "(w n) k -> n w k", w=len(starts))
+        out.extend({"angles_deg": sorted(float(a) for a in row), "count": count,
+                    "windows": [sorted(float(a) for a in w) for w in per_window]}
+                   for row, per_window in zip(whole, windows))
     return out
 
 

@@ -215,8 +215,8 @@ def real_table_lines(name: str, result: dict[str, Any]) -> list[str]:
         lines.append(f"    {label:{width}s} [{rows}]")
     singles = {label: row["metrics"].get("one_talker_windows") for label, row in result["methods"].items()}
     if any(singles.values()):
-        lines.append("  one-talker clips, their 1.5 s windows with signal: named one talker, and named it within "
-                     f"{next(s for s in singles.values() if s)['within_deg']:g} deg:")
+        lines.append("  one-talker clips, their 1.5 s windows with signal (GCC-PHAT: every window, handed the count): "
+                     f"named one talker, and named it within {next(s for s in singles.values() if s)['within_deg']:g} deg:")
         for label, w in singles.items():
             if w and w["windows"]:
                 lines.append(f"    {label:{width}s} {w['named_one']} of {w['windows']} ({100 * w['named_one'] / w['windows']:.1f}%), "

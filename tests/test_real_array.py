@@ -265,3 +265,17 @@ def test_single_talker_windows_count_what_each_window_of_a_one_talker_clip_names
              {"angles_deg": [90.0], "windows": [[], [92.0]]}]  # a window naming nobody counts against
     got = methods.real_scores(found, truth, np.array([0.06, 0.06, 0.12]))["one_talker_windows"]
     assert got == {"windows": 5, "named_one": 3, "named_one_within": 2, "within_deg": 5.0}
+
+
+def test_gcc_phat_handed_the_count_names_each_window_of_a_one_talker_clip():
+    """A pair hearing one white source with mic 1 two samples later, 3 s at 10 cm: the clip and each of its three
+    half-overlapping 1.5 s windows name one talker at arccos(-2 c / (sr d)) (mic 1 late: the far half)."""
+    rng = np.random.default_rng(0)
+    source = rng.standard_normal(3 * SR + 2)
+    clip = np.stack([source[2:], source[:-2]])[None].astype(np.float32)  # mic 1 hears it two samples later
+    want = math.degrees(math.acos(-2 * SOUND_SPEED / (SR * 0.1)))
+    [got] = methods.gcc_given_count(clip, 0.1, 1)
+    assert len(got["windows"]) == 3 and all(len(w) == 1 for w in got["windows"])
+    assert abs(got["angles_deg"][0] - want) < 1.0 and all(abs(w[0] - want) < 1.0 for w in got["windows"])
+    scored = methods.real_scores([got], [[want]], np.array([0.1]))["one_talker_windows"]
+    assert scored == {"windows": 3, "named_one": 3, "named_one_within": 3, "within_deg": 5.0}
