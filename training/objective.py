@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from ssl_model.config import ModelConfig
 from ssl_model.metrics import two_slot_cross_entropy
+from ssl_model.mirror import flip_classes
 from ssl_model.model import SSLOutput
 from ssl_model.talkers import RESOLVE_SAMPLES
 from ssl_model.targets import angle_to_class, class_centers, soft_targets
@@ -145,11 +146,11 @@ def average_mirrored(out: SSLOutput, swapped: SSLOutput, count: torch.Tensor) ->
     existence slot by slot and the track step by step as logits of mean sigmoids (ssl_model.mirror at inference)."""
     order = mirrored_slots(count, out.logits.shape[1])
     log_p = F.log_softmax(out.logits.float(), dim=-1)
-    log_q = F.log_softmax(swapped.logits.float(), dim=-1).flip(-1)
+    log_q = flip_classes(F.log_softmax(swapped.logits.float(), dim=-1))
     log_q = log_q.gather(1, order[..., None].expand_as(log_q))
     logits = torch.logaddexp(log_p, log_q) - math.log(2.0)
     exist = mean_sigmoid_logit(out.exist, swapped.exist) if out.exist is not None else None
-    track = mean_sigmoid_logit(out.track, swapped.track.flip(-1)) if out.track is not None else None
+    track = mean_sigmoid_logit(out.track, flip_classes(swapped.track)) if out.track is not None else None
     return SSLOutput(logits, exist, track)
 
 
